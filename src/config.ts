@@ -1,0 +1,89 @@
+/**
+ * The service's configuration: read from the environment once, at startup,
+ * validated, and passed down explicitly. Nothing else reads `process.env`.
+ * README.md documents every variable.
+ */
+export interface Config {
+  /** Interface to listen on. */
+  host: string;
+  /** Port serving gRPC, gRPC-Web and Connect (h2c). */
+  port: number;
+  /** PostgreSQL connection string; when unset the embedded PGlite is used. */
+  databaseUrl: string | undefined;
+  /** Directory of the embedded PGlite database (when `databaseUrl` is unset). */
+  dataDir: string;
+  /** Maximum connections of the PostgreSQL pool. */
+  databasePoolMax: number;
+  /** After SIGTERM/SIGINT, how long health says NOT_SERVING while calls are still taken (ms). */
+  shutdownDrainDelayMs: number;
+  /** After the drain delay, how long in-flight unary calls get to finish (ms). */
+  shutdownGraceMs: number;
+  /** Rows read per keyset batch by streaming RPCs. */
+  streamBatchSize: number;
+  /** Rows deleted per statement by the Delete* RPCs. */
+  deleteBatchSize: number;
+  /** Minimum level of log lines written to stdout. */
+  logLevel: LogLevel;
+}
+
+/** Severity of a log line, lowest first. */
+export type LogLevel = "debug" | "info" | "warn" | "error";
+const logLevels: readonly LogLevel[] = ["debug", "info", "warn", "error"];
+
+/** Defaults of every setting; `loadConfig` overrides them from the environment. */
+export const defaultConfig: Config = {
+  host: "0.0.0.0",
+  port: 50051,
+  databaseUrl: undefined,
+  dataDir: "./data",
+  databasePoolMax: 10,
+  shutdownDrainDelayMs: 0,
+  shutdownGraceMs: 10_000,
+  streamBatchSize: 500,
+  deleteBatchSize: 1_000,
+  logLevel: "info",
+};
+
+/**
+ * Reads the configuration from environment variables. Throws an Error naming
+ * the variable when one is malformed, so that a typo stops the server at
+ * startup instead of being silently replaced by a default.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  return {
+    host: str(env, "HOST") ?? defaultConfig.host,
+    port: int(env, "PORT", 0, 65_535) ?? defaultConfig.port,
+    databaseUrl: str(env, "DATABASE_URL"),
+    dataDir: str(env, "DATA_DIR") ?? defaultConfig.dataDir,
+    databasePoolMax: int(env, "DATABASE_POOL_MAX", 1, 1_000) ?? defaultConfig.databasePoolMax,
+    shutdownDrainDelayMs: int(env, "SHUTDOWN_DRAIN_DELAY_MS", 0, 600_000) ?? defaultConfig.shutdownDrainDelayMs,
+    shutdownGraceMs: int(env, "SHUTDOWN_GRACE_MS", 0, 600_000) ?? defaultConfig.shutdownGraceMs,
+    streamBatchSize: int(env, "STREAM_BATCH_SIZE", 1, 10_000) ?? defaultConfig.streamBatchSize,
+    deleteBatchSize: int(env, "DELETE_BATCH_SIZE", 1, 100_000) ?? defaultConfig.deleteBatchSize,
+    logLevel: level(env, "LOG_LEVEL") ?? defaultConfig.logLevel,
+  };
+}
+
+function str(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const value = env[name]?.trim();
+  return value === "" ? undefined : value;
+}
+
+function int(env: NodeJS.ProcessEnv, name: string, min: number, max: number): number | undefined {
+  const raw = str(env, name);
+  if (raw === undefined) return undefined;
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw) || value < min || value > max) {
+    throw new Error(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+  }
+  return value;
+}
+
+function level(env: NodeJS.ProcessEnv, name: string): LogLevel | undefined {
+  const raw = str(env, name);
+  if (raw === undefined) return undefined;
+  if (!(logLevels as readonly string[]).includes(raw)) {
+    throw new Error(`${name} must be one of ${logLevels.join(", ")}, got "${raw}"`);
+  }
+  return raw as LogLevel;
+}

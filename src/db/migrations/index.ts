@@ -1,0 +1,16 @@
+import type { Knex } from "knex";
+import * as initialSchema from "./20261126000000_initial_schema.js";
+
+// Migrations are imported, not discovered on disk, so that they run the same
+// from TypeScript sources (tests, tsx) and from the compiled dist/ (npm start).
+// Append new migrations here, in order.
+const migrations: Record<string, Knex.Migration> = {
+  "20261126000000_initial_schema": initialSchema,
+};
+
+/** Knex migration source over the list above. */
+export const migrationSource: Knex.MigrationSource<string> = {
+  getMigrations: async () => Object.keys(migrations),
+  getMigrationName: (name) => name,
+  getMigration: async (name) => migrations[name]!,
+};

@@ -1,0 +1,196 @@
+import type { Knex } from "knex";
+import { WorkflowExecutionModel } from "../models/workflow-execution.js";
+import type { TenantScope } from "../../tenancy/tenant-scope.js";
+
+// Every SQL statement of WorkflowStateService. Each function takes the call's
+// TenantScope and filters or writes tenant_id from it; none takes a bare Knex.
+
+const INCOMPLETE = ["PENDING", "RUNNING", "BLOCKED"];
+const TERMINAL = ["COMPLETED", "FAILED", "CANCELLED"];
+
+/** The columns a save writes (see executionToColumns). JSON columns are plain objects. */
+export interface ExecutionColumns {
+  execution_id: string;
+  workflow_name: string;
+  status: string;
+  definition: object | null;
+  context: object | null;
+  step_executions: object[];
+  step_outputs: Record<string, unknown>;
+  error_message: string;
+  initiated_by: string;
+  labels: Record<string, string>;
+}
+
+/** What a save writes besides the columns: client times (ISO strings, or null when unset). */
+export interface SaveInput {
+  columns: ExecutionColumns;
+  startedAt: string | null;
+  completedAt: string | null;
+  terminal: boolean;
+}
+
+function json(columns: ExecutionColumns) {
+  // JSONB parameters are sent as JSON text: a JS array would otherwise be
+  // sent as a PostgreSQL array.
+  return {
+    ...columns,
+    definition: columns.definition === null ? null : JSON.stringify(columns.definition),
+    context: columns.context === null ? null : JSON.stringify(columns.context),
+    step_executions: JSON.stringify(columns.step_executions),
+    step_outputs: JSON.stringify(columns.step_outputs),
+    labels: JSON.stringify(columns.labels),
+  };
+}
+
+/**
+ * Creates or replaces an execution unconditionally (last writer wins) and
+ * returns the stored row. `started_at` keeps its stored value when the client
+ * leaves it unset; `completed_at` defaults to now() for terminal statuses and
+ * is cleared for incomplete ones.
+ */
+export async function upsertExecution(scope: TenantScope, input: SaveInput): Promise<WorkflowExecutionModel> {
+  return scope.run(async (db) => {
+    const cols = json(input.columns);
+    const { rows } = await db.raw<{ rows: WorkflowExecutionModel[] }>(
+      `INSERT INTO workflow_executions AS t
+         (tenant_id, execution_id, workflow_name, status, definition, context, step_executions, step_outputs,
+          error_message, initiated_by, labels, started_at, completed_at)
+       VALUES (:tenant, :execution_id, :workflow_name, :status, :definition, :context, :step_executions, :step_outputs,
+          :error_message, :initiated_by, :labels,
+          COALESCE(:started_at::timestamptz, now()),
+          CASE WHEN :terminal THEN COALESCE(:completed_at::timestamptz, now()) END)
+       ON CONFLICT (tenant_id, execution_id) DO UPDATE SET
+         workflow_name = EXCLUDED.workflow_name, status = EXCLUDED.status, definition = EXCLUDED.definition,
+         context = EXCLUDED.context, step_executions = EXCLUDED.step_executions, step_outputs = EXCLUDED.step_outputs,
+         error_message = EXCLUDED.error_message, initiated_by = EXCLUDED.initiated_by, labels = EXCLUDED.labels,
+         started_at = COALESCE(:started_at::timestamptz, t.started_at),
+         completed_at = CASE WHEN :terminal THEN COALESCE(:completed_at::timestamptz, t.completed_at, now()) END,
+         version = t.version + 1,
+         update_time = now()
+       RETURNING *`,
+      { tenant: scope.tenantId, ...cols, started_at: input.startedAt, completed_at: input.completedAt, terminal: input.terminal },
+    );
+    return WorkflowExecutionModel.fromDatabaseJson(rows[0]!);
+  });
+}
+
+/**
+ * Replaces an execution only if its version is still `expectedVersion`, and
+ * returns the stored row; undefined when the execution does not exist or has
+ * another version. The row lock makes concurrent updates from the same
+ * version serialize: exactly one of them matches.
+ */
+export async function updateExecutionIfVersion(
+  scope: TenantScope,
+  input: SaveInput,
+  expectedVersion: string,
+): Promise<WorkflowExecutionModel | undefined> {
+  return scope.run(async (db) => {
+    const { execution_id, ...cols } = json(input.columns);
+    const rows = await WorkflowExecutionModel.query(db)
+      .where({ tenant_id: scope.tenantId, execution_id, version: expectedVersion })
+      .patch({
+        ...cols,
+        started_at: db.raw("COALESCE(?::timestamptz, started_at)", [input.startedAt]),
+        completed_at: input.terminal ? db.raw("COALESCE(?::timestamptz, completed_at, now())", [input.completedAt]) : null,
+        version: db.raw("version + 1"),
+        update_time: db.raw("now()"),
+      } as never)
+      .returning("*");
+    return (rows as unknown as WorkflowExecutionModel[])[0];
+  });
+}
+
+/** One execution of the tenant, or undefined. */
+export async function findExecution(scope: TenantScope, executionId: string): Promise<WorkflowExecutionModel | undefined> {
+  return scope.run(async (db) =>
+    WorkflowExecutionModel.query(db).findOne({ tenant_id: scope.tenantId, execution_id: executionId }),
+  );
+}
+
+/** Filters of listExecutions. */
+export interface ListFilters {
+  workflowName: string;
+  statuses: string[];
+  startedAfter: string | null;
+  startedBefore: string | null;
+}
+
+/**
+ * One page of executions, newest started_at first (execution_id breaks ties),
+ * strictly after the keyset `after` = [started_at, execution_id] of the
+ * previous page's last row. Fetches one extra row to tell whether a next page exists.
+ */
+export async function listExecutions(
+  scope: TenantScope,
+  filters: ListFilters,
+  after: [string, string] | undefined,
+  limit: number,
+): Promise<WorkflowExecutionModel[]> {
+  return scope.run(async (db) => {
+    const q = WorkflowExecutionModel.query(db).where("tenant_id", scope.tenantId);
+    if (filters.workflowName !== "") q.where("workflow_name", filters.workflowName);
+    if (filters.statuses.length > 0) q.whereIn("status", filters.statuses);
+    if (filters.startedAfter !== null) q.where("started_at", ">=", filters.startedAfter);
+    if (filters.startedBefore !== null) q.where("started_at", "<", filters.startedBefore);
+    if (after !== undefined) q.whereRaw("(started_at, execution_id) < (?::timestamptz, ?)", after);
+    return q.orderBy([
+      { column: "started_at", order: "desc" },
+      { column: "execution_id", order: "desc" },
+    ]).limit(limit);
+  });
+}
+
+/**
+ * One batch of incomplete executions, oldest started_at first (execution_id
+ * breaks ties), strictly after the keyset `after`. Served by the partial
+ * indexes on incomplete rows.
+ */
+export async function incompleteExecutionsBatch(
+  scope: TenantScope,
+  workflowName: string,
+  after: [string, string] | undefined,
+  limit: number,
+): Promise<WorkflowExecutionModel[]> {
+  return scope.run(async (db) => {
+    const q = WorkflowExecutionModel.query(db).where("tenant_id", scope.tenantId).whereIn("status", INCOMPLETE);
+    if (workflowName !== "") q.where("workflow_name", workflowName);
+    if (after !== undefined) q.whereRaw("(started_at, execution_id) > (?::timestamptz, ?)", after);
+    return q.orderBy([
+      { column: "started_at", order: "asc" },
+      { column: "execution_id", order: "asc" },
+    ]).limit(limit);
+  });
+}
+
+/** Filters of deleteTerminalBatch. */
+export interface DeleteFilters {
+  completedBefore: string;
+  workflowName: string;
+  /** Terminal statuses to delete; empty means all three. */
+  statuses: string[];
+}
+
+/**
+ * Deletes at most `limit` terminal executions completed before the cutoff and
+ * returns how many it deleted. The status filter is applied in SQL whatever
+ * the caller passes, so an incomplete execution can never be deleted here.
+ */
+export async function deleteTerminalBatch(scope: TenantScope, filters: DeleteFilters, limit: number): Promise<number> {
+  return scope.run(async (db) => {
+    const statuses = filters.statuses.length > 0 ? filters.statuses.filter((s) => TERMINAL.includes(s)) : TERMINAL;
+    const victims = (db as Knex)("workflow_executions")
+      .select("execution_id")
+      .where("tenant_id", scope.tenantId)
+      .whereIn("status", statuses)
+      .where("completed_at", "<", filters.completedBefore)
+      .limit(limit);
+    if (filters.workflowName !== "") victims.where("workflow_name", filters.workflowName);
+    return WorkflowExecutionModel.query(db)
+      .where("tenant_id", scope.tenantId)
+      .whereIn("status", statuses)
+      .whereIn("execution_id", victims)
+      .delete();
+  });
+}

@@ -1,0 +1,55 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+
+// SQLSTATE classes and codes (https://www.postgresql.org/docs/current/errcodes-appendix.html)
+// that mean "the database cannot serve you right now": the call may succeed
+// if retried, so the client gets UNAVAILABLE.
+const UNAVAILABLE_SQLSTATES = new Set([
+  "53300", // too_many_connections
+  "57P01", // admin_shutdown
+  "57P02", // crash_shutdown
+  "57P03", // cannot_connect_now
+  "53000", // insufficient_resources
+  "53100", // disk_full
+  "53200", // out_of_memory
+]);
+// Transaction conflicts: retrying the whole call is safe and expected.
+const ABORTED_SQLSTATES = new Set([
+  "40001", // serialization_failure
+  "40P01", // deadlock_detected
+]);
+const NETWORK_ERRNOS = new Set(["ECONNREFUSED", "ECONNRESET", "ENOTFOUND", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH", "EAI_AGAIN"]);
+
+/**
+ * Translates an error thrown while talking to the database into the error the
+ * client sees, or returns undefined when it is not a database error we know.
+ * The message never carries SQL text or driver details; the original error is
+ * kept as `cause` for the log.
+ */
+export function databaseErrorToConnect(err: unknown): ConnectError | undefined {
+  if (typeof err !== "object" || err === null) return undefined;
+  const { code, name, message } = err as { code?: unknown; name?: unknown; message?: unknown };
+  const msg = typeof message === "string" ? message : "";
+  if (typeof code === "string") {
+    if (code.startsWith("08") || UNAVAILABLE_SQLSTATES.has(code) || NETWORK_ERRNOS.has(code)) {
+      return new ConnectError("the database is unavailable; retry with backoff", Code.Unavailable, undefined, undefined, err);
+    }
+    if (ABORTED_SQLSTATES.has(code)) {
+      return new ConnectError("the transaction conflicted with another one; retry", Code.Aborted, undefined, undefined, err);
+    }
+    if (code === "57014") {
+      return new ConnectError("the query was cancelled", Code.Canceled, undefined, undefined, err);
+    }
+  }
+  // Knex's pool gave up waiting for a connection, or pg lost its socket.
+  if (
+    name === "KnexTimeoutError" ||
+    msg.includes("Connection terminated") ||
+    msg.includes("connect ECONNREFUSED") ||
+    msg.includes("Client was closed") ||
+    msg.includes("PGlite is closed") ||
+    msg.includes("Unable to acquire a connection")
+  ) {
+    return new ConnectError("the database is unavailable; retry with backoff", Code.Unavailable, undefined, undefined, err);
+  }
+  return undefined;
+}

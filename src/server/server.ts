@@ -1,0 +1,134 @@
+import * as http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import type { DescService } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { Knex } from "knex";
+import { CircuitBreakerService } from "../../gen/orchestration/state/v1/circuit_breaker_service_pb.js";
+import { RoutingAuditService } from "../../gen/orchestration/state/v1/routing_audit_service_pb.js";
+import { StatisticsService } from "../../gen/orchestration/state/v1/statistics_service_pb.js";
+import { WorkflowStateService } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
+import { ServerReflection as ServerReflectionV1 } from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection as ServerReflectionV1alpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
+import type { Config } from "../config.js";
+import { createErrorInterceptor } from "../errors/error-interceptor.js";
+import { createHealthService, type HealthService } from "../health/health-service.js";
+import { createLoggingInterceptor } from "../logging/logging-interceptor.js";
+import type { Logger } from "../logging/logger.js";
+import { createReflectionServices } from "../reflection/reflection-service.js";
+import { createWorkflowStateService } from "../services/workflow-state-service.js";
+import { createTenantInterceptor } from "../tenancy/tenant-interceptor.js";
+import { CallDrain } from "./drain.js";
+
+/** What the server is built from. */
+export interface ServerDeps {
+  knex: Knex;
+  logger: Logger;
+  config: Pick<Config, "shutdownDrainDelayMs" | "shutdownGraceMs" | "streamBatchSize" | "deleteBatchSize">;
+}
+
+/** A built server: listen, then shut down gracefully. */
+export interface AppServer {
+  /** Starts listening; resolves with the bound port (useful with port 0). */
+  listen(port: number, host: string): Promise<number>;
+  /**
+   * Graceful shutdown: health turns NOT_SERVING; after the drain delay new
+   * calls answer UNAVAILABLE; in-flight unary calls get the grace period to
+   * finish; open streams end with UNAVAILABLE; connections close. The
+   * database is not closed here: its owner (main.ts) does that afterwards.
+   */
+  shutdown(): Promise<void>;
+  /** The health service, to report status changes. */
+  readonly health: HealthService;
+}
+
+/** The services of our contract; each acts for exactly one tenant. */
+export const tenantServices: readonly DescService[] = [
+  WorkflowStateService,
+  CircuitBreakerService,
+  RoutingAuditService,
+  StatisticsService,
+];
+
+/**
+ * Builds the server: every protocol (gRPC, gRPC-Web, Connect) on one HTTP/2
+ * cleartext port, our four services behind the tenancy interceptor, plus
+ * health and reflection.
+ */
+export function createServer(deps: ServerDeps): AppServer {
+  const { logger, config } = deps;
+  const shutdownController = new AbortController();
+  const drain = new CallDrain();
+  const health = createHealthService(tenantServices.map((s) => s.typeName));
+  const reflection = createReflectionServices([...tenantServices, Health]);
+
+  // Order matters: the first interceptor is the outermost. Logging sees the
+  // final code; errors are translated before logging sees them; the drain
+  // counts calls; tenancy runs last, right before the handler.
+  const tenantInterceptors: Interceptor[] = [drain.interceptor, createTenantInterceptor(deps.knex)];
+  const routes = (router: ConnectRouter) => {
+    const opts = { interceptors: tenantInterceptors };
+    router.service(
+      WorkflowStateService,
+      createWorkflowStateService({ streamBatchSize: config.streamBatchSize, deleteBatchSize: config.deleteBatchSize }),
+      opts,
+    );
+    // Not implemented yet: Connect answers UNIMPLEMENTED for every method of an
+    // empty implementation (after the tenancy check).
+    router.service(CircuitBreakerService, {}, opts);
+    router.service(RoutingAuditService, {}, opts);
+    router.service(StatisticsService, {}, opts);
+    router.service(Health, health.impl);
+    router.service(ServerReflectionV1, reflection.v1);
+    router.service(ServerReflectionV1alpha, reflection.v1alpha);
+  };
+
+  const server = http2.createServer(
+    connectNodeAdapter({
+      routes,
+      interceptors: [createLoggingInterceptor(logger), createErrorInterceptor(logger)],
+      shutdownSignal: shutdownController.signal,
+    }),
+  );
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on("session", (session) => {
+    sessions.add(session);
+    session.on("close", () => sessions.delete(session));
+  });
+
+  return {
+    health,
+    listen(port, host) {
+      return new Promise((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(port, host, () => {
+          server.off("error", reject);
+          health.setAll(ServingStatus.SERVING);
+          resolve((server.address() as AddressInfo).port);
+        });
+      });
+    },
+    async shutdown() {
+      health.setAll(ServingStatus.NOT_SERVING);
+      logger.info("shutting down: health is NOT_SERVING", { drainDelayMs: config.shutdownDrainDelayMs });
+      // Load balancers and clients watching health move away during the delay.
+      await sleep(config.shutdownDrainDelayMs);
+      drain.stopAccepting();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve())); // no new connections
+      // Streams (and health watches) end now with UNAVAILABLE; unary handlers
+      // ignore the signal and run to completion.
+      shutdownController.abort(new ConnectError("the server is shutting down; call again on another replica", Code.Unavailable));
+      for (const session of sessions) session.close(); // GOAWAY: no new streams, open ones finish
+      const finished = await drain.waitIdle(config.shutdownGraceMs);
+      if (!finished) logger.warn("grace period over; cancelling the calls still running", { calls: drain.active });
+      for (const session of sessions) session.destroy();
+      await closed;
+      logger.info("server stopped");
+    },
+  };
+}
+
+function sleep(ms: number): Promise<void> {
+  return ms > 0 ? new Promise((resolve) => setTimeout(resolve, ms)) : Promise.resolve();
+}

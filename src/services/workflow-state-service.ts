@@ -1,0 +1,128 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import {
+  DeleteWorkflowExecutionsResponseSchema,
+  GetWorkflowExecutionResponseSchema,
+  ListWorkflowExecutionsResponseSchema,
+  SaveWorkflowExecutionResponseSchema,
+  StreamIncompleteWorkflowsResponseSchema,
+  type WorkflowStateService,
+} from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
+import { timestampToDb } from "../db/convert.js";
+import * as queries from "../db/queries/workflow-executions.js";
+import { keysetFromToken, pageSize, pageToken } from "../pagination/page-token.js";
+import { tenantScope } from "../tenancy/tenant-scope.js";
+import {
+  executionFromRow,
+  executionToColumns,
+  isTerminal,
+  statusToDb,
+  versionOfEtag,
+} from "./workflow-state/execution-row.js";
+import { validateDelete, validateGet, validateList, validateSave, validateStream } from "./workflow-state/validate.js";
+import { throwIfStopped } from "./streaming.js";
+
+/** What WorkflowStateService needs besides the call's tenant scope. */
+export interface WorkflowStateDeps {
+  /** Rows per keyset batch of StreamIncompleteWorkflows. */
+  streamBatchSize: number;
+  /** Rows per DELETE statement of DeleteWorkflowExecutions. */
+  deleteBatchSize: number;
+}
+
+/** The handlers of WorkflowStateService: validate, run one query module call, map to the response. */
+export function createWorkflowStateService(deps: WorkflowStateDeps): ServiceImpl<typeof WorkflowStateService> {
+  return {
+    async saveWorkflowExecution(req, ctx) {
+      const execution = validateSave(req);
+      const scope = tenantScope(ctx);
+      const input: queries.SaveInput = {
+        columns: executionToColumns(execution),
+        startedAt: execution.startedAt === undefined ? null : timestampToDb(execution.startedAt),
+        completedAt: execution.completedAt === undefined ? null : timestampToDb(execution.completedAt),
+        terminal: isTerminal(execution.status),
+      };
+      let row;
+      if (req.etag === "") {
+        row = await queries.upsertExecution(scope, input);
+      } else {
+        const version = versionOfEtag(req.etag);
+        row = version === undefined ? undefined : await queries.updateExecutionIfVersion(scope, input, version);
+        if (row === undefined) {
+          throw new ConnectError(
+            `etag "${req.etag}" does not match the stored execution "${execution.executionId}" (it changed, or does not exist); get it again and retry`,
+            Code.Aborted,
+          );
+        }
+      }
+      return create(SaveWorkflowExecutionResponseSchema, { execution: executionFromRow(row) });
+    },
+
+    async getWorkflowExecution(req, ctx) {
+      validateGet(req);
+      const row = await queries.findExecution(tenantScope(ctx), req.executionId);
+      if (row === undefined) {
+        throw new ConnectError(`workflow execution "${req.executionId}" not found`, Code.NotFound);
+      }
+      return create(GetWorkflowExecutionResponseSchema, { execution: executionFromRow(row) });
+    },
+
+    async listWorkflowExecutions(req, ctx) {
+      validateList(req);
+      const limit = pageSize(req.pageSize);
+      const filters: queries.ListFilters = {
+        workflowName: req.workflowName,
+        statuses: [...new Set(req.statuses.map(statusToDb))].sort(),
+        startedAfter: req.startedAfter === undefined ? null : timestampToDb(req.startedAfter),
+        startedBefore: req.startedBefore === undefined ? null : timestampToDb(req.startedBefore),
+      };
+      const after = keysetFromToken(req.pageToken, filters);
+      const rows = await queries.listExecutions(tenantScope(ctx), filters, after, limit + 1);
+      const page = rows.slice(0, limit);
+      const last = page[page.length - 1];
+      return create(ListWorkflowExecutionsResponseSchema, {
+        executions: page.map(executionFromRow),
+        nextPageToken: rows.length > limit && last !== undefined ? pageToken.encode([last.started_at, last.execution_id], filters) : "",
+      });
+    },
+
+    async *streamIncompleteWorkflows(req, ctx) {
+      validateStream(req);
+      const scope = tenantScope(ctx);
+      let after: [string, string] | undefined;
+      // Keyset batches: memory stays at one batch whatever the row count, and
+      // nothing more is read once the client cancels or the server shuts down
+      // (both abort ctx.signal; see throwIfStopped).
+      for (;;) {
+        throwIfStopped(ctx.signal);
+        const rows = await queries.incompleteExecutionsBatch(scope, req.workflowName, after, deps.streamBatchSize);
+        for (const row of rows) {
+          throwIfStopped(ctx.signal);
+          yield create(StreamIncompleteWorkflowsResponseSchema, { execution: executionFromRow(row) });
+        }
+        if (rows.length < deps.streamBatchSize) return;
+        const last = rows[rows.length - 1]!;
+        after = [last.started_at, last.execution_id];
+      }
+    },
+
+    async deleteWorkflowExecutions(req, ctx) {
+      validateDelete(req);
+      const scope = tenantScope(ctx);
+      const filters: queries.DeleteFilters = {
+        completedBefore: timestampToDb(req.completedBefore!),
+        workflowName: req.workflowName,
+        statuses: req.statuses.map(statusToDb),
+      };
+      // Bounded batches, each its own statement: no long lock on a large table,
+      // and a failure part way keeps what was already deleted.
+      let deleted = 0;
+      for (;;) {
+        const n = await queries.deleteTerminalBatch(scope, filters, deps.deleteBatchSize);
+        deleted += n;
+        if (n < deps.deleteBatchSize) break;
+      }
+      return create(DeleteWorkflowExecutionsResponseSchema, { deletedCount: BigInt(deleted) });
+    },
+  };
+}

@@ -1,0 +1,87 @@
+import { create, fromJson, toJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
+import { ValueSchema } from "@bufbuild/protobuf/wkt";
+import {
+  StepExecutionSchema,
+  WorkflowDefinitionSchema,
+  type WorkflowExecution,
+  WorkflowExecutionSchema,
+  WorkflowStatus,
+} from "../../../gen/orchestration/state/v1/workflow_state_service_pb.js";
+import { optionalTimestampFromDb, timestampFromDb } from "../../db/convert.js";
+import type { WorkflowExecutionModel } from "../../db/models/workflow-execution.js";
+
+// The one place where a WorkflowExecution message and a workflow_executions row
+// are converted into each other. Structured parts are stored as protobuf JSON
+// with proto field names (readable with SQL, and lossless: JSON keeps
+// nanosecond timestamps and every Struct value).
+
+const jsonOptions = { useProtoFieldName: true } as const;
+
+/** Statuses of executions still to be worked on; StreamIncompleteWorkflows returns these. */
+export const INCOMPLETE_STATUSES = [WorkflowStatus.PENDING, WorkflowStatus.RUNNING, WorkflowStatus.BLOCKED] as const;
+/** Statuses of finished executions; only these can be deleted. */
+export const TERMINAL_STATUSES = [WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowStatus.CANCELLED] as const;
+
+/** The status column's value ("RUNNING") of a WorkflowStatus. */
+export function statusToDb(status: WorkflowStatus): string {
+  return WorkflowStatus[status];
+}
+
+/** Whether a status is terminal (COMPLETED, FAILED, CANCELLED). */
+export function isTerminal(status: WorkflowStatus): boolean {
+  return (TERMINAL_STATUSES as readonly WorkflowStatus[]).includes(status);
+}
+
+/**
+ * The columns a save writes, from a validated execution. Server-managed columns
+ * (tenant, times, version) are left to the query.
+ */
+export function executionToColumns(e: WorkflowExecution) {
+  return {
+    execution_id: e.executionId,
+    workflow_name: e.workflowName,
+    status: statusToDb(e.status),
+    definition: e.definition === undefined ? null : (toJson(WorkflowDefinitionSchema, e.definition, jsonOptions) as JsonObject),
+    context: e.context ?? null,
+    step_executions: e.stepExecutions.map((s) => toJson(StepExecutionSchema, s, jsonOptions) as JsonObject),
+    step_outputs: Object.fromEntries(
+      Object.entries(e.stepOutputs).map(([stepId, value]) => [stepId, toJson(ValueSchema, value)]),
+    ),
+    error_message: e.errorMessage,
+    initiated_by: e.initiatedBy,
+    labels: { ...e.labels },
+  };
+}
+
+/** The WorkflowExecution message of a stored row, with its etag and server times. */
+export function executionFromRow(row: WorkflowExecutionModel): WorkflowExecution {
+  return create(WorkflowExecutionSchema, {
+    executionId: row.execution_id,
+    workflowName: row.workflow_name,
+    status: WorkflowStatus[row.status as keyof typeof WorkflowStatus],
+    definition: row.definition === null ? undefined : fromJson(WorkflowDefinitionSchema, row.definition as JsonValue),
+    context: (row.context ?? undefined) as JsonObject | undefined,
+    stepExecutions: row.step_executions.map((s) => fromJson(StepExecutionSchema, s as JsonValue)),
+    stepOutputs: Object.fromEntries(
+      Object.entries(row.step_outputs).map(([stepId, value]) => [stepId, fromJson(ValueSchema, value as JsonValue)]),
+    ),
+    errorMessage: row.error_message,
+    startedAt: timestampFromDb(row.started_at),
+    completedAt: optionalTimestampFromDb(row.completed_at),
+    initiatedBy: row.initiated_by,
+    labels: row.labels,
+    etag: etagOf(row.version),
+    createTime: timestampFromDb(row.create_time),
+    updateTime: timestampFromDb(row.update_time),
+  });
+}
+
+/** The etag of a stored version; etags are opaque to clients. */
+export function etagOf(version: string): string {
+  return version;
+}
+
+/** The version an etag stands for, or undefined when it cannot be one of ours (a mismatch). */
+export function versionOfEtag(etag: string): string | undefined {
+  return /^[1-9]\d{0,17}$/.test(etag) ? etag : undefined;
+}

@@ -1,0 +1,145 @@
+import {
+  type DeleteWorkflowExecutionsRequest,
+  type GetWorkflowExecutionRequest,
+  type ListWorkflowExecutionsRequest,
+  type SaveWorkflowExecutionRequest,
+  type StreamIncompleteWorkflowsRequest,
+  type WorkflowExecution,
+  WorkflowStatus,
+} from "../../../gen/orchestration/state/v1/workflow_state_service_pb.js";
+import { invalidArgument } from "../../errors/invalid-argument.js";
+import { Violations } from "../../validation/checks.js";
+import { isTerminal } from "./execution-row.js";
+
+// Request validation of WorkflowStateService, field by field, with the limits
+// the contract documents. Each function throws one INVALID_ARGUMENT naming every
+// bad field, or returns the request's validated essentials.
+
+const MAX_ID = 100;
+const MAX_NAME = 200;
+const MAX_ERROR = 10_000;
+const MAX_STEPS = 1_000;
+const MAX_STEP_ENTRIES = 10_000;
+const MAX_LABELS = 64;
+
+/** Validates a SaveWorkflowExecutionRequest and returns its execution. */
+export function validateSave(req: SaveWorkflowExecutionRequest): WorkflowExecution {
+  const e = req.execution;
+  if (e === undefined) throw invalidArgument([{ field: "execution", description: "is required" }]);
+  const v = new Violations();
+  v.string("execution.execution_id", e.executionId, 1, MAX_ID);
+  v.string("execution.workflow_name", e.workflowName, 1, MAX_NAME);
+  v.enumValue("execution.status", e.status, WorkflowStatus);
+  v.string("execution.error_message", e.errorMessage, 0, MAX_ERROR);
+  v.string("execution.initiated_by", e.initiatedBy, 0, MAX_NAME);
+  v.timestamp("execution.started_at", e.startedAt);
+  v.timestamp("execution.completed_at", e.completedAt);
+  if (e.completedAt !== undefined && !isTerminal(e.status) && e.status !== WorkflowStatus.UNSPECIFIED) {
+    v.add("execution.completed_at", "must be unset while the status is PENDING, RUNNING or BLOCKED");
+  }
+  v.structTree("execution.context", e.context);
+
+  const d = e.definition;
+  if (d !== undefined) {
+    v.string("execution.definition.name", d.name, 0, MAX_NAME);
+    v.string("execution.definition.version", d.version, 0, 50);
+    if (d.steps.length > MAX_STEPS) v.add("execution.definition.steps", `must have at most ${MAX_STEPS} entries`);
+    const stepIds = new Set<string>();
+    d.steps.slice(0, MAX_STEPS).forEach((s, i) => {
+      const f = `execution.definition.steps[${i}]`;
+      v.string(`${f}.step_id`, s.stepId, 1, MAX_ID);
+      if (stepIds.has(s.stepId)) v.add(`${f}.step_id`, `duplicates step "${s.stepId}"`);
+      stepIds.add(s.stepId);
+      v.string(`${f}.name`, s.name, 0, MAX_NAME);
+      v.string(`${f}.required_capability`, s.requiredCapability, 0, MAX_NAME);
+      v.string(`${f}.task_type`, s.taskType, 0, MAX_NAME);
+      if (s.dependsOn.length > MAX_STEPS) v.add(`${f}.depends_on`, `must have at most ${MAX_STEPS} entries`);
+      s.dependsOn.slice(0, MAX_STEPS).forEach((dep, j) => v.string(`${f}.depends_on[${j}]`, dep, 1, MAX_ID));
+      v.structTree(`${f}.parameters`, s.parameters);
+      v.duration(`${f}.timeout`, s.timeout);
+      const r = s.retryPolicy;
+      if (r !== undefined) {
+        v.intRange(`${f}.retry_policy.max_attempts`, r.maxAttempts, 0, 1_000);
+        v.duration(`${f}.retry_policy.initial_backoff`, r.initialBackoff);
+        v.duration(`${f}.retry_policy.max_backoff`, r.maxBackoff);
+        if (!Number.isFinite(r.backoffMultiplier) || (r.backoffMultiplier !== 0 && r.backoffMultiplier < 1)) {
+          v.add(`${f}.retry_policy.backoff_multiplier`, "must be 0 or a finite number of at least 1");
+        }
+      }
+    });
+  }
+
+  if (e.stepExecutions.length > MAX_STEP_ENTRIES) {
+    v.add("execution.step_executions", `must have at most ${MAX_STEP_ENTRIES} entries`);
+  }
+  e.stepExecutions.slice(0, MAX_STEP_ENTRIES).forEach((s, i) => {
+    const f = `execution.step_executions[${i}]`;
+    v.string(`${f}.step_id`, s.stepId, 1, MAX_ID);
+    v.enumValue(`${f}.status`, s.status, WorkflowStatus);
+    v.string(`${f}.agent_key`, s.agentKey, 0, MAX_NAME);
+    v.intRange(`${f}.attempt`, s.attempt, 0, 1_000);
+    v.timestamp(`${f}.started_at`, s.startedAt);
+    v.timestamp(`${f}.completed_at`, s.completedAt);
+    v.string(`${f}.error_message`, s.errorMessage, 0, MAX_ERROR);
+  });
+
+  const outputs = Object.entries(e.stepOutputs);
+  if (outputs.length > MAX_STEP_ENTRIES) v.add("execution.step_outputs", `must have at most ${MAX_STEP_ENTRIES} entries`);
+  for (const [stepId, value] of outputs.slice(0, MAX_STEP_ENTRIES)) {
+    const f = `execution.step_outputs[${JSON.stringify(stepId)}]`;
+    v.string(`${f} key`, stepId, 1, MAX_ID);
+    v.structTree(f, value);
+  }
+
+  const labels = Object.entries(e.labels);
+  if (labels.length > MAX_LABELS) v.add("execution.labels", `must have at most ${MAX_LABELS} entries`);
+  for (const [key, value] of labels.slice(0, MAX_LABELS)) {
+    const f = `execution.labels[${JSON.stringify(key)}]`;
+    v.string(`${f} key`, key, 1, 63);
+    v.string(f, value, 0, 255);
+  }
+
+  v.string("etag", req.etag, 0, 100);
+  v.throwIfAny();
+  return e;
+}
+
+/** Validates a GetWorkflowExecutionRequest. */
+export function validateGet(req: GetWorkflowExecutionRequest): void {
+  const v = new Violations();
+  v.string("execution_id", req.executionId, 1, MAX_ID);
+  v.throwIfAny();
+}
+
+/** Validates the filters of a ListWorkflowExecutionsRequest (page size and token are checked by pagination). */
+export function validateList(req: ListWorkflowExecutionsRequest): void {
+  const v = new Violations();
+  v.string("workflow_name", req.workflowName, 0, MAX_NAME);
+  req.statuses.forEach((s, i) => v.enumValue(`statuses[${i}]`, s, WorkflowStatus));
+  v.timestamp("started_after", req.startedAfter);
+  v.timestamp("started_before", req.startedBefore);
+  v.string("page_token", req.pageToken, 0, 1_000);
+  v.throwIfAny();
+}
+
+/** Validates a StreamIncompleteWorkflowsRequest. */
+export function validateStream(req: StreamIncompleteWorkflowsRequest): void {
+  const v = new Violations();
+  v.string("workflow_name", req.workflowName, 0, MAX_NAME);
+  v.throwIfAny();
+}
+
+/** Validates a DeleteWorkflowExecutionsRequest. */
+export function validateDelete(req: DeleteWorkflowExecutionsRequest): void {
+  const v = new Violations();
+  if (req.completedBefore === undefined) v.add("completed_before", "is required");
+  v.timestamp("completed_before", req.completedBefore);
+  v.string("workflow_name", req.workflowName, 0, MAX_NAME);
+  req.statuses.forEach((s, i) => {
+    v.enumValue(`statuses[${i}]`, s, WorkflowStatus);
+    if (WorkflowStatus[s] !== undefined && s !== WorkflowStatus.UNSPECIFIED && !isTerminal(s)) {
+      v.add(`statuses[${i}]`, "must be COMPLETED, FAILED or CANCELLED: incomplete executions are never deleted");
+    }
+  });
+  v.throwIfAny();
+}

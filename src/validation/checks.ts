@@ -1,0 +1,167 @@
+import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
+import type { Duration, Struct, Timestamp, Value } from "@bufbuild/protobuf/wkt";
+import type { FieldViolation } from "../errors/invalid-argument.js";
+import { invalidArgument } from "../errors/invalid-argument.js";
+
+// Field checks shared by every service's request validation. A validator
+// collects every violation of a request, then throws one INVALID_ARGUMENT
+// naming them all, before anything touches the database.
+
+/** Largest nesting of Struct/ListValue accepted anywhere. */
+export const MAX_STRUCT_DEPTH = 32;
+// google.protobuf.Timestamp's valid range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+const MIN_SECONDS = -62_135_596_800n;
+const MAX_SECONDS = 253_402_300_799n;
+// A lone UTF-16 surrogate cannot be stored as UTF-8.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** Collects the violations of one request. */
+export class Violations {
+  readonly list: FieldViolation[] = [];
+
+  add(field: string, description: string): void {
+    this.list.push({ field, description });
+  }
+
+  /** Throws INVALID_ARGUMENT naming every violation, if there is any. */
+  throwIfAny(): void {
+    if (this.list.length > 0) throw invalidArgument(this.list);
+  }
+
+  /**
+   * A string of `min`-`max` characters (Unicode code points) that PostgreSQL can
+   * store: no NUL character, no lone surrogate.
+   */
+  string(field: string, value: string, min: number, max: number): void {
+    const length = codePointLength(value, max);
+    if (length < min || length > max) {
+      this.add(field, min > 0 ? `must be ${min}-${max} characters, got ${length > max ? `more than ${max}` : length}` : `must be at most ${max} characters`);
+    }
+    this.text(field, value);
+  }
+
+  /** No NUL character and no lone surrogate, which PostgreSQL cannot store. */
+  text(field: string, value: string): void {
+    if (value.includes("\0")) this.add(field, "must not contain NUL characters");
+    else if (LONE_SURROGATE.test(value)) this.add(field, "must be valid UTF-8");
+  }
+
+  /** An integer in [min, max]. */
+  intRange(field: string, value: number | bigint, min: number, max: number): void {
+    if (value < min || value > max) this.add(field, `must be from ${min} to ${max}, got ${value}`);
+  }
+
+  /** A timestamp within google.protobuf.Timestamp's range (years 1-9999). */
+  timestamp(field: string, value: Timestamp | undefined): void {
+    if (value === undefined) return;
+    if (value.seconds < MIN_SECONDS || value.seconds > MAX_SECONDS || value.nanos < 0 || value.nanos > 999_999_999) {
+      this.add(field, "must be a valid timestamp between 0001-01-01 and 9999-12-31");
+    }
+  }
+
+  /** A non-negative, well-formed duration. */
+  duration(field: string, value: Duration | undefined): void {
+    if (value === undefined) return;
+    const { seconds, nanos } = value;
+    if (seconds < 0n || nanos < 0 || nanos > 999_999_999 || seconds > 315_576_000_000n) {
+      this.add(field, "must be a non-negative duration of at most 10,000 years");
+    }
+  }
+
+  /** A finite number (NaN and infinities have no JSON form). */
+  finite(field: string, value: number): void {
+    if (!Number.isFinite(value)) this.add(field, "must be a finite number");
+  }
+
+  /** An enum value that the contract defines, other than the zero UNSPECIFIED. */
+  enumValue(field: string, value: number, names: Record<number, string>): void {
+    if (value === 0 || names[value] === undefined) {
+      this.add(field, value === 0 ? "is required" : `unknown value ${value}`);
+    }
+  }
+
+  /**
+   * A Struct or Value tree: bounded nesting, storable strings and keys, finite
+   * numbers, and every Value with a kind.
+   */
+  structTree(field: string, value: JsonObject | Value | undefined): void {
+    if (value === undefined) return;
+    const problem = isValueMessage(value) ? valueProblem(value, 1) : jsonProblem(value, 1);
+    if (problem !== undefined) this.add(field, problem);
+  }
+}
+
+// Counts code points up to a bound, so that a huge string costs no more than the bound.
+function codePointLength(value: string, max: number): number {
+  if (value.length <= max) {
+    let n = 0;
+    for (const _ of value) n++;
+    return n;
+  }
+  // More than `max` UTF-16 units: count until past `max` code points.
+  let n = 0;
+  for (const _ of value) if (++n > max) return n;
+  return n;
+}
+
+function isValueMessage(value: JsonObject | Value): value is Value {
+  return (value as { $typeName?: unknown }).$typeName === "google.protobuf.Value";
+}
+
+// Generated code represents google.protobuf.Struct fields as plain JSON objects.
+function jsonProblem(value: JsonValue, depth: number): string | undefined {
+  if (depth > MAX_STRUCT_DEPTH) return `must not nest deeper than ${MAX_STRUCT_DEPTH} levels`;
+  if (typeof value === "string") return stringProblem(value);
+  if (typeof value === "number") return Number.isFinite(value) ? undefined : "numbers must be finite";
+  if (value === null || typeof value === "boolean") return undefined;
+  if (Array.isArray(value)) {
+    for (const child of value) {
+      const problem = jsonProblem(child, depth + 1);
+      if (problem !== undefined) return problem;
+    }
+    return undefined;
+  }
+  for (const [key, child] of Object.entries(value)) {
+    const problem = stringProblem(key) ?? jsonProblem(child, depth + 1);
+    if (problem !== undefined) return problem;
+  }
+  return undefined;
+}
+
+function structProblem(struct: Struct, depth: number): string | undefined {
+  if (depth > MAX_STRUCT_DEPTH) return `must not nest deeper than ${MAX_STRUCT_DEPTH} levels`;
+  for (const [key, child] of Object.entries(struct.fields)) {
+    const problem = stringProblem(key) ?? valueProblem(child, depth + 1);
+    if (problem !== undefined) return problem;
+  }
+  return undefined;
+}
+
+function valueProblem(value: Value, depth: number): string | undefined {
+  if (depth > MAX_STRUCT_DEPTH) return `must not nest deeper than ${MAX_STRUCT_DEPTH} levels`;
+  const kind = value.kind;
+  switch (kind.case) {
+    case undefined:
+      return "every Value must have a kind (null_value, number_value, ...)";
+    case "numberValue":
+      return Number.isFinite(kind.value) ? undefined : "numbers must be finite";
+    case "stringValue":
+      return stringProblem(kind.value);
+    case "structValue":
+      return structProblem(kind.value, depth);
+    case "listValue":
+      for (const child of kind.value.values) {
+        const problem = valueProblem(child, depth + 1);
+        if (problem !== undefined) return problem;
+      }
+      return undefined;
+    default:
+      return undefined;
+  }
+}
+
+function stringProblem(value: string): string | undefined {
+  if (value.includes("\0")) return "strings must not contain NUL characters";
+  if (LONE_SURROGATE.test(value)) return "strings must be valid UTF-8";
+  return undefined;
+}

@@ -1,0 +1,18 @@
+import type { Knex } from "knex";
+import { createDatabase, migrate } from "../../src/db/database.js";
+
+/**
+ * The database every storage test runs on: the embedded PGlite (in memory) by
+ * default, or the PostgreSQL server named by TEST_DATABASE_URL (CI sets it, so
+ * the same tests run on both). Tests isolate themselves with fresh random
+ * tenants, so files can share one PostgreSQL database.
+ */
+export const backendName = process.env.TEST_DATABASE_URL ? "postgres" : "pglite";
+
+/** A migrated database for one test file; destroy it in afterAll. */
+export async function createTestDatabase(): Promise<Knex> {
+  const url = process.env.TEST_DATABASE_URL;
+  const knex = url ? createDatabase({ databaseUrl: url, poolMax: 10 }) : createDatabase({ dataDir: "memory://" });
+  await migrate(knex);
+  return knex;
+}
