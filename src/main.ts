@@ -7,7 +7,12 @@ import { createServer } from "./server/server.js";
 
 const config = loadConfig();
 const logger = createLogger(config.logLevel);
-const knex = createDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolMax: config.databasePoolMax });
+const knex = createDatabase({
+  databaseUrl: config.databaseUrl,
+  dataDir: config.dataDir,
+  poolMax: config.databasePoolMax,
+  logger,
+});
 const backend = config.databaseUrl === undefined ? `embedded PGlite in ${config.dataDir}` : "PostgreSQL";
 
 try {

@@ -2,6 +2,7 @@ import { PGlite, types as pgliteTypes } from "@electric-sql/pglite";
 import knexFactory, { type Knex } from "knex";
 import ClientPgLite from "knex-pglite";
 import pg from "pg";
+import { createLogger, type Logger } from "../logging/logger.js";
 import { migrationSource } from "./migrations/index.js";
 
 /** Where the data lives: a PostgreSQL server, or the embedded PGlite. */
@@ -12,6 +13,8 @@ export interface DatabaseOptions {
   dataDir?: string;
   /** Maximum connections of the PostgreSQL pool (PGlite has exactly one). */
   poolMax?: number;
+  /** Where Knex's own warnings go (pool errors, deprecations); stdout as JSON lines if unset. */
+  logger?: Logger;
 }
 
 // timestamptz and int8 are read as their text form on both backends: the
@@ -20,6 +23,18 @@ export interface DatabaseOptions {
 const TIMESTAMPTZ_OID = 1184;
 const INT8_OID = 20;
 const asText = (value: string) => value;
+
+// knex-pglite names the command of a response after the builder method, so a
+// `.delete()` reports "DEL" and Knex's PostgreSQL dialect, which expects
+// "DELETE", returns the raw response instead of the deleted row count. Map the
+// methods whose name differs from their SQL command.
+type ResponseProcessor = { processResponse(obj: { method?: string }, runner: unknown): unknown };
+class PgLiteClient extends (ClientPgLite as unknown as new (config: Knex.Config) => ResponseProcessor) {
+  override processResponse(obj: { method?: string }, runner: unknown): unknown {
+    const method = obj.method === "del" ? "delete" : obj.method === "counter" ? "update" : obj.method;
+    return super.processResponse({ ...obj, method }, runner);
+  }
+}
 
 /**
  * Creates the Knex instance every query goes through: a `pg` pool when
@@ -32,10 +47,16 @@ export function createDatabase(options: DatabaseOptions): Knex {
 
 /** The Knex configuration behind `createDatabase`; knexfile.ts exports it for the knex CLI. */
 export function databaseConfig(options: DatabaseOptions): Knex.Config {
+  const logger = options.logger ?? createLogger("info");
   const common: Knex.Config = {
     migrations: { migrationSource, tableName: "knex_migrations" },
-    // Objection and our queries use snake_case columns as they are.
-    asyncStackTraces: false,
+    // Knex would print these to the console as free text; keep stdout JSON.
+    log: {
+      warn: (message: unknown) => logger.warn("knex", { detail: String(message) }),
+      error: (message: unknown) => logger.error("knex", { detail: String(message) }),
+      deprecate: (method: string, alternative: string) => logger.warn("knex deprecation", { method, alternative }),
+      debug: (message: unknown) => logger.debug("knex", { detail: String(message) }),
+    },
   };
   if (options.databaseUrl !== undefined) {
     return {
@@ -59,7 +80,7 @@ export function databaseConfig(options: DatabaseOptions): Knex.Config {
   const dataDir = options.dataDir ?? "./data";
   return {
     ...common,
-    client: ClientPgLite as unknown as typeof Knex.Client,
+    client: PgLiteClient as unknown as typeof Knex.Client,
     dialect: "postgres",
     connection: () =>
       ({

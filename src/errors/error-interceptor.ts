@@ -1,5 +1,6 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "../logging/logger.js";
+import { codeName } from "../logging/logging-interceptor.js";
 import { databaseErrorToConnect } from "./database-errors.js";
 
 /**
@@ -15,7 +16,7 @@ export function createErrorInterceptor(logger: Logger): Interceptor {
     if (err instanceof ConnectError) return err;
     const mapped = databaseErrorToConnect(err);
     if (mapped !== undefined) {
-      logger.warn("database error", { procedure, code: Code[mapped.code], error: err });
+      logger.warn("database error", { procedure, code: codeName(mapped.code), error: err });
       return mapped;
     }
     logger.error("internal error", { procedure, error: err });

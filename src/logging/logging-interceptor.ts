@@ -12,7 +12,7 @@ export function createLoggingInterceptor(logger: Logger): Interceptor {
     const start = performance.now();
     const procedure = `${req.method.parent.typeName}/${req.method.name}`;
     const log = (err: unknown, messages?: number) => {
-      const code = err === undefined ? "OK" : Code[ConnectError.from(err).code];
+      const code = err === undefined ? "OK" : codeName(ConnectError.from(err).code);
       const fields = {
         procedure,
         tenant: req.contextValues.get(kTenantScope)?.tenantId,
@@ -59,4 +59,9 @@ export function createLoggingInterceptor(logger: Logger): Interceptor {
 function isClientError(err: unknown): boolean {
   const code = ConnectError.from(err).code;
   return [Code.InvalidArgument, Code.NotFound, Code.Aborted, Code.AlreadyExists, Code.Canceled, Code.FailedPrecondition, Code.Unauthenticated, Code.PermissionDenied, Code.OutOfRange, Code.Unimplemented].includes(code);
+}
+
+/** The gRPC name of a code, as grpcurl and every gRPC library print it: NOT_FOUND, not NotFound. */
+export function codeName(code: Code): string {
+  return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
 }

@@ -63,33 +63,32 @@ export function createServer(deps: ServerDeps): AppServer {
   const health = createHealthService(tenantServices.map((s) => s.typeName));
   const reflection = createReflectionServices([...tenantServices, Health]);
 
-  // Order matters: the first interceptor is the outermost. Logging sees the
-  // final code; errors are translated before logging sees them; the drain
-  // counts calls; tenancy runs last, right before the handler.
-  const tenantInterceptors: Interceptor[] = [drain.interceptor, createTenantInterceptor(deps.knex)];
+  // Interceptors are given per service, because Connect replaces (does not
+  // extend) the adapter's interceptors with a service's own. Order matters: the
+  // first is the outermost. Logging sees the final code; errors are translated
+  // before logging sees them; the drain counts calls; tenancy runs last, right
+  // before the handler.
+  const common: Interceptor[] = [createLoggingInterceptor(logger), createErrorInterceptor(logger)];
+  const tenantCall = { interceptors: [...common, drain.interceptor, createTenantInterceptor(deps.knex)] };
+  const infraCall = { interceptors: common };
   const routes = (router: ConnectRouter) => {
-    const opts = { interceptors: tenantInterceptors };
     router.service(
       WorkflowStateService,
       createWorkflowStateService({ streamBatchSize: config.streamBatchSize, deleteBatchSize: config.deleteBatchSize }),
-      opts,
+      tenantCall,
     );
     // Not implemented yet: Connect answers UNIMPLEMENTED for every method of an
-    // empty implementation (after the tenancy check).
-    router.service(CircuitBreakerService, {}, opts);
-    router.service(RoutingAuditService, {}, opts);
-    router.service(StatisticsService, {}, opts);
-    router.service(Health, health.impl);
-    router.service(ServerReflectionV1, reflection.v1);
-    router.service(ServerReflectionV1alpha, reflection.v1alpha);
+    // empty implementation.
+    router.service(CircuitBreakerService, {}, tenantCall);
+    router.service(RoutingAuditService, {}, tenantCall);
+    router.service(StatisticsService, {}, tenantCall);
+    router.service(Health, health.impl, infraCall);
+    router.service(ServerReflectionV1, reflection.v1, infraCall);
+    router.service(ServerReflectionV1alpha, reflection.v1alpha, infraCall);
   };
 
   const server = http2.createServer(
-    connectNodeAdapter({
-      routes,
-      interceptors: [createLoggingInterceptor(logger), createErrorInterceptor(logger)],
-      shutdownSignal: shutdownController.signal,
-    }),
+    connectNodeAdapter({ routes, shutdownSignal: shutdownController.signal }),
   );
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (session) => {

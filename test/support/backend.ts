@@ -1,5 +1,6 @@
 import type { Knex } from "knex";
 import { createDatabase, migrate } from "../../src/db/database.js";
+import { silentLogger } from "../../src/logging/logger.js";
 
 /**
  * The database every storage test runs on: the embedded PGlite (in memory) by
@@ -12,7 +13,8 @@ export const backendName = process.env.TEST_DATABASE_URL ? "postgres" : "pglite"
 /** A migrated database for one test file; destroy it in afterAll. */
 export async function createTestDatabase(): Promise<Knex> {
   const url = process.env.TEST_DATABASE_URL;
-  const knex = url ? createDatabase({ databaseUrl: url, poolMax: 10 }) : createDatabase({ dataDir: "memory://" });
+  const knex = url ? createDatabase({ databaseUrl: url, poolMax: 10, logger: silentLogger })
+    : createDatabase({ dataDir: "memory://", logger: silentLogger });
   await migrate(knex);
   return knex;
 }

@@ -187,10 +187,13 @@ export async function deleteTerminalBatch(scope: TenantScope, filters: DeleteFil
       .where("completed_at", "<", filters.completedBefore)
       .limit(limit);
     if (filters.workflowName !== "") victims.where("workflow_name", filters.workflowName);
-    return WorkflowExecutionModel.query(db)
+    const deleted: unknown = await WorkflowExecutionModel.query(db)
       .where("tenant_id", scope.tenantId)
       .whereIn("status", statuses)
       .whereIn("execution_id", victims)
       .delete();
+    // The caller loops until a batch comes back short: a non-number here would loop forever.
+    if (typeof deleted !== "number") throw new Error(`DELETE returned ${typeof deleted}, not a row count`);
+    return deleted;
   });
 }

@@ -1,0 +1,60 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { afterAll, describe, expect, it } from "vitest";
+import { WorkflowStatus } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
+import { createDatabase } from "../../src/db/database.js";
+import { silentLogger } from "../../src/logging/logger.js";
+import { workflowClient } from "../support/clients.js";
+import { newTenant, startTestServer, type TestServer } from "../support/server.js";
+import { createTestDatabase } from "../support/backend.js";
+
+const servers: TestServer[] = [];
+afterAll(async () => {
+  for (const s of servers) await s.close();
+});
+
+async function errorOf(call: Promise<unknown>): Promise<ConnectError> {
+  try {
+    await call;
+  } catch (err) {
+    return ConnectError.from(err);
+  }
+  throw new Error("the call succeeded");
+}
+
+describe("when the database is unreachable", () => {
+  it("PostgreSQL that refuses connections: calls answer UNAVAILABLE without driver or SQL details", async () => {
+    // Port 1 on loopback: nothing listens there, the connection is refused at once.
+    const knex = createDatabase({ databaseUrl: "postgres://postgres@127.0.0.1:1/none", poolMax: 1, logger: silentLogger });
+    const t = await startTestServer({}, knex);
+    servers.push(t);
+    const client = workflowClient(t.baseUrl, newTenant());
+    const calls = [
+      client.saveWorkflowExecution({ execution: { executionId: "e", workflowName: "w", status: WorkflowStatus.RUNNING } }),
+      client.getWorkflowExecution({ executionId: "e" }),
+      client.listWorkflowExecutions({}),
+      client.deleteWorkflowExecutions({ completedBefore: { seconds: 1n, nanos: 0 } }),
+      (async () => {
+        for await (const _ of client.streamIncompleteWorkflows({})) {
+          // no rows can arrive
+        }
+      })(),
+    ];
+    for (const call of calls) {
+      const err = await errorOf(call);
+      expect(err.code).toBe(Code.Unavailable);
+      expect(err.rawMessage).not.toMatch(/ECONNREFUSED|select|insert|127\.0\.0\.1|workflow_executions/i);
+    }
+    await knex.destroy();
+  });
+
+  it("a database closed under a running server: calls answer UNAVAILABLE, not INTERNAL", async () => {
+    const knex = await createTestDatabase();
+    const t = await startTestServer({}, knex);
+    servers.push(t);
+    const client = workflowClient(t.baseUrl, newTenant());
+    await client.saveWorkflowExecution({ execution: { executionId: "e", workflowName: "w", status: WorkflowStatus.RUNNING } });
+    await knex.destroy();
+    const err = await errorOf(client.getWorkflowExecution({ executionId: "e" }));
+    expect(err.code).toBe(Code.Unavailable);
+  });
+});

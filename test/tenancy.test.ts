@@ -1,0 +1,107 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CircuitBreakerService } from "../gen/orchestration/state/v1/circuit_breaker_service_pb.js";
+import { RoutingAuditService } from "../gen/orchestration/state/v1/routing_audit_service_pb.js";
+import { StatisticsService } from "../gen/orchestration/state/v1/statistics_service_pb.js";
+import { WorkflowStatus } from "../gen/orchestration/state/v1/workflow_state_service_pb.js";
+import { backendName } from "./support/backend.js";
+import { connectClient, workflowClient } from "./support/clients.js";
+import { newTenant, startTestServer, type TestServer } from "./support/server.js";
+
+let t: TestServer;
+beforeAll(async () => {
+  t = await startTestServer();
+});
+afterAll(async () => {
+  await t.close();
+});
+
+async function codeOf(call: Promise<unknown>): Promise<Code | "ok"> {
+  try {
+    await call;
+    return "ok";
+  } catch (err) {
+    return ConnectError.from(err).code;
+  }
+}
+
+describe("the x-tenant-id header", () => {
+  it.each([
+    ["missing", undefined],
+    ["empty", ""],
+    ["not a UUID", "tenant-a"],
+    ["two values", "7c0e6c1e-5b7a-4c1e-9a51-8f2d6c3b9e10, 8c0e6c1e-5b7a-4c1e-9a51-8f2d6c3b9e10"],
+  ])("%s answers INVALID_ARGUMENT naming the header", async (_name, header) => {
+    const client = workflowClient(t.baseUrl, header);
+    const err = ConnectError.from(await client.getWorkflowExecution({ executionId: "x" }).catch((e: unknown) => e));
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toContain("x-tenant-id");
+  });
+
+  it("is required by every service of the contract, implemented or not", async () => {
+    const services = [CircuitBreakerService, RoutingAuditService, StatisticsService];
+    for (const service of services) {
+      for (const method of service.methods) {
+        if (method.methodKind !== "unary") continue;
+        const client = connectClient(service, t.baseUrl, undefined) as unknown as Record<string, (req: object) => Promise<unknown>>;
+        expect(await codeOf(client[method.localName]!({})), `${service.typeName}/${method.name}`).toBe(Code.InvalidArgument);
+      }
+    }
+  });
+
+  it("is accepted in upper case and names the same tenant", async () => {
+    const tenant = newTenant();
+    await workflowClient(t.baseUrl, tenant.toUpperCase()).saveWorkflowExecution({
+      execution: { executionId: "e", workflowName: "w", status: WorkflowStatus.RUNNING },
+    });
+    const got = await workflowClient(t.baseUrl, tenant).getWorkflowExecution({ executionId: "e" });
+    expect(got.execution?.executionId).toBe("e");
+  });
+});
+
+describe("services not implemented yet", () => {
+  it("answer UNIMPLEMENTED for every RPC, once the tenant is valid", async () => {
+    for (const service of [CircuitBreakerService, RoutingAuditService, StatisticsService]) {
+      const client = connectClient(service, t.baseUrl, newTenant()) as unknown as Record<string, (req: object) => Promise<unknown>>;
+      for (const method of service.methods) {
+        expect(await codeOf(client[method.localName]!({})), `${service.typeName}/${method.name}`).toBe(Code.Unimplemented);
+      }
+    }
+  });
+});
+
+describe(`tenant isolation of WorkflowStateService on ${backendName}`, () => {
+  it("two tenants may use the same execution id; neither sees, lists, streams, overwrites or deletes the other's", async () => {
+    const a = workflowClient(t.baseUrl, newTenant());
+    const b = workflowClient(t.baseUrl, newTenant());
+    const old = { seconds: 1_000_000_000n, nanos: 0 };
+    await a.saveWorkflowExecution({ execution: { executionId: "shared", workflowName: "w", status: WorkflowStatus.RUNNING, errorMessage: "A's" } });
+    await a.saveWorkflowExecution({ execution: { executionId: "a-done", workflowName: "w", status: WorkflowStatus.COMPLETED, completedAt: old } });
+    await a.saveWorkflowExecution({ execution: { executionId: "a-only", workflowName: "w", status: WorkflowStatus.PENDING } });
+
+    // B cannot read A's rows.
+    expect(await codeOf(b.getWorkflowExecution({ executionId: "a-only" }))).toBe(Code.NotFound);
+    expect((await b.listWorkflowExecutions({})).executions).toEqual([]);
+    const streamed = [];
+    for await (const m of b.streamIncompleteWorkflows({})) streamed.push(m);
+    expect(streamed).toEqual([]);
+
+    // B writes its own "shared": a separate execution, not an update of A's.
+    const bShared = await b.saveWorkflowExecution({ execution: { executionId: "shared", workflowName: "w", status: WorkflowStatus.BLOCKED, errorMessage: "B's" } });
+    expect(bShared.execution?.etag).toBe((await a.getWorkflowExecution({ executionId: "shared" })).execution?.etag);
+    expect((await a.getWorkflowExecution({ executionId: "shared" })).execution?.errorMessage).toBe("A's");
+    expect((await b.getWorkflowExecution({ executionId: "shared" })).execution?.errorMessage).toBe("B's");
+
+    // B's etag-conditional write cannot reach A's row either.
+    expect(await codeOf(b.saveWorkflowExecution({ etag: "1", execution: { executionId: "a-only", workflowName: "w", status: WorkflowStatus.FAILED } }))).toBe(Code.Aborted);
+
+    // B's delete does not touch A's old completed execution.
+    const deleted = await b.deleteWorkflowExecutions({ completedBefore: { seconds: 4_000_000_000n, nanos: 0 } });
+    expect(deleted.deletedCount).toBe(0n);
+    expect((await a.getWorkflowExecution({ executionId: "a-done" })).execution?.status).toBe(WorkflowStatus.COMPLETED);
+
+    // A sees exactly its own three.
+    const listed = (await a.listWorkflowExecutions({})).executions.map((e) => e.executionId).sort();
+    expect(listed).toEqual(["a-done", "a-only", "shared"]);
+  });
+});
