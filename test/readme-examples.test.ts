@@ -3,6 +3,9 @@ import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CircuitBreakerService } from "../gen/orchestration/state/v1/circuit_breaker_service_pb.js";
+import { RoutingAuditService } from "../gen/orchestration/state/v1/routing_audit_service_pb.js";
+import { StatisticsService } from "../gen/orchestration/state/v1/statistics_service_pb.js";
 import { startTestServer, type TestServer } from "./support/server.js";
 
 // Docs match the code: every `buf curl` example of the README runs, as
@@ -37,6 +40,22 @@ describe("README buf curl examples", () => {
       "DeleteWorkflowExecutions",
     ]) {
       expect(text).toContain(rpc);
+    }
+  });
+
+  it("the README has an example for every RPC of RoutingAuditService and StatisticsService", () => {
+    const text = examples.join("\n");
+    for (const service of [RoutingAuditService, StatisticsService]) {
+      for (const method of service.methods) expect(text).toContain(`${service.typeName}/${method.name}`);
+    }
+  });
+
+  it("the README runs an example of every unary CircuitBreakerService RPC and shows WatchCircuitBreakers", () => {
+    const text = examples.join("\n");
+    for (const method of CircuitBreakerService.methods) {
+      const name = `${CircuitBreakerService.typeName}/${method.name}`;
+      // A watch never ends by itself, so its example is shown with `timeout`, not run.
+      expect(method.methodKind === "unary" ? text : readme, name).toContain(name);
     }
   });
 

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { type Timestamp, TimestampSchema } from "@bufbuild/protobuf/wkt";
+import { type Duration, DurationSchema, type Timestamp, TimestampSchema } from "@bufbuild/protobuf/wkt";
 
 // Conversions between the database's text forms (see database.ts) and protobuf
 // values, shared by every resource's row mapping.
@@ -40,4 +40,20 @@ export function timestampToDb(ts: Timestamp): string {
 /** Parses an int8 column (read as text) into a JS number; our counters stay far below 2^53. */
 export function int8FromDb(text: string | number): number {
   return Number(text);
+}
+
+/**
+ * A Duration as whole microseconds, the form duration columns (`*_us`, int8)
+ * store, so that sums, averages and percentiles are plain SQL. Sub-microsecond
+ * nanos are truncated; unset is 0. The caller has validated the range.
+ */
+export function durationToMicros(d: Duration | undefined): number {
+  if (d === undefined) return 0;
+  return Number(d.seconds) * 1_000_000 + Math.floor(d.nanos / 1000);
+}
+
+/** The Duration of a microseconds column (int8 read as text, or a rounded aggregate). */
+export function durationFromMicros(micros: string | number | bigint): Duration {
+  const us = BigInt(micros);
+  return create(DurationSchema, { seconds: us / 1_000_000n, nanos: Number(us % 1_000_000n) * 1000 });
 }

@@ -17,6 +17,10 @@ import { createHealthService, type HealthService } from "../health/health-servic
 import { createLoggingInterceptor } from "../logging/logging-interceptor.js";
 import type { Logger } from "../logging/logger.js";
 import { createReflectionServices } from "../reflection/reflection-service.js";
+import { TransitionFeed } from "../services/circuit-breaker/transition-feed.js";
+import { createCircuitBreakerService } from "../services/circuit-breaker-service.js";
+import { createRoutingAuditService } from "../services/routing-audit-service.js";
+import { createStatisticsService } from "../services/statistics-service.js";
 import { createWorkflowStateService } from "../services/workflow-state-service.js";
 import { createTenantInterceptor } from "../tenancy/tenant-interceptor.js";
 import { CallDrain } from "./drain.js";
@@ -62,6 +66,9 @@ export function createServer(deps: ServerDeps): AppServer {
   const drain = new CallDrain();
   const health = createHealthService(tenantServices.map((s) => s.typeName));
   const reflection = createReflectionServices([...tenantServices, Health]);
+  // Circuit breaker transitions from every replica, for WatchCircuitBreakers;
+  // listens (one connection) from the first watch until shutdown.
+  const breakerFeed = new TransitionFeed(deps.knex, logger);
 
   // Interceptors are given per service, because Connect replaces (does not
   // extend) the adapter's interceptors with a service's own. Order matters: the
@@ -77,11 +84,13 @@ export function createServer(deps: ServerDeps): AppServer {
       createWorkflowStateService({ streamBatchSize: config.streamBatchSize, deleteBatchSize: config.deleteBatchSize }),
       tenantCall,
     );
-    // Not implemented yet: Connect answers UNIMPLEMENTED for every method of an
-    // empty implementation.
-    router.service(CircuitBreakerService, {}, tenantCall);
-    router.service(RoutingAuditService, {}, tenantCall);
-    router.service(StatisticsService, {}, tenantCall);
+    router.service(RoutingAuditService, createRoutingAuditService({ deleteBatchSize: config.deleteBatchSize }), tenantCall);
+    router.service(StatisticsService, createStatisticsService(), tenantCall);
+    router.service(
+      CircuitBreakerService,
+      createCircuitBreakerService({ feed: breakerFeed, streamBatchSize: config.streamBatchSize }),
+      tenantCall,
+    );
     router.service(Health, health.impl, infraCall);
     router.service(ServerReflectionV1, reflection.v1, infraCall);
     router.service(ServerReflectionV1alpha, reflection.v1alpha, infraCall);
@@ -119,13 +128,27 @@ export function createServer(deps: ServerDeps): AppServer {
       // ignore the signal and run to completion.
       shutdownController.abort(new ConnectError("the server is shutting down; call again on another replica", Code.Unavailable));
       for (const session of sessions) session.close(); // GOAWAY: no new streams, open ones finish
+      const graceEnd = Date.now() + config.shutdownGraceMs;
       const finished = await drain.waitIdle(config.shutdownGraceMs);
       if (!finished) logger.warn("grace period over; cancelling the calls still running", { calls: drain.active });
+      // A call counts as finished before its last frames (a stream's
+      // UNAVAILABLE trailers) are flushed; the sessions, closed above, end on
+      // their own once they are. Destroying them at once would turn that
+      // UNAVAILABLE into a CANCEL on the client.
+      if (finished) await within(closed, graceEnd - Date.now());
       for (const session of sessions) session.destroy();
       await closed;
+      await breakerFeed.close(); // its watch streams have ended above
       logger.info("server stopped");
     },
   };
+}
+
+/** Waits for `promise`, at most `ms`. */
+async function within(promise: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([promise, new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, ms))))]);
+  clearTimeout(timer);
 }
 
 function sleep(ms: number): Promise<void> {

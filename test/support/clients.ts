@@ -42,12 +42,13 @@ export function workflowClient(baseUrl: string, tenant: string | undefined, prot
 /**
  * The independent client: @grpc/grpc-js with the service definitions loaded at
  * run time from proto/ by @grpc/proto-loader (no generated code shared with the
- * server), to prove wire compatibility.
+ * server), to prove wire compatibility. `files` are paths under proto/; by
+ * default WorkflowStateService's.
  */
-export function grpcJsPackage(): grpc.GrpcObject {
+export function grpcJsPackage(files: readonly string[] = ["orchestration/state/v1/workflow_state_service.proto"]): grpc.GrpcObject {
   const root = path.resolve(import.meta.dirname, "../../proto");
   const definition = protoLoader.loadSync(
-    ["orchestration/state/v1/workflow_state_service.proto"],
+    [...files],
     { includeDirs: [root], keepCase: true, longs: String, enums: String, defaults: true, oneofs: true },
   );
   return grpc.loadPackageDefinition(definition);

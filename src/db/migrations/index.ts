@@ -6,6 +6,8 @@ import * as initialSchema from "./20261126000000_initial_schema.js";
 // Append new migrations here, in order.
 const migrations: Record<string, Knex.Migration> = {
   "20261126000000_initial_schema": initialSchema,
+  "20261126010000_circuit_breaker_policies": await import("./20261126010000_circuit_breaker_policies.js"),
+  "20261126020000_routing_audit_statistics": await import("./20261126020000_routing_audit_statistics.js"),
 };
 
 /** Knex migration source over the list above. */

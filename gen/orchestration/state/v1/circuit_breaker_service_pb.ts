@@ -4,15 +4,97 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file orchestration/state/v1/circuit_breaker_service.proto.
  */
 export const file_orchestration_state_v1_circuit_breaker_service: GenFile = /*@__PURE__*/
-  fileDesc("CjRvcmNoZXN0cmF0aW9uL3N0YXRlL3YxL2NpcmN1aXRfYnJlYWtlcl9zZXJ2aWNlLnByb3RvEhZvcmNoZXN0cmF0aW9uLnN0YXRlLnYxItMCCg5DaXJjdWl0QnJlYWtlchIRCglhZ2VudF9rZXkYASABKAkSMwoFc3RhdGUYAiABKA4yJC5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkNpcmN1aXRTdGF0ZRIVCg1mYWlsdXJlX2NvdW50GAMgASgDEhUKDXN1Y2Nlc3NfY291bnQYBCABKAMSLQoJb3BlbmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghyZXNldF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEZXRhZxgHIAEoCRIvCgtjcmVhdGVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIm8KHlNhdmVDaXJjdWl0QnJlYWtlclN0YXRlUmVxdWVzdBI/Cg9jaXJjdWl0X2JyZWFrZXIYASABKAsyJi5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkNpcmN1aXRCcmVha2VyEgwKBGV0YWcYAiABKAkiYgofU2F2ZUNpcmN1aXRCcmVha2VyU3RhdGVSZXNwb25zZRI/Cg9jaXJjdWl0X2JyZWFrZXIYASABKAsyJi5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkNpcmN1aXRCcmVha2VyIjIKHUdldENpcmN1aXRCcmVha2VyU3RhdGVSZXF1ZXN0EhEKCWFnZW50X2tleRgBIAEoCSJhCh5HZXRDaXJjdWl0QnJlYWtlclN0YXRlUmVzcG9uc2USPwoPY2lyY3VpdF9icmVha2VyGAEgASgLMiYub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5DaXJjdWl0QnJlYWtlciJ+Ch9MaXN0Q2lyY3VpdEJyZWFrZXJTdGF0ZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEjQKBnN0YXRlcxgDIAMoDjIkLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuQ2lyY3VpdFN0YXRlIn0KIExpc3RDaXJjdWl0QnJlYWtlclN0YXRlc1Jlc3BvbnNlEkAKEGNpcmN1aXRfYnJlYWtlcnMYASADKAsyJi5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkNpcmN1aXRCcmVha2VyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIvChpSZXNldENpcmN1aXRCcmVha2VyUmVxdWVzdBIRCglhZ2VudF9rZXkYASABKAkiXgobUmVzZXRDaXJjdWl0QnJlYWtlclJlc3BvbnNlEj8KD2NpcmN1aXRfYnJlYWtlchgBIAEoCzImLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuQ2lyY3VpdEJyZWFrZXIiHwodUmVjb3ZlckNpcmN1aXRCcmVha2Vyc1JlcXVlc3QiYgoeUmVjb3ZlckNpcmN1aXRCcmVha2Vyc1Jlc3BvbnNlEkAKEGNpcmN1aXRfYnJlYWtlcnMYASADKAsyJi5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkNpcmN1aXRCcmVha2VyIlcKIURlbGV0ZUNpcmN1aXRCcmVha2VyU3RhdGVzUmVxdWVzdBIyCg51cGRhdGVkX2JlZm9yZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiOwoiRGVsZXRlQ2lyY3VpdEJyZWFrZXJTdGF0ZXNSZXNwb25zZRIVCg1kZWxldGVkX2NvdW50GAEgASgDKrcBCgxDaXJjdWl0U3RhdGUSHQoZQ0lSQ1VJVF9TVEFURV9VTlNQRUNJRklFRBAAEhgKFENJUkNVSVRfU1RBVEVfQ0xPU0VEEAESFgoSQ0lSQ1VJVF9TVEFURV9PUEVOEAISGwoXQ0lSQ1VJVF9TVEFURV9IQUxGX09QRU4QAxIdChlDSVJDVUlUX1NUQVRFX0ZPUkNFRF9PUEVOEAQSGgoWQ0lSQ1VJVF9TVEFURV9ESVNBQkxFRBAFMvcGChVDaXJjdWl0QnJlYWtlclNlcnZpY2USjAEKF1NhdmVDaXJjdWl0QnJlYWtlclN0YXRlEjYub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5TYXZlQ2lyY3VpdEJyZWFrZXJTdGF0ZVJlcXVlc3QaNy5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLlNhdmVDaXJjdWl0QnJlYWtlclN0YXRlUmVzcG9uc2UiABKMAQoWR2V0Q2lyY3VpdEJyZWFrZXJTdGF0ZRI1Lm9yY2hlc3RyYXRpb24uc3RhdGUudjEuR2V0Q2lyY3VpdEJyZWFrZXJTdGF0ZVJlcXVlc3QaNi5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkdldENpcmN1aXRCcmVha2VyU3RhdGVSZXNwb25zZSIDkAIBEpIBChhMaXN0Q2lyY3VpdEJyZWFrZXJTdGF0ZXMSNy5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkxpc3RDaXJjdWl0QnJlYWtlclN0YXRlc1JlcXVlc3QaOC5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkxpc3RDaXJjdWl0QnJlYWtlclN0YXRlc1Jlc3BvbnNlIgOQAgESgwEKE1Jlc2V0Q2lyY3VpdEJyZWFrZXISMi5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLlJlc2V0Q2lyY3VpdEJyZWFrZXJSZXF1ZXN0GjMub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5SZXNldENpcmN1aXRCcmVha2VyUmVzcG9uc2UiA5ACAhKJAQoWUmVjb3ZlckNpcmN1aXRCcmVha2VycxI1Lm9yY2hlc3RyYXRpb24uc3RhdGUudjEuUmVjb3ZlckNpcmN1aXRCcmVha2Vyc1JlcXVlc3QaNi5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLlJlY292ZXJDaXJjdWl0QnJlYWtlcnNSZXNwb25zZSIAEpgBChpEZWxldGVDaXJjdWl0QnJlYWtlclN0YXRlcxI5Lm9yY2hlc3RyYXRpb24uc3RhdGUudjEuRGVsZXRlQ2lyY3VpdEJyZWFrZXJTdGF0ZXNSZXF1ZXN0Gjoub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5EZWxldGVDaXJjdWl0QnJlYWtlclN0YXRlc1Jlc3BvbnNlIgOQAgJiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("CjRvcmNoZXN0cmF0aW9uL3N0YXRlL3YxL2NpcmN1aXRfYnJlYWtlcl9zZXJ2aWNlLnByb3RvEhZvcmNoZXN0cmF0aW9uLnN0YXRlLnYxIucCChRDaXJjdWl0QnJlYWtlclBvbGljeRJMChZmYWlsdXJlX3RocmVzaG9sZF90eXBlGAEgASgOMiwub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5GYWlsdXJlVGhyZXNob2xkVHlwZRIlCh1jb25zZWN1dGl2ZV9mYWlsdXJlX3RocmVzaG9sZBgCIAEoBRIeChZmYWlsdXJlX3JhdGVfdGhyZXNob2xkGAMgASgBEhsKE3NsaWRpbmdfd2luZG93X3NpemUYBCABKAUSFQoNbWluaW11bV9jYWxscxgFIAEoBRIwCg1vcGVuX2R1cmF0aW9uGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEh0KFWhhbGZfb3Blbl90cmlhbF9jYWxscxgHIAEoBRI1ChJzbG93X2NhbGxfZHVyYXRpb24YCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ilAQKDkNpcmN1aXRCcmVha2VyEhEKCWFnZW50X2tleRgBIAEoCRIzCgVzdGF0ZRgCIAEoDjIkLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuQ2lyY3VpdFN0YXRlEhUKDWZhaWx1cmVfY291bnQYAyABKAMSFQoNc3VjY2Vzc19jb3VudBgEIAEoAxItCglvcGVuZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCHJlc2V0X2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRldGFnGAcgASgJEi8KC2NyZWF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHAoUY29uc2VjdXRpdmVfZmFpbHVyZXMYCiABKAMSGwoTdHJpYWxfY2FsbHNfZ3JhbnRlZBgLIAEoBRI8CgZwb2xpY3kYDCABKAsyLC5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkNpcmN1aXRCcmVha2VyUG9saWN5EkYKEGVmZmVjdGl2ZV9wb2xpY3kYDSABKAsyLC5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkNpcmN1aXRCcmVha2VyUG9saWN5IqADChhDaXJjdWl0QnJlYWtlclRyYW5zaXRpb24SFQoNdHJhbnNpdGlvbl9pZBgBIAEoAxIRCglhZ2VudF9rZXkYAiABKAkSOAoKZnJvbV9zdGF0ZRgDIAEoDjIkLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuQ2lyY3VpdFN0YXRlEjYKCHRvX3N0YXRlGAQgASgOMiQub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5DaXJjdWl0U3RhdGUSOAoGcmVhc29uGAUgASgOMigub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5UcmFuc2l0aW9uUmVhc29uEhUKDWZhaWx1cmVfY291bnQYBiABKAMSFQoNc3VjY2Vzc19jb3VudBgHIAEoAxIcChRjb25zZWN1dGl2ZV9mYWlsdXJlcxgIIAEoAxIUCgx3aW5kb3dfY2FsbHMYCSABKAUSFwoPd2luZG93X2ZhaWx1cmVzGAogASgFEjMKD3RyYW5zaXRpb25fdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibwoeU2F2ZUNpcmN1aXRCcmVha2VyU3RhdGVSZXF1ZXN0Ej8KD2NpcmN1aXRfYnJlYWtlchgBIAEoCzImLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuQ2lyY3VpdEJyZWFrZXISDAoEZXRhZxgCIAEoCSJiCh9TYXZlQ2lyY3VpdEJyZWFrZXJTdGF0ZVJlc3BvbnNlEj8KD2NpcmN1aXRfYnJlYWtlchgBIAEoCzImLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuQ2lyY3VpdEJyZWFrZXIiMgodR2V0Q2lyY3VpdEJyZWFrZXJTdGF0ZVJlcXVlc3QSEQoJYWdlbnRfa2V5GAEgASgJImEKHkdldENpcmN1aXRCcmVha2VyU3RhdGVSZXNwb25zZRI/Cg9jaXJjdWl0X2JyZWFrZXIYASABKAsyJi5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkNpcmN1aXRCcmVha2VyIn4KH0xpc3RDaXJjdWl0QnJlYWtlclN0YXRlc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSNAoGc3RhdGVzGAMgAygOMiQub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5DaXJjdWl0U3RhdGUifQogTGlzdENpcmN1aXRCcmVha2VyU3RhdGVzUmVzcG9uc2USQAoQY2lyY3VpdF9icmVha2VycxgBIAMoCzImLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuQ2lyY3VpdEJyZWFrZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIi8KGlJlc2V0Q2lyY3VpdEJyZWFrZXJSZXF1ZXN0EhEKCWFnZW50X2tleRgBIAEoCSJeChtSZXNldENpcmN1aXRCcmVha2VyUmVzcG9uc2USPwoPY2lyY3VpdF9icmVha2VyGAEgASgLMiYub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5DaXJjdWl0QnJlYWtlciIfCh1SZWNvdmVyQ2lyY3VpdEJyZWFrZXJzUmVxdWVzdCJiCh5SZWNvdmVyQ2lyY3VpdEJyZWFrZXJzUmVzcG9uc2USQAoQY2lyY3VpdF9icmVha2VycxgBIAMoCzImLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuQ2lyY3VpdEJyZWFrZXIiVwohRGVsZXRlQ2lyY3VpdEJyZWFrZXJTdGF0ZXNSZXF1ZXN0EjIKDnVwZGF0ZWRfYmVmb3JlGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI7CiJEZWxldGVDaXJjdWl0QnJlYWtlclN0YXRlc1Jlc3BvbnNlEhUKDWRlbGV0ZWRfY291bnQYASABKAMiawoYUmVjb3JkQ2FsbE91dGNvbWVSZXF1ZXN0EhEKCWFnZW50X2tleRgBIAEoCRIPCgdzdWNjZXNzGAIgASgIEisKCGR1cmF0aW9uGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIrkBChlSZWNvcmRDYWxsT3V0Y29tZVJlc3BvbnNlEj8KD2NpcmN1aXRfYnJlYWtlchgBIAEoCzImLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuQ2lyY3VpdEJyZWFrZXISFQoNc3RhdGVfY2hhbmdlZBgCIAEoCBJECgp0cmFuc2l0aW9uGAMgASgLMjAub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5DaXJjdWl0QnJlYWtlclRyYW5zaXRpb24iLQoYQWNxdWlyZVBlcm1pc3Npb25SZXF1ZXN0EhEKCWFnZW50X2tleRgBIAEoCSLlAQoZQWNxdWlyZVBlcm1pc3Npb25SZXNwb25zZRIRCglwZXJtaXR0ZWQYASABKAgSPwoPY2lyY3VpdF9icmVha2VyGAIgASgLMiYub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5DaXJjdWl0QnJlYWtlchIuCgpyZXRyeV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBJECgp0cmFuc2l0aW9uGAQgASgLMjAub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5DaXJjdWl0QnJlYWtlclRyYW5zaXRpb24iYAokTGlzdENpcmN1aXRCcmVha2VyVHJhbnNpdGlvbnNSZXF1ZXN0EhEKCWFnZW50X2tleRgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSKHAQolTGlzdENpcmN1aXRCcmVha2VyVHJhbnNpdGlvbnNSZXNwb25zZRJFCgt0cmFuc2l0aW9ucxgBIAMoCzIwLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuQ2lyY3VpdEJyZWFrZXJUcmFuc2l0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJRChtXYXRjaENpcmN1aXRCcmVha2Vyc1JlcXVlc3QSEgoKYWdlbnRfa2V5cxgBIAMoCRIeChZpbmNsdWRlX2N1cnJlbnRfc3RhdGVzGAIgASgIIpACChxXYXRjaENpcmN1aXRCcmVha2Vyc1Jlc3BvbnNlEj8KDWN1cnJlbnRfc3RhdGUYASABKAsyJi5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkNpcmN1aXRCcmVha2VySAASUgoJY2F1Z2h0X3VwGAIgASgLMj0ub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5XYXRjaENpcmN1aXRCcmVha2Vyc1Jlc3BvbnNlLkNhdWdodFVwSAASRgoKdHJhbnNpdGlvbhgDIAEoCzIwLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuQ2lyY3VpdEJyZWFrZXJUcmFuc2l0aW9uSAAaCgoIQ2F1Z2h0VXBCBwoFZXZlbnQqtwEKDENpcmN1aXRTdGF0ZRIdChlDSVJDVUlUX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUQ0lSQ1VJVF9TVEFURV9DTE9TRUQQARIWChJDSVJDVUlUX1NUQVRFX09QRU4QAhIbChdDSVJDVUlUX1NUQVRFX0hBTEZfT1BFThADEh0KGUNJUkNVSVRfU1RBVEVfRk9SQ0VEX09QRU4QBBIaChZDSVJDVUlUX1NUQVRFX0RJU0FCTEVEEAUqmAEKFEZhaWx1cmVUaHJlc2hvbGRUeXBlEiYKIkZBSUxVUkVfVEhSRVNIT0xEX1RZUEVfVU5TUEVDSUZJRUQQABIvCitGQUlMVVJFX1RIUkVTSE9MRF9UWVBFX0NPTlNFQ1VUSVZFX0ZBSUxVUkVTEAESJwojRkFJTFVSRV9USFJFU0hPTERfVFlQRV9GQUlMVVJFX1JBVEUQAirCAgoQVHJhbnNpdGlvblJlYXNvbhIhCh1UUkFOU0lUSU9OX1JFQVNPTl9VTlNQRUNJRklFRBAAEioKJlRSQU5TSVRJT05fUkVBU09OX0NPTlNFQ1VUSVZFX0ZBSUxVUkVTEAESIgoeVFJBTlNJVElPTl9SRUFTT05fRkFJTFVSRV9SQVRFEAISKwonVFJBTlNJVElPTl9SRUFTT05fT1BFTl9EVVJBVElPTl9FTEFQU0VEEAMSKwonVFJBTlNJVElPTl9SRUFTT05fVFJJQUxfQ0FMTFNfU1VDQ0VFREVEEAQSJwojVFJBTlNJVElPTl9SRUFTT05fVFJJQUxfQ0FMTF9GQUlMRUQQBRIbChdUUkFOU0lUSU9OX1JFQVNPTl9TQVZFRBAGEhsKF1RSQU5TSVRJT05fUkVBU09OX1JFU0VUEAcyngsKFUNpcmN1aXRCcmVha2VyU2VydmljZRKMAQoXU2F2ZUNpcmN1aXRCcmVha2VyU3RhdGUSNi5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLlNhdmVDaXJjdWl0QnJlYWtlclN0YXRlUmVxdWVzdBo3Lm9yY2hlc3RyYXRpb24uc3RhdGUudjEuU2F2ZUNpcmN1aXRCcmVha2VyU3RhdGVSZXNwb25zZSIAEowBChZHZXRDaXJjdWl0QnJlYWtlclN0YXRlEjUub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5HZXRDaXJjdWl0QnJlYWtlclN0YXRlUmVxdWVzdBo2Lm9yY2hlc3RyYXRpb24uc3RhdGUudjEuR2V0Q2lyY3VpdEJyZWFrZXJTdGF0ZVJlc3BvbnNlIgOQAgESkgEKGExpc3RDaXJjdWl0QnJlYWtlclN0YXRlcxI3Lm9yY2hlc3RyYXRpb24uc3RhdGUudjEuTGlzdENpcmN1aXRCcmVha2VyU3RhdGVzUmVxdWVzdBo4Lm9yY2hlc3RyYXRpb24uc3RhdGUudjEuTGlzdENpcmN1aXRCcmVha2VyU3RhdGVzUmVzcG9uc2UiA5ACARKDAQoTUmVzZXRDaXJjdWl0QnJlYWtlchIyLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuUmVzZXRDaXJjdWl0QnJlYWtlclJlcXVlc3QaMy5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLlJlc2V0Q2lyY3VpdEJyZWFrZXJSZXNwb25zZSIDkAICEokBChZSZWNvdmVyQ2lyY3VpdEJyZWFrZXJzEjUub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5SZWNvdmVyQ2lyY3VpdEJyZWFrZXJzUmVxdWVzdBo2Lm9yY2hlc3RyYXRpb24uc3RhdGUudjEuUmVjb3ZlckNpcmN1aXRCcmVha2Vyc1Jlc3BvbnNlIgASmAEKGkRlbGV0ZUNpcmN1aXRCcmVha2VyU3RhdGVzEjkub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5EZWxldGVDaXJjdWl0QnJlYWtlclN0YXRlc1JlcXVlc3QaOi5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkRlbGV0ZUNpcmN1aXRCcmVha2VyU3RhdGVzUmVzcG9uc2UiA5ACAhJ6ChFSZWNvcmRDYWxsT3V0Y29tZRIwLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuUmVjb3JkQ2FsbE91dGNvbWVSZXF1ZXN0GjEub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5SZWNvcmRDYWxsT3V0Y29tZVJlc3BvbnNlIgASegoRQWNxdWlyZVBlcm1pc3Npb24SMC5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkFjcXVpcmVQZXJtaXNzaW9uUmVxdWVzdBoxLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuQWNxdWlyZVBlcm1pc3Npb25SZXNwb25zZSIAEqEBCh1MaXN0Q2lyY3VpdEJyZWFrZXJUcmFuc2l0aW9ucxI8Lm9yY2hlc3RyYXRpb24uc3RhdGUudjEuTGlzdENpcmN1aXRCcmVha2VyVHJhbnNpdGlvbnNSZXF1ZXN0Gj0ub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5MaXN0Q2lyY3VpdEJyZWFrZXJUcmFuc2l0aW9uc1Jlc3BvbnNlIgOQAgESiAEKFFdhdGNoQ2lyY3VpdEJyZWFrZXJzEjMub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5XYXRjaENpcmN1aXRCcmVha2Vyc1JlcXVlc3QaNC5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLldhdGNoQ2lyY3VpdEJyZWFrZXJzUmVzcG9uc2UiA5ACATABYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+
+/**
+ * The policy of one agent's breaker. Every field left at zero (or unset) takes
+ * the server default named on it; CircuitBreaker.effective_policy shows the
+ * values in force.
+ *
+ * @generated from message orchestration.state.v1.CircuitBreakerPolicy
+ */
+export type CircuitBreakerPolicy = Message<"orchestration.state.v1.CircuitBreakerPolicy"> & {
+  /**
+   * How the breaker decides to open. Default CONSECUTIVE_FAILURES.
+   *
+   * @generated from field: orchestration.state.v1.FailureThresholdType failure_threshold_type = 1;
+   */
+  failureThresholdType: FailureThresholdType;
+
+  /**
+   * CONSECUTIVE_FAILURES: failures in a row that open the breaker. 0 means the
+   * default, 5; otherwise 1-10,000.
+   *
+   * @generated from field: int32 consecutive_failure_threshold = 2;
+   */
+  consecutiveFailureThreshold: number;
+
+  /**
+   * FAILURE_RATE: the failure share, in percent, that opens the breaker. 0
+   * means the default, 50; otherwise greater than 0 and at most 100.
+   *
+   * @generated from field: double failure_rate_threshold = 3;
+   */
+  failureRateThreshold: number;
+
+  /**
+   * FAILURE_RATE: number of most recent calls the rate is computed over. 0
+   * means the default, 100; otherwise 1-1,000.
+   *
+   * @generated from field: int32 sliding_window_size = 4;
+   */
+  slidingWindowSize: number;
+
+  /**
+   * FAILURE_RATE: calls that must be counted in the window before the rate is
+   * looked at. 0 means the default, 10; otherwise 1-1,000, and at most the
+   * (effective) `sliding_window_size`.
+   *
+   * @generated from field: int32 minimum_calls = 5;
+   */
+  minimumCalls: number;
+
+  /**
+   * How long the breaker stays OPEN before trial calls are allowed (`reset_at`
+   * = `opened_at` + this). Unset means the default, 60 seconds; otherwise from
+   * 1 millisecond to 30 days.
+   *
+   * @generated from field: google.protobuf.Duration open_duration = 6;
+   */
+  openDuration?: Duration | undefined;
+
+  /**
+   * Trial calls allowed in HALF_OPEN, across all replicas together; this many
+   * successes close the breaker. 0 means the default, 3; otherwise 1-1,000.
+   *
+   * @generated from field: int32 half_open_trial_calls = 7;
+   */
+  halfOpenTrialCalls: number;
+
+  /**
+   * A successful call that took at least this long counts as a failure. Unset
+   * means slow calls are not failures (the default); otherwise from 1
+   * millisecond to 1 day.
+   *
+   * @generated from field: google.protobuf.Duration slow_call_duration = 8;
+   */
+  slowCallDuration?: Duration | undefined;
+};
+
+/**
+ * Describes the message orchestration.state.v1.CircuitBreakerPolicy.
+ * Use `create(CircuitBreakerPolicySchema)` to create a new message.
+ */
+export const CircuitBreakerPolicySchema: GenMessage<CircuitBreakerPolicy> = /*@__PURE__*/
+  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 0);
 
 /**
  * The breaker of one agent.
@@ -35,53 +117,92 @@ export type CircuitBreaker = Message<"orchestration.state.v1.CircuitBreaker"> & 
   state: CircuitState;
 
   /**
-   * Failures counted in the current state. Not negative.
+   * Failures counted since the breaker entered its current state. Not
+   * negative; at most 2^53.
    *
    * @generated from field: int64 failure_count = 3;
    */
   failureCount: bigint;
 
   /**
-   * Successes counted in the current state. Not negative.
+   * Successes counted since the breaker entered its current state. Not
+   * negative; at most 2^53.
    *
    * @generated from field: int64 success_count = 4;
    */
   successCount: bigint;
 
   /**
-   * When the breaker last opened. Unset unless OPEN or HALF_OPEN.
+   * When the breaker last opened. Only with OPEN or HALF_OPEN (INVALID_ARGUMENT
+   * otherwise). Saving OPEN or HALF_OPEN without it sets it to the current time.
    *
    * @generated from field: google.protobuf.Timestamp opened_at = 5;
    */
   openedAt?: Timestamp | undefined;
 
   /**
-   * When an OPEN breaker may move to HALF_OPEN. Unset unless OPEN.
+   * When an OPEN breaker may move to HALF_OPEN. Only with OPEN
+   * (INVALID_ARGUMENT otherwise). Saving OPEN without it sets it to `opened_at`
+   * + the policy's `open_duration`.
    *
    * @generated from field: google.protobuf.Timestamp reset_at = 6;
    */
   resetAt?: Timestamp | undefined;
 
   /**
-   * Opaque version tag, set by the server on every write. Ignored on write.
+   * Opaque version tag, set by the server on every write (including
+   * RecordCallOutcome and AcquirePermission). Ignored on write: pass it in
+   * SaveCircuitBreakerStateRequest.etag instead.
    *
    * @generated from field: string etag = 7;
    */
   etag: string;
 
   /**
-   * When the breaker was first saved. Output only.
+   * When the breaker was first stored. Output only.
    *
    * @generated from field: google.protobuf.Timestamp create_time = 8;
    */
   createTime?: Timestamp | undefined;
 
   /**
-   * When the breaker was last saved. Output only.
+   * When the breaker was last written. Output only.
    *
    * @generated from field: google.protobuf.Timestamp update_time = 9;
    */
   updateTime?: Timestamp | undefined;
+
+  /**
+   * Failures in a row counted in CLOSED since the last success. Output only;
+   * a save sets it to 0.
+   *
+   * @generated from field: int64 consecutive_failures = 10;
+   */
+  consecutiveFailures: bigint;
+
+  /**
+   * Trial calls AcquirePermission granted in the current HALF_OPEN period.
+   * Output only; a save sets it to 0.
+   *
+   * @generated from field: int32 trial_calls_granted = 11;
+   */
+  trialCallsGranted: number;
+
+  /**
+   * This agent's policy overrides. On save: unset keeps the stored policy (the
+   * defaults for a new breaker); set replaces it, and an empty policy means
+   * every default.
+   *
+   * @generated from field: orchestration.state.v1.CircuitBreakerPolicy policy = 12;
+   */
+  policy?: CircuitBreakerPolicy | undefined;
+
+  /**
+   * The policy in force: `policy` with every default filled in. Output only.
+   *
+   * @generated from field: orchestration.state.v1.CircuitBreakerPolicy effective_policy = 13;
+   */
+  effectivePolicy?: CircuitBreakerPolicy | undefined;
 };
 
 /**
@@ -89,7 +210,101 @@ export type CircuitBreaker = Message<"orchestration.state.v1.CircuitBreaker"> & 
  * Use `create(CircuitBreakerSchema)` to create a new message.
  */
 export const CircuitBreakerSchema: GenMessage<CircuitBreaker> = /*@__PURE__*/
-  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 0);
+  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 1);
+
+/**
+ * One state change of one agent's breaker. Append-only: never changed or
+ * deleted by this service.
+ *
+ * @generated from message orchestration.state.v1.CircuitBreakerTransition
+ */
+export type CircuitBreakerTransition = Message<"orchestration.state.v1.CircuitBreakerTransition"> & {
+  /**
+   * Identifies the transition within the tenant. Larger for later transitions of
+   * the same agent (not contiguous; not ordered across agents).
+   *
+   * @generated from field: int64 transition_id = 1;
+   */
+  transitionId: bigint;
+
+  /**
+   * The agent whose breaker changed.
+   *
+   * @generated from field: string agent_key = 2;
+   */
+  agentKey: string;
+
+  /**
+   * The state before. CLOSED for a breaker created by the change.
+   *
+   * @generated from field: orchestration.state.v1.CircuitState from_state = 3;
+   */
+  fromState: CircuitState;
+
+  /**
+   * The state after.
+   *
+   * @generated from field: orchestration.state.v1.CircuitState to_state = 4;
+   */
+  toState: CircuitState;
+
+  /**
+   * Why it changed.
+   *
+   * @generated from field: orchestration.state.v1.TransitionReason reason = 5;
+   */
+  reason: TransitionReason;
+
+  /**
+   * Failures counted in `from_state` when it changed (including the call that
+   * caused it).
+   *
+   * @generated from field: int64 failure_count = 6;
+   */
+  failureCount: bigint;
+
+  /**
+   * Successes counted in `from_state` when it changed.
+   *
+   * @generated from field: int64 success_count = 7;
+   */
+  successCount: bigint;
+
+  /**
+   * Failures in a row when it changed (CLOSED only; 0 otherwise).
+   *
+   * @generated from field: int64 consecutive_failures = 8;
+   */
+  consecutiveFailures: bigint;
+
+  /**
+   * Calls in the sliding window when it changed (CLOSED only; 0 otherwise).
+   *
+   * @generated from field: int32 window_calls = 9;
+   */
+  windowCalls: number;
+
+  /**
+   * Failures among `window_calls`.
+   *
+   * @generated from field: int32 window_failures = 10;
+   */
+  windowFailures: number;
+
+  /**
+   * When it changed, by the database's clock.
+   *
+   * @generated from field: google.protobuf.Timestamp transition_time = 11;
+   */
+  transitionTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message orchestration.state.v1.CircuitBreakerTransition.
+ * Use `create(CircuitBreakerTransitionSchema)` to create a new message.
+ */
+export const CircuitBreakerTransitionSchema: GenMessage<CircuitBreakerTransition> = /*@__PURE__*/
+  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 2);
 
 /**
  * Request of CircuitBreakerService.SaveCircuitBreakerState.
@@ -98,14 +313,15 @@ export const CircuitBreakerSchema: GenMessage<CircuitBreaker> = /*@__PURE__*/
  */
 export type SaveCircuitBreakerStateRequest = Message<"orchestration.state.v1.SaveCircuitBreakerStateRequest"> & {
   /**
-   * The breaker to store. Required.
+   * The breaker to store. Required. Its output-only fields are ignored.
    *
    * @generated from field: orchestration.state.v1.CircuitBreaker circuit_breaker = 1;
    */
   circuitBreaker?: CircuitBreaker | undefined;
 
   /**
-   * Expected current etag. Empty: write unconditionally.
+   * Expected current etag. Empty: write unconditionally. At most 100
+   * characters.
    *
    * @generated from field: string etag = 2;
    */
@@ -117,7 +333,7 @@ export type SaveCircuitBreakerStateRequest = Message<"orchestration.state.v1.Sav
  * Use `create(SaveCircuitBreakerStateRequestSchema)` to create a new message.
  */
 export const SaveCircuitBreakerStateRequestSchema: GenMessage<SaveCircuitBreakerStateRequest> = /*@__PURE__*/
-  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 1);
+  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 3);
 
 /**
  * Response of CircuitBreakerService.SaveCircuitBreakerState.
@@ -126,7 +342,7 @@ export const SaveCircuitBreakerStateRequestSchema: GenMessage<SaveCircuitBreaker
  */
 export type SaveCircuitBreakerStateResponse = Message<"orchestration.state.v1.SaveCircuitBreakerStateResponse"> & {
   /**
-   * The stored breaker.
+   * The stored breaker, with its new etag.
    *
    * @generated from field: orchestration.state.v1.CircuitBreaker circuit_breaker = 1;
    */
@@ -138,7 +354,7 @@ export type SaveCircuitBreakerStateResponse = Message<"orchestration.state.v1.Sa
  * Use `create(SaveCircuitBreakerStateResponseSchema)` to create a new message.
  */
 export const SaveCircuitBreakerStateResponseSchema: GenMessage<SaveCircuitBreakerStateResponse> = /*@__PURE__*/
-  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 2);
+  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 4);
 
 /**
  * Request of CircuitBreakerService.GetCircuitBreakerState.
@@ -159,7 +375,7 @@ export type GetCircuitBreakerStateRequest = Message<"orchestration.state.v1.GetC
  * Use `create(GetCircuitBreakerStateRequestSchema)` to create a new message.
  */
 export const GetCircuitBreakerStateRequestSchema: GenMessage<GetCircuitBreakerStateRequest> = /*@__PURE__*/
-  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 3);
+  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 5);
 
 /**
  * Response of CircuitBreakerService.GetCircuitBreakerState.
@@ -180,7 +396,7 @@ export type GetCircuitBreakerStateResponse = Message<"orchestration.state.v1.Get
  * Use `create(GetCircuitBreakerStateResponseSchema)` to create a new message.
  */
 export const GetCircuitBreakerStateResponseSchema: GenMessage<GetCircuitBreakerStateResponse> = /*@__PURE__*/
-  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 4);
+  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 6);
 
 /**
  * Request of CircuitBreakerService.ListCircuitBreakerStates.
@@ -190,21 +406,23 @@ export const GetCircuitBreakerStateResponseSchema: GenMessage<GetCircuitBreakerS
 export type ListCircuitBreakerStatesRequest = Message<"orchestration.state.v1.ListCircuitBreakerStatesRequest"> & {
   /**
    * Maximum number of breakers to return. 0 means 50; values above 1,000 are
-   * treated as 1,000.
+   * treated as 1,000. Negative: INVALID_ARGUMENT.
    *
    * @generated from field: int32 page_size = 1;
    */
   pageSize: number;
 
   /**
-   * `next_page_token` of the previous page; empty for the first page.
+   * `next_page_token` of the previous page, issued for the same `states`;
+   * empty for the first page.
    *
    * @generated from field: string page_token = 2;
    */
   pageToken: string;
 
   /**
-   * Only breakers in one of these states. Empty: any state.
+   * Only breakers in one of these states. Empty: any state. Each must be a
+   * defined state other than UNSPECIFIED.
    *
    * @generated from field: repeated orchestration.state.v1.CircuitState states = 3;
    */
@@ -216,7 +434,7 @@ export type ListCircuitBreakerStatesRequest = Message<"orchestration.state.v1.Li
  * Use `create(ListCircuitBreakerStatesRequestSchema)` to create a new message.
  */
 export const ListCircuitBreakerStatesRequestSchema: GenMessage<ListCircuitBreakerStatesRequest> = /*@__PURE__*/
-  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 5);
+  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 7);
 
 /**
  * Response of CircuitBreakerService.ListCircuitBreakerStates.
@@ -225,7 +443,7 @@ export const ListCircuitBreakerStatesRequestSchema: GenMessage<ListCircuitBreake
  */
 export type ListCircuitBreakerStatesResponse = Message<"orchestration.state.v1.ListCircuitBreakerStatesResponse"> & {
   /**
-   * The page, ordered by `agent_key`.
+   * The page, ordered by `agent_key` (in the database's collation).
    *
    * @generated from field: repeated orchestration.state.v1.CircuitBreaker circuit_breakers = 1;
    */
@@ -244,7 +462,7 @@ export type ListCircuitBreakerStatesResponse = Message<"orchestration.state.v1.L
  * Use `create(ListCircuitBreakerStatesResponseSchema)` to create a new message.
  */
 export const ListCircuitBreakerStatesResponseSchema: GenMessage<ListCircuitBreakerStatesResponse> = /*@__PURE__*/
-  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 6);
+  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 8);
 
 /**
  * Request of CircuitBreakerService.ResetCircuitBreaker.
@@ -265,7 +483,7 @@ export type ResetCircuitBreakerRequest = Message<"orchestration.state.v1.ResetCi
  * Use `create(ResetCircuitBreakerRequestSchema)` to create a new message.
  */
 export const ResetCircuitBreakerRequestSchema: GenMessage<ResetCircuitBreakerRequest> = /*@__PURE__*/
-  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 7);
+  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 9);
 
 /**
  * Response of CircuitBreakerService.ResetCircuitBreaker.
@@ -286,7 +504,7 @@ export type ResetCircuitBreakerResponse = Message<"orchestration.state.v1.ResetC
  * Use `create(ResetCircuitBreakerResponseSchema)` to create a new message.
  */
 export const ResetCircuitBreakerResponseSchema: GenMessage<ResetCircuitBreakerResponse> = /*@__PURE__*/
-  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 8);
+  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 10);
 
 /**
  * Request of CircuitBreakerService.RecoverCircuitBreakers.
@@ -301,7 +519,7 @@ export type RecoverCircuitBreakersRequest = Message<"orchestration.state.v1.Reco
  * Use `create(RecoverCircuitBreakersRequestSchema)` to create a new message.
  */
 export const RecoverCircuitBreakersRequestSchema: GenMessage<RecoverCircuitBreakersRequest> = /*@__PURE__*/
-  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 9);
+  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 11);
 
 /**
  * Response of CircuitBreakerService.RecoverCircuitBreakers.
@@ -310,7 +528,8 @@ export const RecoverCircuitBreakersRequestSchema: GenMessage<RecoverCircuitBreak
  */
 export type RecoverCircuitBreakersResponse = Message<"orchestration.state.v1.RecoverCircuitBreakersResponse"> & {
   /**
-   * The breakers this call moved from OPEN to HALF_OPEN.
+   * The breakers this call moved from OPEN to HALF_OPEN, in `agent_key` order.
+   * Unbounded: one entry per expired breaker of the tenant.
    *
    * @generated from field: repeated orchestration.state.v1.CircuitBreaker circuit_breakers = 1;
    */
@@ -322,7 +541,7 @@ export type RecoverCircuitBreakersResponse = Message<"orchestration.state.v1.Rec
  * Use `create(RecoverCircuitBreakersResponseSchema)` to create a new message.
  */
 export const RecoverCircuitBreakersResponseSchema: GenMessage<RecoverCircuitBreakersResponse> = /*@__PURE__*/
-  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 10);
+  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 12);
 
 /**
  * Request of CircuitBreakerService.DeleteCircuitBreakerStates.
@@ -344,7 +563,7 @@ export type DeleteCircuitBreakerStatesRequest = Message<"orchestration.state.v1.
  * Use `create(DeleteCircuitBreakerStatesRequestSchema)` to create a new message.
  */
 export const DeleteCircuitBreakerStatesRequestSchema: GenMessage<DeleteCircuitBreakerStatesRequest> = /*@__PURE__*/
-  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 11);
+  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 13);
 
 /**
  * Response of CircuitBreakerService.DeleteCircuitBreakerStates.
@@ -365,7 +584,301 @@ export type DeleteCircuitBreakerStatesResponse = Message<"orchestration.state.v1
  * Use `create(DeleteCircuitBreakerStatesResponseSchema)` to create a new message.
  */
 export const DeleteCircuitBreakerStatesResponseSchema: GenMessage<DeleteCircuitBreakerStatesResponse> = /*@__PURE__*/
-  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 12);
+  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 14);
+
+/**
+ * Request of CircuitBreakerService.RecordCallOutcome.
+ *
+ * @generated from message orchestration.state.v1.RecordCallOutcomeRequest
+ */
+export type RecordCallOutcomeRequest = Message<"orchestration.state.v1.RecordCallOutcomeRequest"> & {
+  /**
+   * The agent that was called. Required, 1-200 characters.
+   *
+   * @generated from field: string agent_key = 1;
+   */
+  agentKey: string;
+
+  /**
+   * Whether the call succeeded. A success at least as slow as the policy's
+   * `slow_call_duration` counts as a failure.
+   *
+   * @generated from field: bool success = 2;
+   */
+  success: boolean;
+
+  /**
+   * How long the call took. Optional (unset counts as 0); at most 10,000 years.
+   *
+   * @generated from field: google.protobuf.Duration duration = 3;
+   */
+  duration?: Duration | undefined;
+};
+
+/**
+ * Describes the message orchestration.state.v1.RecordCallOutcomeRequest.
+ * Use `create(RecordCallOutcomeRequestSchema)` to create a new message.
+ */
+export const RecordCallOutcomeRequestSchema: GenMessage<RecordCallOutcomeRequest> = /*@__PURE__*/
+  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 15);
+
+/**
+ * Response of CircuitBreakerService.RecordCallOutcome.
+ *
+ * @generated from message orchestration.state.v1.RecordCallOutcomeResponse
+ */
+export type RecordCallOutcomeResponse = Message<"orchestration.state.v1.RecordCallOutcomeResponse"> & {
+  /**
+   * The breaker after the call was counted.
+   *
+   * @generated from field: orchestration.state.v1.CircuitBreaker circuit_breaker = 1;
+   */
+  circuitBreaker?: CircuitBreaker | undefined;
+
+  /**
+   * Whether this call changed the breaker's state.
+   *
+   * @generated from field: bool state_changed = 2;
+   */
+  stateChanged: boolean;
+
+  /**
+   * The transition this call caused. Set exactly when `state_changed`.
+   *
+   * @generated from field: orchestration.state.v1.CircuitBreakerTransition transition = 3;
+   */
+  transition?: CircuitBreakerTransition | undefined;
+};
+
+/**
+ * Describes the message orchestration.state.v1.RecordCallOutcomeResponse.
+ * Use `create(RecordCallOutcomeResponseSchema)` to create a new message.
+ */
+export const RecordCallOutcomeResponseSchema: GenMessage<RecordCallOutcomeResponse> = /*@__PURE__*/
+  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 16);
+
+/**
+ * Request of CircuitBreakerService.AcquirePermission.
+ *
+ * @generated from message orchestration.state.v1.AcquirePermissionRequest
+ */
+export type AcquirePermissionRequest = Message<"orchestration.state.v1.AcquirePermissionRequest"> & {
+  /**
+   * The agent to call. Required, 1-200 characters.
+   *
+   * @generated from field: string agent_key = 1;
+   */
+  agentKey: string;
+};
+
+/**
+ * Describes the message orchestration.state.v1.AcquirePermissionRequest.
+ * Use `create(AcquirePermissionRequestSchema)` to create a new message.
+ */
+export const AcquirePermissionRequestSchema: GenMessage<AcquirePermissionRequest> = /*@__PURE__*/
+  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 17);
+
+/**
+ * Response of CircuitBreakerService.AcquirePermission.
+ *
+ * @generated from message orchestration.state.v1.AcquirePermissionResponse
+ */
+export type AcquirePermissionResponse = Message<"orchestration.state.v1.AcquirePermissionResponse"> & {
+  /**
+   * Whether the caller may call the agent now.
+   *
+   * @generated from field: bool permitted = 1;
+   */
+  permitted: boolean;
+
+  /**
+   * The breaker after the decision. For an agent without a breaker: CLOSED
+   * with the default policy and no etag or times (nothing is stored).
+   *
+   * @generated from field: orchestration.state.v1.CircuitBreaker circuit_breaker = 2;
+   */
+  circuitBreaker?: CircuitBreaker | undefined;
+
+  /**
+   * When not permitted because the breaker is OPEN: its `reset_at`, from when
+   * a trial may be granted. Unset otherwise (FORCED_OPEN, or every trial of
+   * HALF_OPEN already granted: ask again later).
+   *
+   * @generated from field: google.protobuf.Timestamp retry_time = 3;
+   */
+  retryTime?: Timestamp | undefined;
+
+  /**
+   * The transition this call caused (OPEN -> HALF_OPEN). Unset when the state
+   * did not change.
+   *
+   * @generated from field: orchestration.state.v1.CircuitBreakerTransition transition = 4;
+   */
+  transition?: CircuitBreakerTransition | undefined;
+};
+
+/**
+ * Describes the message orchestration.state.v1.AcquirePermissionResponse.
+ * Use `create(AcquirePermissionResponseSchema)` to create a new message.
+ */
+export const AcquirePermissionResponseSchema: GenMessage<AcquirePermissionResponse> = /*@__PURE__*/
+  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 18);
+
+/**
+ * Request of CircuitBreakerService.ListCircuitBreakerTransitions.
+ *
+ * @generated from message orchestration.state.v1.ListCircuitBreakerTransitionsRequest
+ */
+export type ListCircuitBreakerTransitionsRequest = Message<"orchestration.state.v1.ListCircuitBreakerTransitionsRequest"> & {
+  /**
+   * The agent. Required, 1-200 characters.
+   *
+   * @generated from field: string agent_key = 1;
+   */
+  agentKey: string;
+
+  /**
+   * Maximum number of transitions to return. 0 means 50; values above 1,000
+   * are treated as 1,000. Negative: INVALID_ARGUMENT.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * `next_page_token` of the previous page for the same agent; empty for the
+   * first page.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message orchestration.state.v1.ListCircuitBreakerTransitionsRequest.
+ * Use `create(ListCircuitBreakerTransitionsRequestSchema)` to create a new message.
+ */
+export const ListCircuitBreakerTransitionsRequestSchema: GenMessage<ListCircuitBreakerTransitionsRequest> = /*@__PURE__*/
+  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 19);
+
+/**
+ * Response of CircuitBreakerService.ListCircuitBreakerTransitions.
+ *
+ * @generated from message orchestration.state.v1.ListCircuitBreakerTransitionsResponse
+ */
+export type ListCircuitBreakerTransitionsResponse = Message<"orchestration.state.v1.ListCircuitBreakerTransitionsResponse"> & {
+  /**
+   * The page, newest first (descending `transition_id`).
+   *
+   * @generated from field: repeated orchestration.state.v1.CircuitBreakerTransition transitions = 1;
+   */
+  transitions: CircuitBreakerTransition[];
+
+  /**
+   * Token for the next page. Empty when this is the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message orchestration.state.v1.ListCircuitBreakerTransitionsResponse.
+ * Use `create(ListCircuitBreakerTransitionsResponseSchema)` to create a new message.
+ */
+export const ListCircuitBreakerTransitionsResponseSchema: GenMessage<ListCircuitBreakerTransitionsResponse> = /*@__PURE__*/
+  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 20);
+
+/**
+ * Request of CircuitBreakerService.WatchCircuitBreakers.
+ *
+ * @generated from message orchestration.state.v1.WatchCircuitBreakersRequest
+ */
+export type WatchCircuitBreakersRequest = Message<"orchestration.state.v1.WatchCircuitBreakersRequest"> & {
+  /**
+   * Only these agents (each 1-200 characters, at most 100 entries). Empty: every
+   * agent of the tenant.
+   *
+   * @generated from field: repeated string agent_keys = 1;
+   */
+  agentKeys: string[];
+
+  /**
+   * Send the current breakers (of `agent_keys`, or all) first, in `agent_key`
+   * order, before `caught_up`.
+   *
+   * @generated from field: bool include_current_states = 2;
+   */
+  includeCurrentStates: boolean;
+};
+
+/**
+ * Describes the message orchestration.state.v1.WatchCircuitBreakersRequest.
+ * Use `create(WatchCircuitBreakersRequestSchema)` to create a new message.
+ */
+export const WatchCircuitBreakersRequestSchema: GenMessage<WatchCircuitBreakersRequest> = /*@__PURE__*/
+  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 21);
+
+/**
+ * Response of CircuitBreakerService.WatchCircuitBreakers: one event.
+ *
+ * @generated from message orchestration.state.v1.WatchCircuitBreakersResponse
+ */
+export type WatchCircuitBreakersResponse = Message<"orchestration.state.v1.WatchCircuitBreakersResponse"> & {
+  /**
+   * Exactly one is set.
+   *
+   * @generated from oneof orchestration.state.v1.WatchCircuitBreakersResponse.event
+   */
+  event: {
+    /**
+     * A current breaker, sent first when `include_current_states` is set.
+     *
+     * @generated from field: orchestration.state.v1.CircuitBreaker current_state = 1;
+     */
+    value: CircuitBreaker;
+    case: "currentState";
+  } | {
+    /**
+     * See CaughtUp.
+     *
+     * @generated from field: orchestration.state.v1.WatchCircuitBreakersResponse.CaughtUp caught_up = 2;
+     */
+    value: WatchCircuitBreakersResponse_CaughtUp;
+    case: "caughtUp";
+  } | {
+    /**
+     * A transition, as it was committed.
+     *
+     * @generated from field: orchestration.state.v1.CircuitBreakerTransition transition = 3;
+     */
+    value: CircuitBreakerTransition;
+    case: "transition";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message orchestration.state.v1.WatchCircuitBreakersResponse.
+ * Use `create(WatchCircuitBreakersResponseSchema)` to create a new message.
+ */
+export const WatchCircuitBreakersResponseSchema: GenMessage<WatchCircuitBreakersResponse> = /*@__PURE__*/
+  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 22);
+
+/**
+ * Sent once, after the current states (if asked for): the server is now
+ * listening, and every transition committed from here on will be sent.
+ *
+ * @generated from message orchestration.state.v1.WatchCircuitBreakersResponse.CaughtUp
+ */
+export type WatchCircuitBreakersResponse_CaughtUp = Message<"orchestration.state.v1.WatchCircuitBreakersResponse.CaughtUp"> & {
+};
+
+/**
+ * Describes the message orchestration.state.v1.WatchCircuitBreakersResponse.CaughtUp.
+ * Use `create(WatchCircuitBreakersResponse_CaughtUpSchema)` to create a new message.
+ */
+export const WatchCircuitBreakersResponse_CaughtUpSchema: GenMessage<WatchCircuitBreakersResponse_CaughtUp> = /*@__PURE__*/
+  messageDesc(file_orchestration_state_v1_circuit_breaker_service, 22, 0);
 
 /**
  * The state of a circuit breaker.
@@ -381,7 +894,7 @@ export enum CircuitState {
   UNSPECIFIED = 0,
 
   /**
-   * Calls flow to the agent; failures are counted.
+   * Calls flow to the agent; outcomes are counted against the policy.
    *
    * @generated from enum value: CIRCUIT_STATE_CLOSED = 1;
    */
@@ -402,15 +915,16 @@ export enum CircuitState {
   HALF_OPEN = 3,
 
   /**
-   * Operator override: calls are refused until an explicit change.
+   * Operator override: calls are refused and nothing is counted, until
+   * SaveCircuitBreakerState or ResetCircuitBreaker changes it.
    *
    * @generated from enum value: CIRCUIT_STATE_FORCED_OPEN = 4;
    */
   FORCED_OPEN = 4,
 
   /**
-   * Operator override: calls always flow and nothing is counted, until an
-   * explicit change.
+   * Operator override: calls always flow and nothing is counted, until
+   * SaveCircuitBreakerState or ResetCircuitBreaker changes it.
    *
    * @generated from enum value: CIRCUIT_STATE_DISABLED = 5;
    */
@@ -424,14 +938,137 @@ export const CircuitStateSchema: GenEnum<CircuitState> = /*@__PURE__*/
   enumDesc(file_orchestration_state_v1_circuit_breaker_service, 0);
 
 /**
- * CircuitBreakerService keeps the state of each agent's circuit breaker, so that
- * every orchestrator replica, and every restart, shares what the others learned
- * about a failing agent.
+ * How a CLOSED breaker decides to open.
  *
- * Tenancy and the common errors (INVALID_ARGUMENT, UNAVAILABLE, INTERNAL) are as
- * described on WorkflowStateService.
+ * @generated from enum orchestration.state.v1.FailureThresholdType
+ */
+export enum FailureThresholdType {
+  /**
+   * Not set: the server default, CONSECUTIVE_FAILURES.
+   *
+   * @generated from enum value: FAILURE_THRESHOLD_TYPE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Opens after `consecutive_failure_threshold` failures in a row.
+   *
+   * @generated from enum value: FAILURE_THRESHOLD_TYPE_CONSECUTIVE_FAILURES = 1;
+   */
+  CONSECUTIVE_FAILURES = 1,
+
+  /**
+   * Opens when, over the last `sliding_window_size` calls and once at least
+   * `minimum_calls` were counted, the share of failures reaches
+   * `failure_rate_threshold` percent.
+   *
+   * @generated from enum value: FAILURE_THRESHOLD_TYPE_FAILURE_RATE = 2;
+   */
+  FAILURE_RATE = 2,
+}
+
+/**
+ * Describes the enum orchestration.state.v1.FailureThresholdType.
+ */
+export const FailureThresholdTypeSchema: GenEnum<FailureThresholdType> = /*@__PURE__*/
+  enumDesc(file_orchestration_state_v1_circuit_breaker_service, 1);
+
+/**
+ * Why a breaker changed state.
  *
- * Not implemented yet: every RPC answers UNIMPLEMENTED.
+ * @generated from enum orchestration.state.v1.TransitionReason
+ */
+export enum TransitionReason {
+  /**
+   * Not set; never sent.
+   *
+   * @generated from enum value: TRANSITION_REASON_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * CLOSED -> OPEN: `consecutive_failure_threshold` failures in a row.
+   *
+   * @generated from enum value: TRANSITION_REASON_CONSECUTIVE_FAILURES = 1;
+   */
+  CONSECUTIVE_FAILURES = 1,
+
+  /**
+   * CLOSED -> OPEN: the failure rate over the sliding window reached
+   * `failure_rate_threshold`.
+   *
+   * @generated from enum value: TRANSITION_REASON_FAILURE_RATE = 2;
+   */
+  FAILURE_RATE = 2,
+
+  /**
+   * OPEN -> HALF_OPEN: `reset_at` passed (AcquirePermission or
+   * RecoverCircuitBreakers).
+   *
+   * @generated from enum value: TRANSITION_REASON_OPEN_DURATION_ELAPSED = 3;
+   */
+  OPEN_DURATION_ELAPSED = 3,
+
+  /**
+   * HALF_OPEN -> CLOSED: every allowed trial call succeeded.
+   *
+   * @generated from enum value: TRANSITION_REASON_TRIAL_CALLS_SUCCEEDED = 4;
+   */
+  TRIAL_CALLS_SUCCEEDED = 4,
+
+  /**
+   * HALF_OPEN -> OPEN: a trial call failed.
+   *
+   * @generated from enum value: TRANSITION_REASON_TRIAL_CALL_FAILED = 5;
+   */
+  TRIAL_CALL_FAILED = 5,
+
+  /**
+   * SaveCircuitBreakerState stored another state (any from and to).
+   *
+   * @generated from enum value: TRANSITION_REASON_SAVED = 6;
+   */
+  SAVED = 6,
+
+  /**
+   * ResetCircuitBreaker put the breaker back to CLOSED.
+   *
+   * @generated from enum value: TRANSITION_REASON_RESET = 7;
+   */
+  RESET = 7,
+}
+
+/**
+ * Describes the enum orchestration.state.v1.TransitionReason.
+ */
+export const TransitionReasonSchema: GenEnum<TransitionReason> = /*@__PURE__*/
+  enumDesc(file_orchestration_state_v1_circuit_breaker_service, 2);
+
+/**
+ * CircuitBreakerService keeps each agent's circuit breaker in the database and
+ * runs its state machine there, so that every orchestrator replica, and every
+ * restart, shares one breaker per agent and what the others learned about a
+ * failing agent.
+ *
+ * An orchestrator asks AcquirePermission before calling an agent and reports
+ * the call with RecordCallOutcome; the server applies the state machine
+ * atomically across replicas:
+ *
+ *   CLOSED    -> OPEN       the policy's failure threshold is crossed
+ *   OPEN      -> HALF_OPEN  `reset_at` has passed (AcquirePermission or
+ *                           RecoverCircuitBreakers)
+ *   HALF_OPEN -> CLOSED     `half_open_trial_calls` trial calls succeeded
+ *   HALF_OPEN -> OPEN       a trial call failed
+ *   FORCED_OPEN, DISABLED   operator overrides: only SaveCircuitBreakerState or
+ *                           ResetCircuitBreaker change them
+ *
+ * An agent without a stored breaker behaves as CLOSED with the default policy.
+ * Every state change is kept as a CircuitBreakerTransition (see
+ * ListCircuitBreakerTransitions) and sent to WatchCircuitBreakers streams.
+ *
+ * Tenancy and the common errors (INVALID_ARGUMENT naming each bad field with a
+ * google.rpc.BadRequest detail, UNAVAILABLE, INTERNAL) are as described on
+ * WorkflowStateService. Timestamps are stored with microsecond precision.
  *
  * @generated from service orchestration.state.v1.CircuitBreakerService
  */
@@ -439,7 +1076,14 @@ export const CircuitBreakerService: GenService<{
   /**
    * Creates or replaces the state of one agent's breaker (an upsert) and returns
    * it with its new etag. When `etag` is set, the write only happens if it
-   * matches the stored breaker's etag; otherwise ABORTED and nothing changes.
+   * matches the stored breaker's etag; otherwise ABORTED and nothing changes
+   * (also when the agent has no breaker yet).
+   *
+   * When the state differs from the stored one (an agent without a breaker
+   * counts as CLOSED), a transition with reason SAVED is recorded and sent to
+   * watchers. This is how an operator sets FORCED_OPEN or DISABLED.
+   *
+   * Errors: INVALID_ARGUMENT, ABORTED.
    *
    * @generated from rpc orchestration.state.v1.CircuitBreakerService.SaveCircuitBreakerState
    */
@@ -449,7 +1093,9 @@ export const CircuitBreakerService: GenService<{
     output: typeof SaveCircuitBreakerStateResponseSchema;
   },
   /**
-   * Returns one agent's breaker. NOT_FOUND when the agent has none.
+   * Returns one agent's breaker.
+   *
+   * Errors: NOT_FOUND when the agent has no breaker.
    *
    * @generated from rpc orchestration.state.v1.CircuitBreakerService.GetCircuitBreakerState
    */
@@ -459,8 +1105,13 @@ export const CircuitBreakerService: GenService<{
     output: typeof GetCircuitBreakerStateResponseSchema;
   },
   /**
-   * Lists breakers, optionally only those in some states, ordered by
-   * `agent_key`, one page at a time.
+   * Lists breakers, optionally only those in some states (e.g. every OPEN
+   * circuit), ordered by `agent_key`, one page at a time (keyset pages: a
+   * breaker saved or deleted between pages never makes the walk skip or repeat
+   * another one).
+   *
+   * Errors: INVALID_ARGUMENT for a malformed `page_token`, or one reused with
+   * different `states`.
    *
    * @generated from rpc orchestration.state.v1.CircuitBreakerService.ListCircuitBreakerStates
    */
@@ -471,7 +1122,11 @@ export const CircuitBreakerService: GenService<{
   },
   /**
    * Puts one agent's breaker back to CLOSED with zero counters and no open or
-   * reset time. NOT_FOUND when the agent has no breaker.
+   * reset time, whatever its state (FORCED_OPEN and DISABLED included). Keeps
+   * its policy. Records a transition with reason RESET unless it was already
+   * CLOSED.
+   *
+   * Errors: NOT_FOUND when the agent has no breaker.
    *
    * @generated from rpc orchestration.state.v1.CircuitBreakerService.ResetCircuitBreaker
    */
@@ -481,9 +1136,12 @@ export const CircuitBreakerService: GenService<{
     output: typeof ResetCircuitBreakerResponseSchema;
   },
   /**
-   * Moves every OPEN breaker whose `reset_at` has passed to HALF_OPEN in one
-   * atomic statement, and returns the breakers it changed. Concurrent calls
-   * change each breaker once.
+   * Moves every OPEN breaker whose `reset_at` has passed (by the database's
+   * clock) to HALF_OPEN in one atomic statement, and returns the breakers it
+   * changed. Concurrent calls, from any replica, change each breaker once:
+   * each changed breaker is returned by exactly one call. Breakers whose
+   * `reset_at` is in the future stay OPEN. Meant to be called periodically;
+   * AcquirePermission also makes this move for one agent when it is asked.
    *
    * @generated from rpc orchestration.state.v1.CircuitBreakerService.RecoverCircuitBreakers
    */
@@ -493,8 +1151,12 @@ export const CircuitBreakerService: GenService<{
     output: typeof RecoverCircuitBreakersResponseSchema;
   },
   /**
-   * Deletes CLOSED breakers not updated since `updated_before`. OPEN and
-   * HALF_OPEN breakers are never deleted.
+   * Deletes CLOSED breakers whose `update_time` is before `updated_before`, and
+   * returns how many it deleted. Breakers in any other state (OPEN, HALF_OPEN,
+   * FORCED_OPEN, DISABLED) are never deleted: they are live problems or
+   * operator decisions. Transitions are kept.
+   *
+   * Errors: INVALID_ARGUMENT when `updated_before` is missing.
    *
    * @generated from rpc orchestration.state.v1.CircuitBreakerService.DeleteCircuitBreakerStates
    */
@@ -502,6 +1164,83 @@ export const CircuitBreakerService: GenService<{
     methodKind: "unary";
     input: typeof DeleteCircuitBreakerStatesRequestSchema;
     output: typeof DeleteCircuitBreakerStatesResponseSchema;
+  },
+  /**
+   * Reports the outcome of one call to an agent and applies the state machine
+   * atomically, whatever other replicas report at the same time: in CLOSED the
+   * outcome is counted and the breaker opens when the policy's threshold is
+   * crossed (setting `opened_at` and `reset_at`); in HALF_OPEN a failure
+   * reopens it and the `half_open_trial_calls`-th success closes it. Outcomes
+   * reported while OPEN, FORCED_OPEN or DISABLED are not counted. Creates the
+   * agent's breaker (CLOSED, default policy) when it has none. Returns the
+   * breaker after the call and whether its state changed.
+   *
+   * Not idempotent: each call counts once.
+   *
+   * @generated from rpc orchestration.state.v1.CircuitBreakerService.RecordCallOutcome
+   */
+  recordCallOutcome: {
+    methodKind: "unary";
+    input: typeof RecordCallOutcomeRequestSchema;
+    output: typeof RecordCallOutcomeResponseSchema;
+  },
+  /**
+   * Asks whether this orchestrator may call the agent now:
+   *   - CLOSED, DISABLED, or no breaker: yes.
+   *   - OPEN before `reset_at`: no; `retry_time` says when trials start.
+   *   - OPEN at or after `reset_at`: the breaker moves to HALF_OPEN (a
+   *     transition with reason OPEN_DURATION_ELAPSED) and this call is granted
+   *     the first trial.
+   *   - HALF_OPEN: yes for at most `half_open_trial_calls` calls in total,
+   *     counted across every replica; no for the rest.
+   *   - FORCED_OPEN: no, until an operator changes it.
+   * Report the call's result with RecordCallOutcome.
+   *
+   * @generated from rpc orchestration.state.v1.CircuitBreakerService.AcquirePermission
+   */
+  acquirePermission: {
+    methodKind: "unary";
+    input: typeof AcquirePermissionRequestSchema;
+    output: typeof AcquirePermissionResponseSchema;
+  },
+  /**
+   * Lists one agent's transitions, newest first, one page at a time. Transitions
+   * are append-only and outlive the breaker (DeleteCircuitBreakerStates keeps
+   * them). An agent without transitions gives an empty list.
+   *
+   * Errors: INVALID_ARGUMENT for a malformed `page_token`, or one issued for
+   * another agent.
+   *
+   * @generated from rpc orchestration.state.v1.CircuitBreakerService.ListCircuitBreakerTransitions
+   */
+  listCircuitBreakerTransitions: {
+    methodKind: "unary";
+    input: typeof ListCircuitBreakerTransitionsRequestSchema;
+    output: typeof ListCircuitBreakerTransitionsResponseSchema;
+  },
+  /**
+   * Streams the caller tenant's transitions as they are committed, made through
+   * any server replica on the same database. The stream first sends the current
+   * breakers when `include_current_states` is set, then one `caught_up`
+   * message; every transition committed after `caught_up` is sent (transitions
+   * committed while the current states were read may also be sent, and may
+   * already be reflected in them). The stream does not end on its own.
+   *
+   * A client that caches breaker states opens the stream with
+   * `include_current_states` and applies each transition's `to_state`.
+   *
+   * Errors: the stream ends with UNAVAILABLE when the server shuts down or loses
+   * its notification connection to the database (open it again, on another
+   * replica), and with RESOURCE_EXHAUSTED when the client reads too slowly to
+   * keep up (10,000 unsent transitions); either way, re-open it with
+   * `include_current_states` to resynchronise.
+   *
+   * @generated from rpc orchestration.state.v1.CircuitBreakerService.WatchCircuitBreakers
+   */
+  watchCircuitBreakers: {
+    methodKind: "server_streaming";
+    input: typeof WatchCircuitBreakersRequestSchema;
+    output: typeof WatchCircuitBreakersResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_orchestration_state_v1_circuit_breaker_service, 0);

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file orchestration/state/v1/routing_audit_service.proto.
  */
 export const file_orchestration_state_v1_routing_audit_service: GenFile = /*@__PURE__*/
-  fileDesc("CjJvcmNoZXN0cmF0aW9uL3N0YXRlL3YxL3JvdXRpbmdfYXVkaXRfc2VydmljZS5wcm90bxIWb3JjaGVzdHJhdGlvbi5zdGF0ZS52MSIyCg5DYW5kaWRhdGVBZ2VudBIRCglhZ2VudF9rZXkYASABKAkSDQoFc2NvcmUYAiABKAEi5wMKD1JvdXRpbmdEZWNpc2lvbhITCgtkZWNpc2lvbl9pZBgBIAEoCRIPCgd0YXNrX2lkGAIgASgJEhEKCXRhc2tfdHlwZRgDIAEoCRIbChNyZXF1aXJlZF9jYXBhYmlsaXR5GAQgASgJEhYKDnNlbGVjdGVkX2FnZW50GAUgASgJEhAKCHByaW9yaXR5GAYgASgFEhMKC2FnZW50X3Njb3JlGAcgASgBEjoKCmNhbmRpZGF0ZXMYCCADKAsyJi5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkNhbmRpZGF0ZUFnZW50Eg8KB3N1Y2Nlc3MYCSABKAgSFQoNZXJyb3JfbWVzc2FnZRgKIAEoCRIWCg5yZXRyeV9hdHRlbXB0cxgLIAEoBRIzChByb3V0aW5nX2R1cmF0aW9uGAwgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi0KCXJvdXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHQoVd29ya2Zsb3dfZXhlY3V0aW9uX2lkGA4gASgJEg8KB3N0ZXBfaWQYDyABKAkSLwoLY3JlYXRlX3RpbWUYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInQKHFJlY29yZFJvdXRpbmdEZWNpc2lvblJlcXVlc3QSOQoIZGVjaXNpb24YASABKAsyJy5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLlJvdXRpbmdEZWNpc2lvbhIZChF1cGRhdGVfc3RhdGlzdGljcxgCIAEoCCJaCh1SZWNvcmRSb3V0aW5nRGVjaXNpb25SZXNwb25zZRI5CghkZWNpc2lvbhgBIAEoCzInLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuUm91dGluZ0RlY2lzaW9uInYKHVJlY29yZFJvdXRpbmdEZWNpc2lvbnNSZXF1ZXN0EjoKCWRlY2lzaW9ucxgBIAMoCzInLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuUm91dGluZ0RlY2lzaW9uEhkKEXVwZGF0ZV9zdGF0aXN0aWNzGAIgASgIIlwKHlJlY29yZFJvdXRpbmdEZWNpc2lvbnNSZXNwb25zZRI6CglkZWNpc2lvbnMYASADKAsyJy5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLlJvdXRpbmdEZWNpc2lvbiK3AgobTGlzdFJvdXRpbmdEZWNpc2lvbnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEg8KB3Rhc2tfaWQYAyABKAkSEQoJdGFza190eXBlGAQgASgJEhYKDnNlbGVjdGVkX2FnZW50GAUgASgJEh0KFXdvcmtmbG93X2V4ZWN1dGlvbl9pZBgGIAEoCRIPCgdzdGVwX2lkGAcgASgJEhQKB3N1Y2Nlc3MYCCABKAhIAIgBARIwCgxyb3V0ZWRfYWZ0ZXIYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDXJvdXRlZF9iZWZvcmUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgoKCF9zdWNjZXNzInMKHExpc3RSb3V0aW5nRGVjaXNpb25zUmVzcG9uc2USOgoJZGVjaXNpb25zGAEgAygLMicub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5Sb3V0aW5nRGVjaXNpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIoUBCh5TdW1tYXJpemVBZ2VudERlY2lzaW9uc1JlcXVlc3QSMAoMcm91dGVkX2FmdGVyGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIxCg1yb3V0ZWRfYmVmb3JlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK/AgoUQWdlbnREZWNpc2lvblN1bW1hcnkSEQoJYWdlbnRfa2V5GAEgASgJEhcKD3RvdGFsX2RlY2lzaW9ucxgCIAEoAxIcChRzdWNjZXNzZnVsX2RlY2lzaW9ucxgDIAEoAxIYChBmYWlsZWRfZGVjaXNpb25zGAQgASgDEhQKDHN1Y2Nlc3NfcmF0ZRgFIAEoARI7ChhhdmVyYWdlX3JvdXRpbmdfZHVyYXRpb24YBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SNwoUcDUwX3JvdXRpbmdfZHVyYXRpb24YByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SNwoUcDk1X3JvdXRpbmdfZHVyYXRpb24YCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iYgofU3VtbWFyaXplQWdlbnREZWNpc2lvbnNSZXNwb25zZRI/CglzdW1tYXJpZXMYASADKAsyLC5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkFnZW50RGVjaXNpb25TdW1tYXJ5IlIKHURlbGV0ZVJvdXRpbmdEZWNpc2lvbnNSZXF1ZXN0EjEKDXJvdXRlZF9iZWZvcmUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjcKHkRlbGV0ZVJvdXRpbmdEZWNpc2lvbnNSZXNwb25zZRIVCg1kZWxldGVkX2NvdW50GAEgASgDMtoFChNSb3V0aW5nQXVkaXRTZXJ2aWNlEokBChVSZWNvcmRSb3V0aW5nRGVjaXNpb24SNC5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLlJlY29yZFJvdXRpbmdEZWNpc2lvblJlcXVlc3QaNS5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLlJlY29yZFJvdXRpbmdEZWNpc2lvblJlc3BvbnNlIgOQAgISjAEKFlJlY29yZFJvdXRpbmdEZWNpc2lvbnMSNS5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLlJlY29yZFJvdXRpbmdEZWNpc2lvbnNSZXF1ZXN0GjYub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5SZWNvcmRSb3V0aW5nRGVjaXNpb25zUmVzcG9uc2UiA5ACAhKGAQoUTGlzdFJvdXRpbmdEZWNpc2lvbnMSMy5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkxpc3RSb3V0aW5nRGVjaXNpb25zUmVxdWVzdBo0Lm9yY2hlc3RyYXRpb24uc3RhdGUudjEuTGlzdFJvdXRpbmdEZWNpc2lvbnNSZXNwb25zZSIDkAIBEo8BChdTdW1tYXJpemVBZ2VudERlY2lzaW9ucxI2Lm9yY2hlc3RyYXRpb24uc3RhdGUudjEuU3VtbWFyaXplQWdlbnREZWNpc2lvbnNSZXF1ZXN0Gjcub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5TdW1tYXJpemVBZ2VudERlY2lzaW9uc1Jlc3BvbnNlIgOQAgESjAEKFkRlbGV0ZVJvdXRpbmdEZWNpc2lvbnMSNS5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkRlbGV0ZVJvdXRpbmdEZWNpc2lvbnNSZXF1ZXN0GjYub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5EZWxldGVSb3V0aW5nRGVjaXNpb25zUmVzcG9uc2UiA5ACAmIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("CjJvcmNoZXN0cmF0aW9uL3N0YXRlL3YxL3JvdXRpbmdfYXVkaXRfc2VydmljZS5wcm90bxIWb3JjaGVzdHJhdGlvbi5zdGF0ZS52MSIyCg5DYW5kaWRhdGVBZ2VudBIRCglhZ2VudF9rZXkYASABKAkSDQoFc2NvcmUYAiABKAEimQQKD1JvdXRpbmdEZWNpc2lvbhITCgtkZWNpc2lvbl9pZBgBIAEoCRIPCgd0YXNrX2lkGAIgASgJEhEKCXRhc2tfdHlwZRgDIAEoCRIbChNyZXF1aXJlZF9jYXBhYmlsaXR5GAQgASgJEhYKDnNlbGVjdGVkX2FnZW50GAUgASgJEhAKCHByaW9yaXR5GAYgASgFEhMKC2FnZW50X3Njb3JlGAcgASgBEjoKCmNhbmRpZGF0ZXMYCCADKAsyJi5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkNhbmRpZGF0ZUFnZW50Eg8KB3N1Y2Nlc3MYCSABKAgSFQoNZXJyb3JfbWVzc2FnZRgKIAEoCRIWCg5yZXRyeV9hdHRlbXB0cxgLIAEoBRIzChByb3V0aW5nX2R1cmF0aW9uGAwgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi0KCXJvdXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHQoVd29ya2Zsb3dfZXhlY3V0aW9uX2lkGA4gASgJEg8KB3N0ZXBfaWQYDyABKAkSLwoLY3JlYXRlX3RpbWUYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDXRhc2tfZHVyYXRpb24YESABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24idAocUmVjb3JkUm91dGluZ0RlY2lzaW9uUmVxdWVzdBI5CghkZWNpc2lvbhgBIAEoCzInLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuUm91dGluZ0RlY2lzaW9uEhkKEXVwZGF0ZV9zdGF0aXN0aWNzGAIgASgIIloKHVJlY29yZFJvdXRpbmdEZWNpc2lvblJlc3BvbnNlEjkKCGRlY2lzaW9uGAEgASgLMicub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5Sb3V0aW5nRGVjaXNpb24idgodUmVjb3JkUm91dGluZ0RlY2lzaW9uc1JlcXVlc3QSOgoJZGVjaXNpb25zGAEgAygLMicub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5Sb3V0aW5nRGVjaXNpb24SGQoRdXBkYXRlX3N0YXRpc3RpY3MYAiABKAgiXAoeUmVjb3JkUm91dGluZ0RlY2lzaW9uc1Jlc3BvbnNlEjoKCWRlY2lzaW9ucxgBIAMoCzInLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuUm91dGluZ0RlY2lzaW9uIrcCChtMaXN0Um91dGluZ0RlY2lzaW9uc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSDwoHdGFza19pZBgDIAEoCRIRCgl0YXNrX3R5cGUYBCABKAkSFgoOc2VsZWN0ZWRfYWdlbnQYBSABKAkSHQoVd29ya2Zsb3dfZXhlY3V0aW9uX2lkGAYgASgJEg8KB3N0ZXBfaWQYByABKAkSFAoHc3VjY2VzcxgIIAEoCEgAiAEBEjAKDHJvdXRlZF9hZnRlchgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNcm91dGVkX2JlZm9yZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCgoIX3N1Y2Nlc3MicwocTGlzdFJvdXRpbmdEZWNpc2lvbnNSZXNwb25zZRI6CglkZWNpc2lvbnMYASADKAsyJy5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLlJvdXRpbmdEZWNpc2lvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkihQEKHlN1bW1hcml6ZUFnZW50RGVjaXNpb25zUmVxdWVzdBIwCgxyb3V0ZWRfYWZ0ZXIYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDXJvdXRlZF9iZWZvcmUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIr8CChRBZ2VudERlY2lzaW9uU3VtbWFyeRIRCglhZ2VudF9rZXkYASABKAkSFwoPdG90YWxfZGVjaXNpb25zGAIgASgDEhwKFHN1Y2Nlc3NmdWxfZGVjaXNpb25zGAMgASgDEhgKEGZhaWxlZF9kZWNpc2lvbnMYBCABKAMSFAoMc3VjY2Vzc19yYXRlGAUgASgBEjsKGGF2ZXJhZ2Vfcm91dGluZ19kdXJhdGlvbhgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI3ChRwNTBfcm91dGluZ19kdXJhdGlvbhgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI3ChRwOTVfcm91dGluZ19kdXJhdGlvbhgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJiCh9TdW1tYXJpemVBZ2VudERlY2lzaW9uc1Jlc3BvbnNlEj8KCXN1bW1hcmllcxgBIAMoCzIsLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuQWdlbnREZWNpc2lvblN1bW1hcnkiUgodRGVsZXRlUm91dGluZ0RlY2lzaW9uc1JlcXVlc3QSMQoNcm91dGVkX2JlZm9yZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiNwoeRGVsZXRlUm91dGluZ0RlY2lzaW9uc1Jlc3BvbnNlEhUKDWRlbGV0ZWRfY291bnQYASABKAMy2gUKE1JvdXRpbmdBdWRpdFNlcnZpY2USiQEKFVJlY29yZFJvdXRpbmdEZWNpc2lvbhI0Lm9yY2hlc3RyYXRpb24uc3RhdGUudjEuUmVjb3JkUm91dGluZ0RlY2lzaW9uUmVxdWVzdBo1Lm9yY2hlc3RyYXRpb24uc3RhdGUudjEuUmVjb3JkUm91dGluZ0RlY2lzaW9uUmVzcG9uc2UiA5ACAhKMAQoWUmVjb3JkUm91dGluZ0RlY2lzaW9ucxI1Lm9yY2hlc3RyYXRpb24uc3RhdGUudjEuUmVjb3JkUm91dGluZ0RlY2lzaW9uc1JlcXVlc3QaNi5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLlJlY29yZFJvdXRpbmdEZWNpc2lvbnNSZXNwb25zZSIDkAICEoYBChRMaXN0Um91dGluZ0RlY2lzaW9ucxIzLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuTGlzdFJvdXRpbmdEZWNpc2lvbnNSZXF1ZXN0GjQub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5MaXN0Um91dGluZ0RlY2lzaW9uc1Jlc3BvbnNlIgOQAgESjwEKF1N1bW1hcml6ZUFnZW50RGVjaXNpb25zEjYub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5TdW1tYXJpemVBZ2VudERlY2lzaW9uc1JlcXVlc3QaNy5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLlN1bW1hcml6ZUFnZW50RGVjaXNpb25zUmVzcG9uc2UiA5ACARKMAQoWRGVsZXRlUm91dGluZ0RlY2lzaW9ucxI1Lm9yY2hlc3RyYXRpb24uc3RhdGUudjEuRGVsZXRlUm91dGluZ0RlY2lzaW9uc1JlcXVlc3QaNi5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkRlbGV0ZVJvdXRpbmdEZWNpc2lvbnNSZXNwb25zZSIDkAICYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * An agent that was considered for a task, with its score.
@@ -21,14 +21,15 @@ export const file_orchestration_state_v1_routing_audit_service: GenFile = /*@__P
  */
 export type CandidateAgent = Message<"orchestration.state.v1.CandidateAgent"> & {
   /**
-   * The agent. 1-200 characters.
+   * The agent. Required, 1-200 characters.
    *
    * @generated from field: string agent_key = 1;
    */
   agentKey: string;
 
   /**
-   * The score the router gave it. Finite.
+   * The score the router gave it. Any finite number (NaN and infinities are
+   * rejected).
    *
    * @generated from field: double score = 2;
    */
@@ -43,63 +44,65 @@ export const CandidateAgentSchema: GenMessage<CandidateAgent> = /*@__PURE__*/
   messageDesc(file_orchestration_state_v1_routing_audit_service, 0);
 
 /**
- * One routing decision: a task sent to an agent.
+ * One routing decision: a task sent to an agent, and how the task turned out.
  *
  * @generated from message orchestration.state.v1.RoutingDecision
  */
 export type RoutingDecision = Message<"orchestration.state.v1.RoutingDecision"> & {
   /**
-   * Identifier of the decision, a UUID. The client may set it so that a retried
-   * call is stored once; when empty the server assigns one.
+   * Identifier of the decision, a UUID (returned in lower case). The client may
+   * set it so that a retried call is stored once; when empty the server assigns
+   * a random one.
    *
    * @generated from field: string decision_id = 1;
    */
   decisionId: string;
 
   /**
-   * The routed task. 1-200 characters.
+   * The routed task. Required, 1-200 characters.
    *
    * @generated from field: string task_id = 2;
    */
   taskId: string;
 
   /**
-   * Kind of task. At most 200 characters.
+   * Kind of task. At most 200 characters; empty when not known.
    *
    * @generated from field: string task_type = 3;
    */
   taskType: string;
 
   /**
-   * Capability the task required. At most 200 characters.
+   * Capability the task required. At most 200 characters; empty when none.
    *
    * @generated from field: string required_capability = 4;
    */
   requiredCapability: string;
 
   /**
-   * The agent chosen. 1-200 characters.
+   * The agent chosen. Required, 1-200 characters.
    *
    * @generated from field: string selected_agent = 5;
    */
   selectedAgent: string;
 
   /**
-   * Priority of the task; larger is more urgent.
+   * Priority of the task; larger is more urgent. Any int32.
    *
    * @generated from field: int32 priority = 6;
    */
   priority: number;
 
   /**
-   * Score of the selected agent. Finite.
+   * Score of the selected agent. Any finite number.
    *
    * @generated from field: double agent_score = 7;
    */
   agentScore: number;
 
   /**
-   * Every agent considered, with its score. At most 1,000.
+   * Every agent considered, with its score, in the client's order. At most
+   * 1,000.
    *
    * @generated from field: repeated orchestration.state.v1.CandidateAgent candidates = 8;
    */
@@ -120,46 +123,59 @@ export type RoutingDecision = Message<"orchestration.state.v1.RoutingDecision"> 
   errorMessage: string;
 
   /**
-   * Number of retries before this decision. Not negative.
+   * Number of retries before this decision. 0 to 1,000.
    *
    * @generated from field: int32 retry_attempts = 11;
    */
   retryAttempts: number;
 
   /**
-   * Time spent routing. Not negative.
+   * Time spent choosing the agent. Not negative, at most 365 days; unset means
+   * 0. SummarizeAgentDecisions aggregates this duration.
    *
    * @generated from field: google.protobuf.Duration routing_duration = 12;
    */
   routingDuration?: Duration | undefined;
 
   /**
-   * When the task was routed. Required.
+   * When the task was routed. Required. Used for filtering, ordering and
+   * retention, and as the task time of the statistics (`last_task_time`).
    *
    * @generated from field: google.protobuf.Timestamp routed_at = 13;
    */
   routedAt?: Timestamp | undefined;
 
   /**
-   * The workflow execution the task belongs to, if any.
+   * The workflow execution the task belongs to, if any. At most 100
+   * characters.
    *
    * @generated from field: string workflow_execution_id = 14;
    */
   workflowExecutionId: string;
 
   /**
-   * The workflow step the task belongs to, if any.
+   * The workflow step the task belongs to, if any. At most 100 characters.
    *
    * @generated from field: string step_id = 15;
    */
   stepId: string;
 
   /**
-   * When the decision was stored. Output only.
+   * When the decision was stored. Output only: ignored on input.
    *
    * @generated from field: google.protobuf.Timestamp create_time = 16;
    */
   createTime?: Timestamp | undefined;
+
+  /**
+   * How long the task ran on the selected agent, until its outcome (`success`).
+   * Not negative, at most 365 days; unset means 0. This is the duration
+   * StatisticsService averages (`AgentStatistics.average_duration`), both when
+   * `update_statistics` is set and in RecalculateStatistics.
+   *
+   * @generated from field: google.protobuf.Duration task_duration = 17;
+   */
+  taskDuration?: Duration | undefined;
 };
 
 /**
@@ -176,15 +192,16 @@ export const RoutingDecisionSchema: GenMessage<RoutingDecision> = /*@__PURE__*/
  */
 export type RecordRoutingDecisionRequest = Message<"orchestration.state.v1.RecordRoutingDecisionRequest"> & {
   /**
-   * The decision. Required.
+   * The decision. Required; `create_time` is ignored.
    *
    * @generated from field: orchestration.state.v1.RoutingDecision decision = 1;
    */
   decision?: RoutingDecision | undefined;
 
   /**
-   * Also apply the task outcome to StatisticsService's aggregates, in the same
-   * transaction.
+   * Also add the decision's outcome to the selected agent's StatisticsService
+   * aggregates, in the same transaction. A retried decision that is already
+   * stored is not counted again. Default false.
    *
    * @generated from field: bool update_statistics = 2;
    */
@@ -205,7 +222,7 @@ export const RecordRoutingDecisionRequestSchema: GenMessage<RecordRoutingDecisio
  */
 export type RecordRoutingDecisionResponse = Message<"orchestration.state.v1.RecordRoutingDecisionResponse"> & {
   /**
-   * The stored decision.
+   * The stored decision, with its `decision_id` and `create_time`.
    *
    * @generated from field: orchestration.state.v1.RoutingDecision decision = 1;
    */
@@ -226,15 +243,17 @@ export const RecordRoutingDecisionResponseSchema: GenMessage<RecordRoutingDecisi
  */
 export type RecordRoutingDecisionsRequest = Message<"orchestration.state.v1.RecordRoutingDecisionsRequest"> & {
   /**
-   * The decisions, 1-1,000.
+   * The decisions, 1-1,000, each as in RecordRoutingDecisionRequest. No two
+   * may share a non-empty `decision_id`.
    *
    * @generated from field: repeated orchestration.state.v1.RoutingDecision decisions = 1;
    */
   decisions: RoutingDecision[];
 
   /**
-   * Also apply the task outcomes to StatisticsService's aggregates, in the same
-   * transaction.
+   * Also add the outcomes to the selected agents' StatisticsService aggregates,
+   * in the same transaction. Decisions already stored (retries) are not counted
+   * again. Default false.
    *
    * @generated from field: bool update_statistics = 2;
    */
@@ -270,56 +289,58 @@ export const RecordRoutingDecisionsResponseSchema: GenMessage<RecordRoutingDecis
   messageDesc(file_orchestration_state_v1_routing_audit_service, 5);
 
 /**
- * Request of RoutingAuditService.ListRoutingDecisions. Filters combine with AND.
+ * Request of RoutingAuditService.ListRoutingDecisions. Filters combine with AND;
+ * an empty string filter matches anything.
  *
  * @generated from message orchestration.state.v1.ListRoutingDecisionsRequest
  */
 export type ListRoutingDecisionsRequest = Message<"orchestration.state.v1.ListRoutingDecisionsRequest"> & {
   /**
    * Maximum number of decisions to return. 0 means 50; values above 1,000 are
-   * treated as 1,000.
+   * treated as 1,000. Negative: INVALID_ARGUMENT.
    *
    * @generated from field: int32 page_size = 1;
    */
   pageSize: number;
 
   /**
-   * `next_page_token` of the previous page; empty for the first page.
+   * `next_page_token` of the previous page; empty for the first page. Must be
+   * used with the same filters as the call that returned it.
    *
    * @generated from field: string page_token = 2;
    */
   pageToken: string;
 
   /**
-   * Only decisions for this task.
+   * Only decisions for this task. At most 200 characters.
    *
    * @generated from field: string task_id = 3;
    */
   taskId: string;
 
   /**
-   * Only decisions of this task type.
+   * Only decisions of this task type. At most 200 characters.
    *
    * @generated from field: string task_type = 4;
    */
   taskType: string;
 
   /**
-   * Only decisions that selected this agent.
+   * Only decisions that selected this agent. At most 200 characters.
    *
    * @generated from field: string selected_agent = 5;
    */
   selectedAgent: string;
 
   /**
-   * Only decisions of this workflow execution.
+   * Only decisions of this workflow execution. At most 100 characters.
    *
    * @generated from field: string workflow_execution_id = 6;
    */
   workflowExecutionId: string;
 
   /**
-   * Only decisions of this workflow step.
+   * Only decisions of this workflow step. At most 100 characters.
    *
    * @generated from field: string step_id = 7;
    */
@@ -333,14 +354,14 @@ export type ListRoutingDecisionsRequest = Message<"orchestration.state.v1.ListRo
   success?: boolean | undefined;
 
   /**
-   * Only decisions routed at or after this time.
+   * Only decisions routed at or after this time. Unset: no lower bound.
    *
    * @generated from field: google.protobuf.Timestamp routed_after = 9;
    */
   routedAfter?: Timestamp | undefined;
 
   /**
-   * Only decisions routed strictly before this time.
+   * Only decisions routed strictly before this time. Unset: no upper bound.
    *
    * @generated from field: google.protobuf.Timestamp routed_before = 10;
    */
@@ -396,7 +417,7 @@ export type SummarizeAgentDecisionsRequest = Message<"orchestration.state.v1.Sum
   routedAfter?: Timestamp | undefined;
 
   /**
-   * Only decisions routed strictly before this time. Unset: up to now.
+   * Only decisions routed strictly before this time. Unset: no upper bound.
    *
    * @generated from field: google.protobuf.Timestamp routed_before = 2;
    */
@@ -411,7 +432,8 @@ export const SummarizeAgentDecisionsRequestSchema: GenMessage<SummarizeAgentDeci
   messageDesc(file_orchestration_state_v1_routing_audit_service, 8);
 
 /**
- * The decisions of one selected agent over a time range.
+ * The decisions of one selected agent over a time range. Durations are whole
+ * microseconds.
  *
  * @generated from message orchestration.state.v1.AgentDecisionSummary
  */
@@ -424,7 +446,7 @@ export type AgentDecisionSummary = Message<"orchestration.state.v1.AgentDecision
   agentKey: string;
 
   /**
-   * Number of decisions.
+   * Number of decisions. At least 1.
    *
    * @generated from field: int64 total_decisions = 2;
    */
@@ -452,21 +474,23 @@ export type AgentDecisionSummary = Message<"orchestration.state.v1.AgentDecision
   successRate: number;
 
   /**
-   * Mean routing duration.
+   * Mean routing duration, rounded to the nearest microsecond (halves up).
    *
    * @generated from field: google.protobuf.Duration average_routing_duration = 6;
    */
   averageRoutingDuration?: Duration | undefined;
 
   /**
-   * Median routing duration.
+   * Median routing duration by the nearest-rank method: the smallest recorded
+   * routing duration that at least 50% of the decisions do not exceed.
    *
    * @generated from field: google.protobuf.Duration p50_routing_duration = 7;
    */
   p50RoutingDuration?: Duration | undefined;
 
   /**
-   * 95th percentile routing duration.
+   * 95th percentile routing duration by the nearest-rank method: the smallest
+   * recorded routing duration that at least 95% of the decisions do not exceed.
    *
    * @generated from field: google.protobuf.Duration p95_routing_duration = 8;
    */
@@ -487,7 +511,8 @@ export const AgentDecisionSummarySchema: GenMessage<AgentDecisionSummary> = /*@_
  */
 export type SummarizeAgentDecisionsResponse = Message<"orchestration.state.v1.SummarizeAgentDecisionsResponse"> & {
   /**
-   * One summary per selected agent, ordered by `agent_key`.
+   * One summary per agent selected at least once in the range, ordered by
+   * `agent_key`. Empty when the range has no decisions.
    *
    * @generated from field: repeated orchestration.state.v1.AgentDecisionSummary summaries = 1;
    */
@@ -529,7 +554,7 @@ export const DeleteRoutingDecisionsRequestSchema: GenMessage<DeleteRoutingDecisi
  */
 export type DeleteRoutingDecisionsResponse = Message<"orchestration.state.v1.DeleteRoutingDecisionsResponse"> & {
   /**
-   * Number of decisions deleted.
+   * Number of decisions deleted by this call.
    *
    * @generated from field: int64 deleted_count = 1;
    */
@@ -545,20 +570,35 @@ export const DeleteRoutingDecisionsResponseSchema: GenMessage<DeleteRoutingDecis
 
 /**
  * RoutingAuditService keeps an append-only trail of every routing decision: which
- * agent a task went to, which agents were considered, and how it turned out.
+ * agent a task went to, which agents were considered, and how it turned out. It
+ * answers "why was this task sent to that agent?" and, summarized per agent,
+ * "which agents are failing?".
  *
  * Tenancy and the common errors (INVALID_ARGUMENT, UNAVAILABLE, INTERNAL) are as
- * described on WorkflowStateService.
+ * described on WorkflowStateService. Timestamps and durations are stored with
+ * microsecond precision: sub-microsecond nanos are truncated on write.
  *
- * Not implemented yet: every RPC answers UNIMPLEMENTED.
+ * Statistics: a recording call with `update_statistics` also adds each newly
+ * stored decision's outcome (`success`, `task_duration`, `routed_at`) to the
+ * selected agent's StatisticsService aggregates, in the same transaction, so the
+ * trail and the aggregates never drift apart. StatisticsService's
+ * RecalculateStatistics rebuilds the same aggregates from the trail.
  *
  * @generated from service orchestration.state.v1.RoutingAuditService
  */
 export const RoutingAuditService: GenService<{
   /**
-   * Appends one decision. A decision is never updated afterwards. A repeated
-   * `decision_id` with the same content returns the stored decision; with
-   * different content, ALREADY_EXISTS.
+   * Appends one decision and returns it as stored. A decision is never updated
+   * afterwards.
+   *
+   * Retries: set `decision_id` yourself to make the call safe to retry. A
+   * repeated `decision_id` whose content equals the stored decision's returns
+   * the stored decision (with its original `create_time`) and stores nothing,
+   * nor counts its outcome again in the statistics.
+   *
+   * Errors: INVALID_ARGUMENT naming the field (`decision.task_id`, ...);
+   * ALREADY_EXISTS when `decision_id` is stored with different content (a
+   * reused id, not a retry); nothing is stored in either case.
    *
    * @generated from rpc orchestration.state.v1.RoutingAuditService.RecordRoutingDecision
    */
@@ -568,8 +608,14 @@ export const RoutingAuditService: GenService<{
     output: typeof RecordRoutingDecisionResponseSchema;
   },
   /**
-   * Appends up to 1,000 decisions, all or nothing. An invalid item is named by
-   * its index and nothing is stored.
+   * Appends 1 to 1,000 decisions, all or nothing, with the same retry rules as
+   * RecordRoutingDecision applied to each decision.
+   *
+   * Errors: INVALID_ARGUMENT naming each bad item by its index
+   * (`decisions[3].selected_agent`), also when two items share a
+   * `decision_id`; ALREADY_EXISTS naming the index of each item whose
+   * `decision_id` is stored with different content. Nothing is stored in
+   * either case.
    *
    * @generated from rpc orchestration.state.v1.RoutingAuditService.RecordRoutingDecisions
    */
@@ -579,7 +625,12 @@ export const RoutingAuditService: GenService<{
     output: typeof RecordRoutingDecisionsResponseSchema;
   },
   /**
-   * Lists decisions, newest `routed_at` first, one page at a time.
+   * Lists decisions, newest `routed_at` first (ties broken by `decision_id`,
+   * descending), one page at a time. Pages are keyset-based: decisions recorded
+   * between pages never make the walk skip or repeat one.
+   *
+   * Errors: INVALID_ARGUMENT for a malformed or foreign `page_token`, or a token
+   * reused with different filters.
    *
    * @generated from rpc orchestration.state.v1.RoutingAuditService.ListRoutingDecisions
    */
@@ -589,7 +640,8 @@ export const RoutingAuditService: GenService<{
     output: typeof ListRoutingDecisionsResponseSchema;
   },
   /**
-   * Summarizes the decisions of each selected agent over a time range.
+   * Summarizes the decisions of each selected agent over a time range: counts,
+   * success rate, and mean, median and 95th percentile routing duration.
    *
    * @generated from rpc orchestration.state.v1.RoutingAuditService.SummarizeAgentDecisions
    */
@@ -600,7 +652,12 @@ export const RoutingAuditService: GenService<{
   },
   /**
    * Deletes decisions routed before a cutoff, in bounded batches, and returns
-   * how many were deleted.
+   * how many were deleted. Each batch commits on its own: if the call fails part
+   * way, the decisions already deleted stay deleted, and calling again finishes
+   * the job. StatisticsService's aggregates are not changed; a later
+   * RecalculateStatistics rebuilds them from the decisions that remain.
+   *
+   * Errors: INVALID_ARGUMENT when `routed_before` is missing.
    *
    * @generated from rpc orchestration.state.v1.RoutingAuditService.DeleteRoutingDecisions
    */

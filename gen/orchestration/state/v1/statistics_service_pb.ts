@@ -12,10 +12,11 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file orchestration/state/v1/statistics_service.proto.
  */
 export const file_orchestration_state_v1_statistics_service: GenFile = /*@__PURE__*/
-  fileDesc("Ci9vcmNoZXN0cmF0aW9uL3N0YXRlL3YxL3N0YXRpc3RpY3Nfc2VydmljZS5wcm90bxIWb3JjaGVzdHJhdGlvbi5zdGF0ZS52MSKZAgoPQWdlbnRTdGF0aXN0aWNzEhEKCWFnZW50X2tleRgBIAEoCRITCgt0b3RhbF90YXNrcxgCIAEoAxIYChBzdWNjZXNzZnVsX3Rhc2tzGAMgASgDEhQKDGZhaWxlZF90YXNrcxgEIAEoAxIUCgxzdWNjZXNzX3JhdGUYBSABKAESMwoQYXZlcmFnZV9kdXJhdGlvbhgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIyCg5sYXN0X3Rhc2tfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImsKGFJlY29yZFRhc2tPdXRjb21lUmVxdWVzdBIRCglhZ2VudF9rZXkYASABKAkSDwoHc3VjY2VzcxgCIAEoCBIrCghkdXJhdGlvbhgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJYChlSZWNvcmRUYXNrT3V0Y29tZVJlc3BvbnNlEjsKCnN0YXRpc3RpY3MYASABKAsyJy5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkFnZW50U3RhdGlzdGljcyIuChlHZXRBZ2VudFN0YXRpc3RpY3NSZXF1ZXN0EhEKCWFnZW50X2tleRgBIAEoCSJZChpHZXRBZ2VudFN0YXRpc3RpY3NSZXNwb25zZRI7CgpzdGF0aXN0aWNzGAEgASgLMicub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5BZ2VudFN0YXRpc3RpY3MiQwoaTGlzdEFnZW50U3RhdGlzdGljc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkicwobTGlzdEFnZW50U3RhdGlzdGljc1Jlc3BvbnNlEjsKCnN0YXRpc3RpY3MYASADKAsyJy5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkFnZW50U3RhdGlzdGljcxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiRgoeTGlzdFRvcFBlcmZvcm1pbmdBZ2VudHNSZXF1ZXN0Eg0KBWxpbWl0GAEgASgFEhUKDW1pbmltdW1fdGFza3MYAiABKAMiXgofTGlzdFRvcFBlcmZvcm1pbmdBZ2VudHNSZXNwb25zZRI7CgpzdGF0aXN0aWNzGAEgAygLMicub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5BZ2VudFN0YXRpc3RpY3MiWQogTGlzdFVuZGVycGVyZm9ybWluZ0FnZW50c1JlcXVlc3QSHgoWc3VjY2Vzc19yYXRlX3RocmVzaG9sZBgBIAEoARIVCg1taW5pbXVtX3Rhc2tzGAIgASgDImAKIUxpc3RVbmRlcnBlcmZvcm1pbmdBZ2VudHNSZXNwb25zZRI7CgpzdGF0aXN0aWNzGAEgAygLMicub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5BZ2VudFN0YXRpc3RpY3MiSQocUmVjYWxjdWxhdGVTdGF0aXN0aWNzUmVxdWVzdBIpCgVzaW5jZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiNwodUmVjYWxjdWxhdGVTdGF0aXN0aWNzUmVzcG9uc2USFgoOY2hhbmdlZF9hZ2VudHMYASABKAMyzgYKEVN0YXRpc3RpY3NTZXJ2aWNlEnoKEVJlY29yZFRhc2tPdXRjb21lEjAub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5SZWNvcmRUYXNrT3V0Y29tZVJlcXVlc3QaMS5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLlJlY29yZFRhc2tPdXRjb21lUmVzcG9uc2UiABKAAQoSR2V0QWdlbnRTdGF0aXN0aWNzEjEub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5HZXRBZ2VudFN0YXRpc3RpY3NSZXF1ZXN0GjIub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5HZXRBZ2VudFN0YXRpc3RpY3NSZXNwb25zZSIDkAIBEoMBChNMaXN0QWdlbnRTdGF0aXN0aWNzEjIub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5MaXN0QWdlbnRTdGF0aXN0aWNzUmVxdWVzdBozLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuTGlzdEFnZW50U3RhdGlzdGljc1Jlc3BvbnNlIgOQAgESjwEKF0xpc3RUb3BQZXJmb3JtaW5nQWdlbnRzEjYub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5MaXN0VG9wUGVyZm9ybWluZ0FnZW50c1JlcXVlc3QaNy5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkxpc3RUb3BQZXJmb3JtaW5nQWdlbnRzUmVzcG9uc2UiA5ACARKVAQoZTGlzdFVuZGVycGVyZm9ybWluZ0FnZW50cxI4Lm9yY2hlc3RyYXRpb24uc3RhdGUudjEuTGlzdFVuZGVycGVyZm9ybWluZ0FnZW50c1JlcXVlc3QaOS5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkxpc3RVbmRlcnBlcmZvcm1pbmdBZ2VudHNSZXNwb25zZSIDkAIBEokBChVSZWNhbGN1bGF0ZVN0YXRpc3RpY3MSNC5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLlJlY2FsY3VsYXRlU3RhdGlzdGljc1JlcXVlc3QaNS5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLlJlY2FsY3VsYXRlU3RhdGlzdGljc1Jlc3BvbnNlIgOQAgJiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Ci9vcmNoZXN0cmF0aW9uL3N0YXRlL3YxL3N0YXRpc3RpY3Nfc2VydmljZS5wcm90bxIWb3JjaGVzdHJhdGlvbi5zdGF0ZS52MSKZAgoPQWdlbnRTdGF0aXN0aWNzEhEKCWFnZW50X2tleRgBIAEoCRITCgt0b3RhbF90YXNrcxgCIAEoAxIYChBzdWNjZXNzZnVsX3Rhc2tzGAMgASgDEhQKDGZhaWxlZF90YXNrcxgEIAEoAxIUCgxzdWNjZXNzX3JhdGUYBSABKAESMwoQYXZlcmFnZV9kdXJhdGlvbhgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIyCg5sYXN0X3Rhc2tfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImsKGFJlY29yZFRhc2tPdXRjb21lUmVxdWVzdBIRCglhZ2VudF9rZXkYASABKAkSDwoHc3VjY2VzcxgCIAEoCBIrCghkdXJhdGlvbhgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJYChlSZWNvcmRUYXNrT3V0Y29tZVJlc3BvbnNlEjsKCnN0YXRpc3RpY3MYASABKAsyJy5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkFnZW50U3RhdGlzdGljcyIuChlHZXRBZ2VudFN0YXRpc3RpY3NSZXF1ZXN0EhEKCWFnZW50X2tleRgBIAEoCSJZChpHZXRBZ2VudFN0YXRpc3RpY3NSZXNwb25zZRI7CgpzdGF0aXN0aWNzGAEgASgLMicub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5BZ2VudFN0YXRpc3RpY3MiQwoaTGlzdEFnZW50U3RhdGlzdGljc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkicwobTGlzdEFnZW50U3RhdGlzdGljc1Jlc3BvbnNlEjsKCnN0YXRpc3RpY3MYASADKAsyJy5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkFnZW50U3RhdGlzdGljcxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiRgoeTGlzdFRvcFBlcmZvcm1pbmdBZ2VudHNSZXF1ZXN0Eg0KBWxpbWl0GAEgASgFEhUKDW1pbmltdW1fdGFza3MYAiABKAMiXgofTGlzdFRvcFBlcmZvcm1pbmdBZ2VudHNSZXNwb25zZRI7CgpzdGF0aXN0aWNzGAEgAygLMicub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5BZ2VudFN0YXRpc3RpY3MiaAogTGlzdFVuZGVycGVyZm9ybWluZ0FnZW50c1JlcXVlc3QSHgoWc3VjY2Vzc19yYXRlX3RocmVzaG9sZBgBIAEoARIVCg1taW5pbXVtX3Rhc2tzGAIgASgDEg0KBWxpbWl0GAMgASgFImAKIUxpc3RVbmRlcnBlcmZvcm1pbmdBZ2VudHNSZXNwb25zZRI7CgpzdGF0aXN0aWNzGAEgAygLMicub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5BZ2VudFN0YXRpc3RpY3MiSQocUmVjYWxjdWxhdGVTdGF0aXN0aWNzUmVxdWVzdBIpCgVzaW5jZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiNwodUmVjYWxjdWxhdGVTdGF0aXN0aWNzUmVzcG9uc2USFgoOY2hhbmdlZF9hZ2VudHMYASABKAMyzgYKEVN0YXRpc3RpY3NTZXJ2aWNlEnoKEVJlY29yZFRhc2tPdXRjb21lEjAub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5SZWNvcmRUYXNrT3V0Y29tZVJlcXVlc3QaMS5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLlJlY29yZFRhc2tPdXRjb21lUmVzcG9uc2UiABKAAQoSR2V0QWdlbnRTdGF0aXN0aWNzEjEub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5HZXRBZ2VudFN0YXRpc3RpY3NSZXF1ZXN0GjIub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5HZXRBZ2VudFN0YXRpc3RpY3NSZXNwb25zZSIDkAIBEoMBChNMaXN0QWdlbnRTdGF0aXN0aWNzEjIub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5MaXN0QWdlbnRTdGF0aXN0aWNzUmVxdWVzdBozLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuTGlzdEFnZW50U3RhdGlzdGljc1Jlc3BvbnNlIgOQAgESjwEKF0xpc3RUb3BQZXJmb3JtaW5nQWdlbnRzEjYub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5MaXN0VG9wUGVyZm9ybWluZ0FnZW50c1JlcXVlc3QaNy5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkxpc3RUb3BQZXJmb3JtaW5nQWdlbnRzUmVzcG9uc2UiA5ACARKVAQoZTGlzdFVuZGVycGVyZm9ybWluZ0FnZW50cxI4Lm9yY2hlc3RyYXRpb24uc3RhdGUudjEuTGlzdFVuZGVycGVyZm9ybWluZ0FnZW50c1JlcXVlc3QaOS5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkxpc3RVbmRlcnBlcmZvcm1pbmdBZ2VudHNSZXNwb25zZSIDkAIBEokBChVSZWNhbGN1bGF0ZVN0YXRpc3RpY3MSNC5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLlJlY2FsY3VsYXRlU3RhdGlzdGljc1JlcXVlc3QaNS5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLlJlY2FsY3VsYXRlU3RhdGlzdGljc1Jlc3BvbnNlIgOQAgJiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
- * The aggregates of one agent's task outcomes.
+ * The aggregates of one agent's task outcomes. Durations are whole
+ * microseconds.
  *
  * @generated from message orchestration.state.v1.AgentStatistics
  */
@@ -28,7 +29,7 @@ export type AgentStatistics = Message<"orchestration.state.v1.AgentStatistics"> 
   agentKey: string;
 
   /**
-   * Number of tasks reported.
+   * Number of tasks reported: successful_tasks + failed_tasks.
    *
    * @generated from field: int64 total_tasks = 2;
    */
@@ -56,14 +57,17 @@ export type AgentStatistics = Message<"orchestration.state.v1.AgentStatistics"> 
   successRate: number;
 
   /**
-   * Mean task duration.
+   * Sum of the task durations / total_tasks, rounded to the nearest microsecond
+   * (halves up); 0 when there are no tasks. Tasks reported without a duration
+   * count as 0.
    *
    * @generated from field: google.protobuf.Duration average_duration = 6;
    */
   averageDuration?: Duration | undefined;
 
   /**
-   * When the last task was reported.
+   * Time of the latest task: the report time for RecordTaskOutcome, the
+   * decision's `routed_at` for outcomes from the routing audit trail.
    *
    * @generated from field: google.protobuf.Timestamp last_task_time = 7;
    */
@@ -105,7 +109,7 @@ export type RecordTaskOutcomeRequest = Message<"orchestration.state.v1.RecordTas
   success: boolean;
 
   /**
-   * How long the task ran. Not negative.
+   * How long the task ran. Not negative, at most 365 days; unset means 0.
    *
    * @generated from field: google.protobuf.Duration duration = 3;
    */
@@ -126,7 +130,8 @@ export const RecordTaskOutcomeRequestSchema: GenMessage<RecordTaskOutcomeRequest
  */
 export type RecordTaskOutcomeResponse = Message<"orchestration.state.v1.RecordTaskOutcomeResponse"> & {
   /**
-   * The agent's aggregates after this outcome.
+   * The agent's aggregates right after this outcome was added (other reports
+   * may have been added in between, never lost).
    *
    * @generated from field: orchestration.state.v1.AgentStatistics statistics = 1;
    */
@@ -190,7 +195,7 @@ export const GetAgentStatisticsResponseSchema: GenMessage<GetAgentStatisticsResp
 export type ListAgentStatisticsRequest = Message<"orchestration.state.v1.ListAgentStatisticsRequest"> & {
   /**
    * Maximum number of agents to return. 0 means 50; values above 1,000 are
-   * treated as 1,000.
+   * treated as 1,000. Negative: INVALID_ARGUMENT.
    *
    * @generated from field: int32 page_size = 1;
    */
@@ -246,14 +251,15 @@ export const ListAgentStatisticsResponseSchema: GenMessage<ListAgentStatisticsRe
  */
 export type ListTopPerformingAgentsRequest = Message<"orchestration.state.v1.ListTopPerformingAgentsRequest"> & {
   /**
-   * Maximum number of agents. 0 means 10; at most 1,000.
+   * Maximum number of agents. 0 means 10; 1 to 1,000 otherwise.
    *
    * @generated from field: int32 limit = 1;
    */
   limit: number;
 
   /**
-   * Only agents with at least this many tasks. Not negative.
+   * Only agents with at least this many tasks. 0 to 2^53; 0 and 1 both mean
+   * every agent with a task.
    *
    * @generated from field: int64 minimum_tasks = 2;
    */
@@ -295,18 +301,28 @@ export const ListTopPerformingAgentsResponseSchema: GenMessage<ListTopPerforming
  */
 export type ListUnderperformingAgentsRequest = Message<"orchestration.state.v1.ListUnderperformingAgentsRequest"> & {
   /**
-   * Agents whose success rate is strictly below this, from 0 to 1.
+   * Agents whose success rate is strictly below this. Required: greater than 0
+   * and at most 1.
    *
    * @generated from field: double success_rate_threshold = 1;
    */
   successRateThreshold: number;
 
   /**
-   * Only agents with at least this many tasks. Not negative.
+   * Only agents with at least this many tasks. 0 to 2^53; 0 and 1 both mean
+   * every agent with a task.
    *
    * @generated from field: int64 minimum_tasks = 2;
    */
   minimumTasks: bigint;
+
+  /**
+   * Maximum number of agents. 0 means 100; 1 to 1,000 otherwise. The worst
+   * agents come first, so a limit never hides them.
+   *
+   * @generated from field: int32 limit = 3;
+   */
+  limit: number;
 };
 
 /**
@@ -323,7 +339,7 @@ export const ListUnderperformingAgentsRequestSchema: GenMessage<ListUnderperform
  */
 export type ListUnderperformingAgentsResponse = Message<"orchestration.state.v1.ListUnderperformingAgentsResponse"> & {
   /**
-   * Lowest success rate first.
+   * Worst first: lowest success rate, then highest average duration.
    *
    * @generated from field: repeated orchestration.state.v1.AgentStatistics statistics = 1;
    */
@@ -344,7 +360,8 @@ export const ListUnderperformingAgentsResponseSchema: GenMessage<ListUnderperfor
  */
 export type RecalculateStatisticsRequest = Message<"orchestration.state.v1.RecalculateStatisticsRequest"> & {
   /**
-   * Only decisions routed at or after this time. Unset: the whole trail.
+   * Rebuild from decisions routed at or after this time only. Unset: the
+   * whole trail.
    *
    * @generated from field: google.protobuf.Timestamp since = 1;
    */
@@ -365,7 +382,8 @@ export const RecalculateStatisticsRequestSchema: GenMessage<RecalculateStatistic
  */
 export type RecalculateStatisticsResponse = Message<"orchestration.state.v1.RecalculateStatisticsResponse"> & {
   /**
-   * Number of agents whose aggregates changed.
+   * Number of agents whose aggregates changed (0 when they already matched the
+   * trail).
    *
    * @generated from field: int64 changed_agents = 1;
    */
@@ -383,17 +401,29 @@ export const RecalculateStatisticsResponseSchema: GenMessage<RecalculateStatisti
  * StatisticsService keeps per-agent aggregates of task outcomes, updated after
  * every task and rebuildable from the routing audit trail.
  *
+ * An agent's aggregates are counters (total, successful and failed tasks, and
+ * the sum of task durations): every update adds to them in one atomic
+ * statement, so concurrent reports from several orchestrator replicas are never
+ * lost, and the success rate and average duration, derived from the counters
+ * when read, are always consistent with them.
+ *
+ * Outcomes arrive in two ways: RecordTaskOutcome, and RoutingAuditService's
+ * recording calls with `update_statistics` (which count each decision's
+ * `success` and `task_duration`). RecalculateStatistics rebuilds the aggregates
+ * from the routing audit trail alone.
+ *
  * Tenancy and the common errors (INVALID_ARGUMENT, UNAVAILABLE, INTERNAL) are as
  * described on WorkflowStateService.
- *
- * Not implemented yet: every RPC answers UNIMPLEMENTED.
  *
  * @generated from service orchestration.state.v1.StatisticsService
  */
 export const StatisticsService: GenService<{
   /**
-   * Adds one task outcome to an agent's aggregates, atomically: concurrent
-   * reports never lose an update.
+   * Adds one task outcome to an agent's aggregates, creating them on the
+   * agent's first outcome, in one atomic statement: concurrent reports never
+   * lose an update. Not idempotent: a retried call counts the outcome again.
+   *
+   * Errors: INVALID_ARGUMENT naming the field.
    *
    * @generated from rpc orchestration.state.v1.StatisticsService.RecordTaskOutcome
    */
@@ -403,7 +433,9 @@ export const StatisticsService: GenService<{
     output: typeof RecordTaskOutcomeResponseSchema;
   },
   /**
-   * Returns one agent's aggregates. NOT_FOUND when the agent has none.
+   * Returns one agent's aggregates.
+   *
+   * Errors: NOT_FOUND when the agent has none.
    *
    * @generated from rpc orchestration.state.v1.StatisticsService.GetAgentStatistics
    */
@@ -413,7 +445,11 @@ export const StatisticsService: GenService<{
     output: typeof GetAgentStatisticsResponseSchema;
   },
   /**
-   * Lists every agent's aggregates, ordered by `agent_key`, one page at a time.
+   * Lists every agent's aggregates, ordered by `agent_key`, one page at a time
+   * (keyset-based: agents added between pages never make the walk skip or
+   * repeat one).
+   *
+   * Errors: INVALID_ARGUMENT for a malformed or foreign `page_token`.
    *
    * @generated from rpc orchestration.state.v1.StatisticsService.ListAgentStatistics
    */
@@ -424,7 +460,7 @@ export const StatisticsService: GenService<{
   },
   /**
    * Agents with the highest success rate first, then the lowest average
-   * duration.
+   * duration, then by `agent_key`. Agents without tasks are never listed.
    *
    * @generated from rpc orchestration.state.v1.StatisticsService.ListTopPerformingAgents
    */
@@ -434,7 +470,11 @@ export const StatisticsService: GenService<{
     output: typeof ListTopPerformingAgentsResponseSchema;
   },
   /**
-   * Agents whose success rate is below a threshold.
+   * Agents whose success rate is strictly below a threshold, lowest success
+   * rate first, then the highest average duration, then by `agent_key`. Agents
+   * without tasks are never listed.
+   *
+   * Errors: INVALID_ARGUMENT when `success_rate_threshold` is not in (0, 1].
    *
    * @generated from rpc orchestration.state.v1.StatisticsService.ListUnderperformingAgents
    */
@@ -444,8 +484,18 @@ export const StatisticsService: GenService<{
     output: typeof ListUnderperformingAgentsResponseSchema;
   },
   /**
-   * Rebuilds every agent's aggregates from the routing audit trail, in one
-   * transaction, and returns how many agents changed.
+   * Rebuilds the aggregates of every agent selected in the routing audit trail
+   * (RoutingAuditService) from its decisions routed at or after `since`, in one
+   * set-based statement and one transaction, and returns how many agents'
+   * aggregates changed. Each rebuilt agent gets: total, successful and failed
+   * tasks counted from its decisions, the sum of their `task_duration`, and
+   * `last_task_time` = the latest `routed_at`.
+   *
+   * Agents with no decision in the range keep their aggregates unchanged (for
+   * example agents reported only through RecordTaskOutcome). Recordings with
+   * `update_statistics` that run at the same time wait for the rebuild, or the
+   * rebuild for them, so none is lost. After decisions were recorded only with
+   * `update_statistics`, a rebuild of the whole trail changes nothing.
    *
    * @generated from rpc orchestration.state.v1.StatisticsService.RecalculateStatistics
    */

@@ -1,0 +1,23 @@
+import { Model } from "objection";
+
+/**
+ * One row of `agent_statistics`: the outcome counters of one agent of one
+ * tenant. Rates and averages are derived from the counters when read, so they
+ * can never disagree with them. int8 and timestamp columns are read as text.
+ */
+export class AgentStatisticsModel extends Model {
+  static override tableName = "agent_statistics";
+  static override idColumn = ["tenant_id", "agent_key"];
+
+  tenant_id!: string;
+  agent_key!: string;
+  total_tasks!: string;
+  successful_tasks!: string;
+  failed_tasks!: string;
+  /** Sum of the task durations, in microseconds. */
+  total_duration_us!: string;
+  last_task_time!: string | null;
+  /** Bumped on every change. */
+  version!: string;
+  update_time!: string;
+}

@@ -1,0 +1,31 @@
+import { Model } from "objection";
+
+/**
+ * One row of `circuit_breakers`: the breaker of one agent of one tenant, with
+ * the state machine's bookkeeping and the agent's policy overrides.
+ * Timestamps and int8 columns are read as text (see ../database.ts).
+ */
+export class CircuitBreakerModel extends Model {
+  static override tableName = "circuit_breakers";
+  static override idColumn = ["tenant_id", "agent_key"];
+  static override jsonAttributes = ["policy"];
+
+  tenant_id!: string;
+  agent_key!: string;
+  /** CircuitState name without its prefix, e.g. "OPEN". */
+  state!: string;
+  failure_count!: string;
+  success_count!: string;
+  consecutive_failures!: string;
+  /** Outcomes of the most recent calls in CLOSED, oldest first: '0' success, '1' failure. */
+  recent_outcomes!: string;
+  trial_calls_granted!: number;
+  opened_at!: string | null;
+  reset_at!: string | null;
+  /** CircuitBreakerPolicy overrides as protobuf JSON (proto field names); {} = all defaults. */
+  policy!: Record<string, unknown>;
+  /** Bumped on every write; exposed as the etag. */
+  version!: string;
+  create_time!: string;
+  update_time!: string;
+}

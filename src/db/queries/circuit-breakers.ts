@@ -1,0 +1,242 @@
+import type { Knex } from "knex";
+import { CircuitBreakerModel } from "../models/circuit-breaker.js";
+import { CircuitBreakerTransitionModel } from "../models/circuit-breaker-transition.js";
+import type { TenantScope } from "../../tenancy/tenant-scope.js";
+
+// Every SQL statement of CircuitBreakerService. Each function takes the call's
+// TenantScope and filters or writes tenant_id from it; none takes a bare Knex.
+//
+// How the shared state machine stays atomic across replicas: every change of
+// one breaker (save, reset, record an outcome, grant a permission) runs in one
+// transaction that first locks the breaker's row (SELECT ... FOR UPDATE), then
+// decides on the row it locked, then writes the row and its transition. A
+// concurrent change of the same breaker waits for the lock and then decides on
+// what the first one committed, so no count, threshold or trial grant is lost
+// or applied twice. The database's clock, read after the lock, is the only
+// clock: replicas' clocks may differ. RecoverCircuitBreakers changes many
+// breakers in one statement that locks the expired rows and rechecks them
+// after any wait, so concurrent calls change each breaker once.
+
+/** The breaker columns a change writes. Times are ISO strings (or null). */
+export interface BreakerColumns {
+  state: string;
+  failure_count: number;
+  success_count: number;
+  consecutive_failures: number;
+  recent_outcomes: string;
+  trial_calls_granted: number;
+  opened_at: string | null;
+  reset_at: string | null;
+  /** Only when the change replaces the policy overrides. */
+  policy?: Record<string, unknown>;
+}
+
+/** The columns of a transition record. */
+export interface TransitionColumns {
+  from_state: string;
+  to_state: string;
+  reason: string;
+  failure_count: number;
+  success_count: number;
+  consecutive_failures: number;
+  window_calls: number;
+  window_failures: number;
+}
+
+/** A breaker as locked for a change, and the database's clock read after the lock. */
+export interface LockedBreaker {
+  /** Undefined when the agent has no breaker (and none was to be created). */
+  row: CircuitBreakerModel | undefined;
+  /** clock_timestamp() in timestamptz text form. */
+  now: string;
+}
+
+/** What a change decided: what to write (nothing: leave the row as is), and what to return. */
+export interface Decision<T> {
+  breaker?: BreakerColumns;
+  transition?: TransitionColumns;
+  result: T;
+}
+
+/** The outcome of changeBreaker: the row and transition as stored, and the decision's result. */
+export interface Changed<T> {
+  row: CircuitBreakerModel | undefined;
+  transition: CircuitBreakerTransitionModel | undefined;
+  result: T;
+  now: string;
+}
+
+/**
+ * Changes one breaker atomically: in one transaction, optionally creates it
+ * (CLOSED, default policy) when missing, locks its row, lets `decide` choose
+ * the change from the locked row and the database clock, and writes it: the
+ * row (version + 1, update_time = that clock) and, if any, the transition
+ * (which notifies watchers on commit, see the migration's trigger). When
+ * `decide` throws, nothing is written.
+ */
+export async function changeBreaker<T>(
+  scope: TenantScope,
+  agentKey: string,
+  options: { createIfMissing: boolean },
+  decide: (locked: LockedBreaker) => Decision<T>,
+): Promise<Changed<T>> {
+  return scope.transaction(async (trx) => {
+    const key = { tenant: scope.tenantId, agent: agentKey };
+    if (options.createIfMissing) {
+      await trx.raw(
+        `INSERT INTO circuit_breakers (tenant_id, agent_key, state) VALUES (:tenant, :agent, 'CLOSED')
+         ON CONFLICT (tenant_id, agent_key) DO NOTHING`,
+        key,
+      );
+    }
+    // The clock is read by the outer SELECT, after the CTE has returned (and
+    // so locked) the row: a wait for another replica's change is not counted
+    // as elapsed time before it.
+    const { rows } = await trx.raw<{ rows: (Record<string, unknown> & { db_now: string })[] }>(
+      `WITH locked AS (
+         SELECT * FROM circuit_breakers WHERE tenant_id = :tenant AND agent_key = :agent FOR UPDATE
+       )
+       SELECT clock_timestamp()::text AS db_now, locked.* FROM (SELECT 1) AS one LEFT JOIN locked ON true`,
+      key,
+    );
+    const { db_now: now, ...found } = rows[0]!;
+    const locked = found.agent_key === null ? undefined : CircuitBreakerModel.fromDatabaseJson(found);
+    const decision = decide({ row: locked, now });
+    let row = locked;
+    if (decision.breaker !== undefined) {
+      const { policy, ...columns } = decision.breaker;
+      const patched = await CircuitBreakerModel.query(trx)
+        .where({ tenant_id: scope.tenantId, agent_key: agentKey })
+        .patch({
+          ...columns,
+          ...(policy === undefined ? {} : { policy }),
+          version: trx.raw("version + 1"),
+          update_time: now,
+        } as never)
+        .returning("*");
+      row = (patched as unknown as CircuitBreakerModel[])[0];
+    }
+    let transition: CircuitBreakerTransitionModel | undefined;
+    if (decision.transition !== undefined) {
+      const inserted = await CircuitBreakerTransitionModel.query(trx)
+        .insert({ tenant_id: scope.tenantId, agent_key: agentKey, ...decision.transition, transition_time: now } as never)
+        .returning("*");
+      transition = inserted as unknown as CircuitBreakerTransitionModel;
+    }
+    return { row, transition, result: decision.result, now };
+  });
+}
+
+/** One breaker of the tenant, or undefined. */
+export async function findBreaker(scope: TenantScope, agentKey: string): Promise<CircuitBreakerModel | undefined> {
+  return scope.run(async (db) => CircuitBreakerModel.query(db).findOne({ tenant_id: scope.tenantId, agent_key: agentKey }));
+}
+
+/**
+ * One page of breakers ordered by agent_key, strictly after `afterAgentKey`,
+ * optionally only in `states`. Fetches what it is given as `limit` (the caller
+ * asks one extra row to tell whether a next page exists).
+ */
+export async function listBreakers(
+  scope: TenantScope,
+  states: string[],
+  afterAgentKey: string | undefined,
+  limit: number,
+): Promise<CircuitBreakerModel[]> {
+  return scope.run(async (db) => {
+    const q = CircuitBreakerModel.query(db).where("tenant_id", scope.tenantId);
+    if (states.length > 0) q.whereIn("state", states);
+    if (afterAgentKey !== undefined) q.where("agent_key", ">", afterAgentKey);
+    return q.orderBy("agent_key").limit(limit);
+  });
+}
+
+/** The breakers of some agents (all of the tenant when `agentKeys` is empty), ordered by agent_key, after a keyset. */
+export async function breakersBatch(
+  scope: TenantScope,
+  agentKeys: string[],
+  afterAgentKey: string | undefined,
+  limit: number,
+): Promise<CircuitBreakerModel[]> {
+  return scope.run(async (db) => {
+    const q = CircuitBreakerModel.query(db).where("tenant_id", scope.tenantId);
+    if (agentKeys.length > 0) q.whereIn("agent_key", agentKeys);
+    if (afterAgentKey !== undefined) q.where("agent_key", ">", afterAgentKey);
+    return q.orderBy("agent_key").limit(limit);
+  });
+}
+
+/** A breaker RecoverCircuitBreakers changed, with the counts it had when OPEN. */
+export type RecoveredRow = CircuitBreakerModel & { from_failure_count: string; from_success_count: string };
+
+/**
+ * Moves every OPEN breaker of the tenant whose reset_at has passed to
+ * HALF_OPEN, records a transition for each, and returns the changed rows, in
+ * one statement. The `expired` CTE locks the rows; a concurrent call that
+ * found the same rows waits, then rechecks `state = 'OPEN'` on the committed
+ * row (PostgreSQL's READ COMMITTED recheck) and skips it, so each breaker is
+ * changed, and returned, once. Rows are locked in agent_key order, so that
+ * concurrent calls cannot deadlock on each other.
+ */
+export async function recoverExpired(scope: TenantScope): Promise<RecoveredRow[]> {
+  return scope.run(async (db) => {
+    const { rows } = await db.raw<{ rows: RecoveredRow[] }>(
+      `WITH clock AS (SELECT clock_timestamp() AS now),
+       expired AS (
+         SELECT tenant_id, agent_key, failure_count, success_count FROM circuit_breakers
+         WHERE tenant_id = :tenant AND state = 'OPEN' AND reset_at <= (SELECT now FROM clock)
+         ORDER BY agent_key
+         FOR UPDATE
+       ),
+       changed AS (
+         UPDATE circuit_breakers b SET
+           state = 'HALF_OPEN', failure_count = 0, success_count = 0, consecutive_failures = 0,
+           recent_outcomes = '', trial_calls_granted = 0, reset_at = NULL,
+           version = b.version + 1, update_time = (SELECT now FROM clock)
+         FROM expired e
+         WHERE b.tenant_id = e.tenant_id AND b.agent_key = e.agent_key
+         RETURNING b.*, e.failure_count AS from_failure_count, e.success_count AS from_success_count
+       ),
+       logged AS (
+         INSERT INTO circuit_breaker_transitions
+           (tenant_id, agent_key, from_state, to_state, reason, failure_count, success_count, transition_time)
+         SELECT tenant_id, agent_key, 'OPEN', 'HALF_OPEN', 'OPEN_DURATION_ELAPSED',
+                from_failure_count, from_success_count, (SELECT now FROM clock)
+         FROM changed
+       )
+       SELECT * FROM changed ORDER BY agent_key`,
+      { tenant: scope.tenantId },
+    );
+    return rows;
+  });
+}
+
+/**
+ * Deletes the tenant's CLOSED breakers not updated since `updatedBefore` and
+ * returns how many. The state is part of the statement, and rechecked on
+ * rows changed concurrently, so a breaker that is not CLOSED is never deleted.
+ */
+export async function deleteClosedBefore(scope: TenantScope, updatedBefore: string): Promise<number> {
+  return scope.run(async (db) => {
+    const deleted: unknown = await CircuitBreakerModel.query(db)
+      .where({ tenant_id: scope.tenantId, state: "CLOSED" })
+      .where("update_time", "<", updatedBefore)
+      .delete();
+    if (typeof deleted !== "number") throw new Error(`DELETE returned ${typeof deleted}, not a row count`);
+    return deleted;
+  });
+}
+
+/** One page of an agent's transitions, newest first, strictly before `beforeId`. */
+export async function listTransitions(
+  scope: TenantScope,
+  agentKey: string,
+  beforeId: string | undefined,
+  limit: number,
+): Promise<CircuitBreakerTransitionModel[]> {
+  return scope.run(async (db) => {
+    const q = CircuitBreakerTransitionModel.query(db as Knex).where({ tenant_id: scope.tenantId, agent_key: agentKey });
+    if (beforeId !== undefined) q.whereRaw("transition_id < ?::bigint", [beforeId]);
+    return q.orderBy("transition_id", "desc").limit(limit);
+  });
+}

@@ -1,0 +1,195 @@
+import type { Knex } from "knex";
+import { RoutingDecisionModel } from "../models/routing-decision.js";
+import type { TenantScope } from "../../tenancy/tenant-scope.js";
+import { ADD_OUTCOMES_LOCK_SQL, addOutcomesSql } from "./agent-statistics.js";
+
+// Every SQL statement of RoutingAuditService. Each function takes the call's
+// TenantScope and filters or writes tenant_id from it; none takes a bare Knex.
+// Decisions are appended and deleted, never updated.
+
+/** The columns a recording writes (see decisionToColumns); tenant and create_time are the query's. */
+export interface DecisionColumns {
+  decision_id: string;
+  task_id: string;
+  task_type: string;
+  required_capability: string;
+  selected_agent: string;
+  priority: number;
+  agent_score: number;
+  candidates: { agent_key: string; score: number }[];
+  success: boolean;
+  error_message: string;
+  retry_attempts: number;
+  routing_duration_us: number;
+  task_duration_us: number;
+  /** ISO-8601 UTC with microseconds. */
+  routed_at: string;
+  workflow_execution_id: string;
+  step_id: string;
+  content_hash: string;
+}
+
+/**
+ * Decision ids that are already stored with other content; thrown inside the
+ * recording transaction, which it rolls back. `indexes` are positions in the
+ * recorded list.
+ */
+export class DecisionIdConflict extends Error {
+  constructor(readonly indexes: number[]) {
+    super(`decision ids stored with different content at ${indexes.join(", ")}`);
+    this.name = "DecisionIdConflict";
+  }
+}
+
+// The column list of routing_decisions as jsonb_to_recordset reads it: the
+// whole batch is bound as ONE jsonb parameter, whatever its size, and typed here.
+const INPUT_COLUMNS = `decision_id uuid, task_id text, task_type text, required_capability text, selected_agent text,
+  priority int4, agent_score float8, candidates jsonb, success boolean, error_message text, retry_attempts int4,
+  routing_duration_us int8, task_duration_us int8, routed_at timestamptz, workflow_execution_id text, step_id text,
+  content_hash text`;
+const COLUMN_NAMES = INPUT_COLUMNS.split(",").map((c) => c.trim().split(/\s+/)[0]).join(", ");
+
+/**
+ * Stores decisions all or nothing and returns the stored rows in input order.
+ * The caller guarantees distinct decision ids.
+ *
+ * One transaction of two statements:
+ * 1. one multi-row INSERT ... ON CONFLICT DO NOTHING of the whole batch, which
+ *    with `addOutcomes` also adds the outcomes of the rows it actually inserted
+ *    to agent_statistics (so a retried decision is never counted twice);
+ * 2. a read of every id, which sees what a concurrent recording of the same id
+ *    committed, to return the stored rows and to tell a retry (same
+ *    content_hash) from a reused id (different: DecisionIdConflict, rollback).
+ */
+export async function insertDecisions(
+  scope: TenantScope,
+  decisions: DecisionColumns[],
+  addOutcomes: boolean,
+): Promise<RoutingDecisionModel[]> {
+  return scope.transaction(async (trx: Knex.Transaction) => {
+    const tenant = scope.tenantId;
+    if (addOutcomes) await trx.raw(ADD_OUTCOMES_LOCK_SQL, { tenant });
+    // Rows are inserted in decision_id order, so that concurrent batches sharing
+    // ids wait for each other in the same order and cannot deadlock.
+    await trx.raw(
+      `WITH input AS (
+         SELECT * FROM jsonb_to_recordset(:rows::jsonb) AS x(${INPUT_COLUMNS})
+       ), inserted AS (
+         INSERT INTO routing_decisions (tenant_id, ${COLUMN_NAMES})
+         SELECT :tenant, ${COLUMN_NAMES} FROM input ORDER BY decision_id
+         ON CONFLICT (tenant_id, decision_id) DO NOTHING
+         RETURNING selected_agent AS agent_key, success, task_duration_us AS duration_us, routed_at AS task_time
+       )${addOutcomes ? `, added AS (${addOutcomesSql("inserted")})` : ""}
+       SELECT count(*) FROM inserted`,
+      { tenant, rows: JSON.stringify(decisions) },
+    );
+    const stored = await RoutingDecisionModel.query(trx)
+      .where("tenant_id", tenant)
+      .whereIn("decision_id", decisions.map((d) => d.decision_id));
+    const byId = new Map(stored.map((row) => [row.decision_id, row]));
+    const conflicts = decisions.flatMap((d, i) => (byId.get(d.decision_id)?.content_hash === d.content_hash ? [] : [i]));
+    if (conflicts.length > 0) throw new DecisionIdConflict(conflicts);
+    return decisions.map((d) => byId.get(d.decision_id)!);
+  });
+}
+
+/** Filters of listDecisions; empty strings and nulls match anything. */
+export interface ListFilters {
+  taskId: string;
+  taskType: string;
+  selectedAgent: string;
+  workflowExecutionId: string;
+  stepId: string;
+  success: boolean | null;
+  routedAfter: string | null;
+  routedBefore: string | null;
+}
+
+/**
+ * One page of decisions, newest routed_at first (decision_id breaks ties),
+ * strictly after the keyset `after` = [routed_at, decision_id] of the previous
+ * page's last row. Fetches one extra row to tell whether a next page exists.
+ */
+export async function listDecisions(
+  scope: TenantScope,
+  filters: ListFilters,
+  after: [string, string] | undefined,
+  limit: number,
+): Promise<RoutingDecisionModel[]> {
+  return scope.run(async (db) => {
+    const q = RoutingDecisionModel.query(db).where("tenant_id", scope.tenantId);
+    if (filters.taskId !== "") q.where("task_id", filters.taskId);
+    if (filters.taskType !== "") q.where("task_type", filters.taskType);
+    if (filters.selectedAgent !== "") q.where("selected_agent", filters.selectedAgent);
+    if (filters.workflowExecutionId !== "") q.where("workflow_execution_id", filters.workflowExecutionId);
+    if (filters.stepId !== "") q.where("step_id", filters.stepId);
+    if (filters.success !== null) q.where("success", filters.success);
+    if (filters.routedAfter !== null) q.where("routed_at", ">=", filters.routedAfter);
+    if (filters.routedBefore !== null) q.where("routed_at", "<", filters.routedBefore);
+    if (after !== undefined) q.whereRaw("(routed_at, decision_id) < (?::timestamptz, ?::uuid)", after);
+    return q.orderBy([
+      { column: "routed_at", order: "desc" },
+      { column: "decision_id", order: "desc" },
+    ]).limit(limit);
+  });
+}
+
+/** One agent's summary row; counts and durations (microseconds) are int8 text. */
+export interface SummaryRow {
+  agent_key: string;
+  total: string;
+  successful: string;
+  failed: string;
+  average_us: string;
+  p50_us: string;
+  p95_us: string;
+}
+
+/**
+ * Per selected agent, over decisions routed in [after, before): counts, the
+ * mean routing duration rounded to the microsecond (numeric round: halves away
+ * from zero), and nearest-rank percentiles (percentile_disc), all in one
+ * aggregate query.
+ */
+export async function summarizeByAgent(scope: TenantScope, after: string | null, before: string | null): Promise<SummaryRow[]> {
+  return scope.run(async (db) => {
+    const { rows } = await db.raw<{ rows: SummaryRow[] }>(
+      `SELECT selected_agent AS agent_key,
+              count(*) AS total,
+              count(*) FILTER (WHERE success) AS successful,
+              count(*) FILTER (WHERE NOT success) AS failed,
+              round(avg(routing_duration_us))::int8 AS average_us,
+              percentile_disc(0.5) WITHIN GROUP (ORDER BY routing_duration_us) AS p50_us,
+              percentile_disc(0.95) WITHIN GROUP (ORDER BY routing_duration_us) AS p95_us
+         FROM routing_decisions
+        WHERE tenant_id = :tenant
+          AND routed_at >= COALESCE(:after::timestamptz, '-infinity'::timestamptz)
+          AND routed_at < COALESCE(:before::timestamptz, 'infinity'::timestamptz)
+        GROUP BY selected_agent
+        ORDER BY selected_agent`,
+      { tenant: scope.tenantId, after, before },
+    );
+    return rows;
+  });
+}
+
+/**
+ * Deletes at most `limit` decisions routed before the cutoff (ISO string) and
+ * returns how many it deleted.
+ */
+export async function deleteRoutedBeforeBatch(scope: TenantScope, routedBefore: string, limit: number): Promise<number> {
+  return scope.run(async (db) => {
+    const victims = (db as Knex)("routing_decisions")
+      .select("decision_id")
+      .where("tenant_id", scope.tenantId)
+      .where("routed_at", "<", routedBefore)
+      .limit(limit);
+    const deleted: unknown = await RoutingDecisionModel.query(db)
+      .where("tenant_id", scope.tenantId)
+      .whereIn("decision_id", victims)
+      .delete();
+    // The caller loops until a batch comes back short: a non-number here would loop forever.
+    if (typeof deleted !== "number") throw new Error(`DELETE returned ${typeof deleted}, not a row count`);
+    return deleted;
+  });
+}

@@ -1,0 +1,237 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import {
+  AcquirePermissionResponseSchema,
+  type CircuitBreakerService,
+  DeleteCircuitBreakerStatesResponseSchema,
+  GetCircuitBreakerStateResponseSchema,
+  ListCircuitBreakerStatesResponseSchema,
+  ListCircuitBreakerTransitionsResponseSchema,
+  RecordCallOutcomeResponseSchema,
+  RecoverCircuitBreakersResponseSchema,
+  ResetCircuitBreakerResponseSchema,
+  SaveCircuitBreakerStateResponseSchema,
+  WatchCircuitBreakersResponseSchema,
+  WatchCircuitBreakersResponse_CaughtUpSchema,
+} from "../../gen/orchestration/state/v1/circuit_breaker_service_pb.js";
+import { durationToMicros, timestampToDb } from "../db/convert.js";
+import * as queries from "../db/queries/circuit-breakers.js";
+import { invalidArgument } from "../errors/invalid-argument.js";
+import { pageSize, pageToken } from "../pagination/page-token.js";
+import { tenantScope } from "../tenancy/tenant-scope.js";
+import {
+  breakerColumns,
+  breakerFromRow,
+  fieldsFromRow,
+  microsFromDb,
+  microsToTimestamp,
+  stateToDb,
+  timestampToMicros,
+  transitionColumns,
+  transitionFromRow,
+  unstoredBreaker,
+  versionOfEtag,
+} from "./circuit-breaker/breaker-row.js";
+import { effectivePolicy, policyFromDb } from "./circuit-breaker/policy.js";
+import * as machine from "./circuit-breaker/state-machine.js";
+import type { TransitionFeed } from "./circuit-breaker/transition-feed.js";
+import {
+  validateAgentKey,
+  validateDelete,
+  validateList,
+  validateListTransitions,
+  validateRecord,
+  validateSave,
+  validateWatch,
+} from "./circuit-breaker/validate.js";
+import { throwIfStopped } from "./streaming.js";
+
+/** What CircuitBreakerService needs besides the call's tenant scope. */
+export interface CircuitBreakerDeps {
+  /** Transitions committed through any replica, for WatchCircuitBreakers. */
+  feed: TransitionFeed;
+  /** Breakers read per keyset batch when a watch sends the current states. */
+  streamBatchSize: number;
+}
+
+/**
+ * The handlers of CircuitBreakerService: validate, run one query module call,
+ * map to the response. State changes are decided by the pure state machine
+ * (circuit-breaker/state-machine.ts) on the row `queries.changeBreaker` has
+ * locked, so replicas apply them one at a time.
+ */
+export function createCircuitBreakerService(deps: CircuitBreakerDeps): ServiceImpl<typeof CircuitBreakerService> {
+  return {
+    async saveCircuitBreakerState(req, ctx) {
+      const b = validateSave(req);
+      const expected = req.etag === "" ? undefined : (versionOfEtag(req.etag) ?? "mismatch");
+      const { row } = await queries.changeBreaker(tenantScope(ctx), b.agentKey, { createIfMissing: true }, ({ row, now }) => {
+        // The breaker was created by this transaction (version 1, never
+        // saved): an etag cannot match it.
+        if (expected !== undefined && (expected !== row!.version || row!.version === "1")) {
+          throw new ConnectError(
+            `etag "${req.etag}" does not match the stored breaker of "${b.agentKey}" (it changed, or does not exist); get it again and retry`,
+            Code.Aborted,
+          );
+        }
+        const policy = b.policy ?? policyFromDb(row!.policy);
+        const step = machine.save(
+          fieldsFromRow(row!),
+          {
+            state: stateToDb(b.state),
+            failureCount: Number(b.failureCount),
+            successCount: Number(b.successCount),
+            openedAtUs: b.openedAt === undefined ? null : timestampToMicros(b.openedAt),
+            resetAtUs: b.resetAt === undefined ? null : timestampToMicros(b.resetAt),
+          },
+          effectivePolicy(policy),
+          microsFromDb(now),
+        );
+        return written(step, undefined, b.policy);
+      });
+      return create(SaveCircuitBreakerStateResponseSchema, { circuitBreaker: breakerFromRow(row!) });
+    },
+
+    async getCircuitBreakerState(req, ctx) {
+      validateAgentKey(req);
+      const row = await queries.findBreaker(tenantScope(ctx), req.agentKey);
+      if (row === undefined) throw notFound(req.agentKey);
+      return create(GetCircuitBreakerStateResponseSchema, { circuitBreaker: breakerFromRow(row) });
+    },
+
+    async listCircuitBreakerStates(req, ctx) {
+      validateList(req);
+      const limit = pageSize(req.pageSize);
+      const filters = { states: [...new Set(req.states.map(stateToDb))].sort() };
+      const after = pageToken.decode(req.pageToken, filters, 1)?.[0];
+      const rows = await queries.listBreakers(tenantScope(ctx), filters.states, after, limit + 1);
+      const page = rows.slice(0, limit);
+      const last = page[page.length - 1];
+      return create(ListCircuitBreakerStatesResponseSchema, {
+        circuitBreakers: page.map(breakerFromRow),
+        nextPageToken: rows.length > limit && last !== undefined ? pageToken.encode([last.agent_key], filters) : "",
+      });
+    },
+
+    async resetCircuitBreaker(req, ctx) {
+      validateAgentKey(req);
+      const { row } = await queries.changeBreaker(tenantScope(ctx), req.agentKey, { createIfMissing: false }, ({ row }) => {
+        if (row === undefined) throw notFound(req.agentKey);
+        return written(machine.reset(fieldsFromRow(row)), undefined);
+      });
+      return create(ResetCircuitBreakerResponseSchema, { circuitBreaker: breakerFromRow(row!) });
+    },
+
+    async recoverCircuitBreakers(_req, ctx) {
+      const rows = await queries.recoverExpired(tenantScope(ctx));
+      return create(RecoverCircuitBreakersResponseSchema, { circuitBreakers: rows.map(breakerFromRow) });
+    },
+
+    async deleteCircuitBreakerStates(req, ctx) {
+      validateDelete(req);
+      const deleted = await queries.deleteClosedBefore(tenantScope(ctx), timestampToDb(req.updatedBefore!));
+      return create(DeleteCircuitBreakerStatesResponseSchema, { deletedCount: BigInt(deleted) });
+    },
+
+    async recordCallOutcome(req, ctx) {
+      validateRecord(req);
+      const { row, transition } = await queries.changeBreaker(
+        tenantScope(ctx),
+        req.agentKey,
+        { createIfMissing: true },
+        ({ row, now }) => {
+          const policy = effectivePolicy(policyFromDb(row!.policy));
+          const failed = machine.isFailure(req.success, durationToMicros(req.duration), policy);
+          return written(machine.recordOutcome(fieldsFromRow(row!), failed, policy, microsFromDb(now)), undefined);
+        },
+      );
+      return create(RecordCallOutcomeResponseSchema, {
+        circuitBreaker: breakerFromRow(row!),
+        stateChanged: transition !== undefined,
+        transition: transition === undefined ? undefined : transitionFromRow(transition),
+      });
+    },
+
+    async acquirePermission(req, ctx) {
+      validateAgentKey(req);
+      const { row, transition, result } = await queries.changeBreaker(
+        tenantScope(ctx),
+        req.agentKey,
+        { createIfMissing: false },
+        ({ row, now }) => {
+          // No breaker: CLOSED with the default policy, and nothing to store.
+          if (row === undefined) return { result: { permitted: true, retryAtUs: null as number | null } };
+          const permission = machine.acquirePermission(fieldsFromRow(row), effectivePolicy(policyFromDb(row.policy)), microsFromDb(now));
+          return written(permission, { permitted: permission.permitted, retryAtUs: permission.retryAtUs });
+        },
+      );
+      return create(AcquirePermissionResponseSchema, {
+        permitted: result.permitted,
+        circuitBreaker: row === undefined ? unstoredBreaker(req.agentKey) : breakerFromRow(row),
+        retryTime: result.retryAtUs === null ? undefined : microsToTimestamp(result.retryAtUs),
+        transition: transition === undefined ? undefined : transitionFromRow(transition),
+      });
+    },
+
+    async listCircuitBreakerTransitions(req, ctx) {
+      validateListTransitions(req);
+      const limit = pageSize(req.pageSize);
+      const filters = { agentKey: req.agentKey };
+      const before = pageToken.decode(req.pageToken, filters, 1)?.[0];
+      if (before !== undefined && !/^[1-9]\d{0,18}$/.test(before)) {
+        throw invalidArgument([{ field: "page_token", description: "is not a token this service issued" }]);
+      }
+      const rows = await queries.listTransitions(tenantScope(ctx), req.agentKey, before, limit + 1);
+      const page = rows.slice(0, limit);
+      const last = page[page.length - 1];
+      return create(ListCircuitBreakerTransitionsResponseSchema, {
+        transitions: page.map(transitionFromRow),
+        nextPageToken: rows.length > limit && last !== undefined ? pageToken.encode([last.transition_id], filters) : "",
+      });
+    },
+
+    async *watchCircuitBreakers(req, ctx) {
+      validateWatch(req);
+      const scope = tenantScope(ctx);
+      // Subscribe before reading the current states: a transition committed
+      // while they are read is queued, not lost.
+      const subscription = await deps.feed.subscribe(scope.tenantId, req.agentKeys);
+      try {
+        if (req.includeCurrentStates) {
+          let after: string | undefined;
+          for (;;) {
+            throwIfStopped(ctx.signal);
+            const rows = await queries.breakersBatch(scope, req.agentKeys, after, deps.streamBatchSize);
+            for (const row of rows) {
+              yield create(WatchCircuitBreakersResponseSchema, { event: { case: "currentState", value: breakerFromRow(row) } });
+            }
+            if (rows.length < deps.streamBatchSize) break;
+            after = rows[rows.length - 1]!.agent_key;
+          }
+        }
+        yield create(WatchCircuitBreakersResponseSchema, {
+          event: { case: "caughtUp", value: create(WatchCircuitBreakersResponse_CaughtUpSchema) },
+        });
+        for (;;) {
+          const t = await subscription.next(ctx.signal);
+          yield create(WatchCircuitBreakersResponseSchema, { event: { case: "transition", value: transitionFromRow(t) } });
+        }
+      } finally {
+        subscription.close();
+      }
+    },
+  };
+}
+
+/** The query-module decision of a state machine step: its row and transition columns, and a result. */
+function written<T>(step: machine.Step, result: T, policy?: Parameters<typeof breakerColumns>[1]): queries.Decision<T> {
+  return {
+    breaker: step.next === undefined ? undefined : breakerColumns(step.next, policy),
+    transition: step.transition === undefined ? undefined : transitionColumns(step.transition),
+    result,
+  };
+}
+
+function notFound(agentKey: string): ConnectError {
+  return new ConnectError(`circuit breaker of agent "${agentKey}" not found`, Code.NotFound);
+}

@@ -1,0 +1,130 @@
+import type { Duration } from "@bufbuild/protobuf/wkt";
+import {
+  type CircuitBreaker,
+  type CircuitBreakerPolicy,
+  CircuitState,
+  type DeleteCircuitBreakerStatesRequest,
+  FailureThresholdType,
+  type ListCircuitBreakerStatesRequest,
+  type ListCircuitBreakerTransitionsRequest,
+  type RecordCallOutcomeRequest,
+  type SaveCircuitBreakerStateRequest,
+  type WatchCircuitBreakersRequest,
+} from "../../../gen/orchestration/state/v1/circuit_breaker_service_pb.js";
+import { durationToMicros } from "../../db/convert.js";
+import { invalidArgument } from "../../errors/invalid-argument.js";
+import { Violations } from "../../validation/checks.js";
+import { effectivePolicy, POLICY_LIMITS } from "./policy.js";
+import { timestampToMicros } from "./breaker-row.js";
+
+// Request validation of CircuitBreakerService, field by field, with the limits
+// the contract documents. Each function throws one INVALID_ARGUMENT naming every
+// bad field, or returns the request's validated essentials.
+
+const MAX_AGENT_KEY = 200;
+const MAX_WATCHED_AGENTS = 100;
+// Counters are exposed as int64 but computed with JS numbers.
+const MAX_COUNT = 2 ** 53;
+
+/** Validates a SaveCircuitBreakerStateRequest and returns its breaker. */
+export function validateSave(req: SaveCircuitBreakerStateRequest): CircuitBreaker {
+  const b = req.circuitBreaker;
+  if (b === undefined) throw invalidArgument([{ field: "circuit_breaker", description: "is required" }]);
+  const v = new Violations();
+  v.string("circuit_breaker.agent_key", b.agentKey, 1, MAX_AGENT_KEY);
+  v.enumValue("circuit_breaker.state", b.state, CircuitState);
+  v.intRange("circuit_breaker.failure_count", b.failureCount, 0, MAX_COUNT);
+  v.intRange("circuit_breaker.success_count", b.successCount, 0, MAX_COUNT);
+  v.timestamp("circuit_breaker.opened_at", b.openedAt);
+  v.timestamp("circuit_breaker.reset_at", b.resetAt);
+  if (b.openedAt !== undefined && b.state !== CircuitState.OPEN && b.state !== CircuitState.HALF_OPEN) {
+    v.add("circuit_breaker.opened_at", "must be unset unless the state is OPEN or HALF_OPEN");
+  }
+  if (b.resetAt !== undefined && b.state !== CircuitState.OPEN) {
+    v.add("circuit_breaker.reset_at", "must be unset unless the state is OPEN");
+  }
+  if (b.openedAt !== undefined && b.resetAt !== undefined && timestampToMicros(b.resetAt) < timestampToMicros(b.openedAt)) {
+    v.add("circuit_breaker.reset_at", "must not be before opened_at");
+  }
+  if (b.policy !== undefined) validatePolicy(v, "circuit_breaker.policy", b.policy);
+  v.string("etag", req.etag, 0, 100);
+  v.throwIfAny();
+  return b;
+}
+
+function validatePolicy(v: Violations, prefix: string, p: CircuitBreakerPolicy): void {
+  if (FailureThresholdType[p.failureThresholdType] === undefined) {
+    v.add(`${prefix}.failure_threshold_type`, `unknown value ${p.failureThresholdType}`);
+  }
+  v.intRange(`${prefix}.consecutive_failure_threshold`, p.consecutiveFailureThreshold, 0, POLICY_LIMITS.consecutiveFailureThreshold);
+  if (!Number.isFinite(p.failureRateThreshold) || p.failureRateThreshold < 0 || p.failureRateThreshold > 100) {
+    v.add(`${prefix}.failure_rate_threshold`, "must be a percentage greater than 0 and at most 100 (0: the default)");
+  }
+  v.intRange(`${prefix}.sliding_window_size`, p.slidingWindowSize, 0, POLICY_LIMITS.slidingWindowSize);
+  v.intRange(`${prefix}.minimum_calls`, p.minimumCalls, 0, POLICY_LIMITS.minimumCalls);
+  v.intRange(`${prefix}.half_open_trial_calls`, p.halfOpenTrialCalls, 0, POLICY_LIMITS.halfOpenTrialCalls);
+  durationWithin(v, `${prefix}.open_duration`, p.openDuration, POLICY_LIMITS.maxOpenDurationUs, "30 days");
+  durationWithin(v, `${prefix}.slow_call_duration`, p.slowCallDuration, POLICY_LIMITS.maxSlowCallDurationUs, "1 day");
+  if (v.list.length === 0) {
+    const e = effectivePolicy(p);
+    if (e.minimumCalls > e.slidingWindowSize) {
+      v.add(`${prefix}.minimum_calls`, `must be at most the sliding window size (${e.slidingWindowSize})`);
+    }
+  }
+}
+
+function durationWithin(v: Violations, field: string, d: Duration | undefined, maxUs: number, maxText: string): void {
+  if (d === undefined) return;
+  const before = v.list.length;
+  v.duration(field, d);
+  if (v.list.length > before) return;
+  const us = durationToMicros(d);
+  if (us < POLICY_LIMITS.minDurationUs || us > maxUs) v.add(field, `must be from 1 millisecond to ${maxText}`);
+}
+
+/** Validates a request naming one agent (Get, Reset, AcquirePermission). */
+export function validateAgentKey(req: { agentKey: string }): void {
+  const v = new Violations();
+  v.string("agent_key", req.agentKey, 1, MAX_AGENT_KEY);
+  v.throwIfAny();
+}
+
+/** Validates the filters of a ListCircuitBreakerStatesRequest (page size and token are checked by pagination). */
+export function validateList(req: ListCircuitBreakerStatesRequest): void {
+  const v = new Violations();
+  req.states.forEach((s, i) => v.enumValue(`states[${i}]`, s, CircuitState));
+  v.string("page_token", req.pageToken, 0, 1_000);
+  v.throwIfAny();
+}
+
+/** Validates a DeleteCircuitBreakerStatesRequest. */
+export function validateDelete(req: DeleteCircuitBreakerStatesRequest): void {
+  const v = new Violations();
+  if (req.updatedBefore === undefined) v.add("updated_before", "is required");
+  v.timestamp("updated_before", req.updatedBefore);
+  v.throwIfAny();
+}
+
+/** Validates a RecordCallOutcomeRequest. */
+export function validateRecord(req: RecordCallOutcomeRequest): void {
+  const v = new Violations();
+  v.string("agent_key", req.agentKey, 1, MAX_AGENT_KEY);
+  v.duration("duration", req.duration);
+  v.throwIfAny();
+}
+
+/** Validates a ListCircuitBreakerTransitionsRequest. */
+export function validateListTransitions(req: ListCircuitBreakerTransitionsRequest): void {
+  const v = new Violations();
+  v.string("agent_key", req.agentKey, 1, MAX_AGENT_KEY);
+  v.string("page_token", req.pageToken, 0, 1_000);
+  v.throwIfAny();
+}
+
+/** Validates a WatchCircuitBreakersRequest. */
+export function validateWatch(req: WatchCircuitBreakersRequest): void {
+  const v = new Violations();
+  if (req.agentKeys.length > MAX_WATCHED_AGENTS) v.add("agent_keys", `must have at most ${MAX_WATCHED_AGENTS} entries`);
+  req.agentKeys.slice(0, MAX_WATCHED_AGENTS).forEach((k, i) => v.string(`agent_keys[${i}]`, k, 1, MAX_AGENT_KEY));
+  v.throwIfAny();
+}

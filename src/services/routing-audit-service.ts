@@ -1,0 +1,108 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import {
+  DeleteRoutingDecisionsResponseSchema,
+  ListRoutingDecisionsResponseSchema,
+  RecordRoutingDecisionResponseSchema,
+  RecordRoutingDecisionsResponseSchema,
+  type RoutingAuditService,
+  SummarizeAgentDecisionsResponseSchema,
+} from "../../gen/orchestration/state/v1/routing_audit_service_pb.js";
+import { timestampToDb } from "../db/convert.js";
+import * as queries from "../db/queries/routing-decisions.js";
+import { keysetFromToken, pageSize, pageToken } from "../pagination/page-token.js";
+import type { TenantScope } from "../tenancy/tenant-scope.js";
+import { tenantScope } from "../tenancy/tenant-scope.js";
+import { decisionFromRow, decisionToColumns, summaryFromRow } from "./routing-audit/decision-row.js";
+import { validateDelete, validateList, validateRecord, validateRecordBatch, validateSummarize } from "./routing-audit/validate.js";
+
+/** What RoutingAuditService needs besides the call's tenant scope. */
+export interface RoutingAuditDeps {
+  /** Rows per DELETE statement of DeleteRoutingDecisions. */
+  deleteBatchSize: number;
+}
+
+/** The handlers of RoutingAuditService: validate, run one query module call, map to the response. */
+export function createRoutingAuditService(deps: RoutingAuditDeps): ServiceImpl<typeof RoutingAuditService> {
+  return {
+    async recordRoutingDecision(req, ctx) {
+      const decision = validateRecord(req);
+      const [row] = await record(tenantScope(ctx), [decisionToColumns(decision)], req.updateStatistics, () => "decision.decision_id");
+      return create(RecordRoutingDecisionResponseSchema, { decision: decisionFromRow(row!) });
+    },
+
+    async recordRoutingDecisions(req, ctx) {
+      const decisions = validateRecordBatch(req);
+      const rows = await record(tenantScope(ctx), decisions.map(decisionToColumns), req.updateStatistics, (i) => `decisions[${i}].decision_id`);
+      return create(RecordRoutingDecisionsResponseSchema, { decisions: rows.map(decisionFromRow) });
+    },
+
+    async listRoutingDecisions(req, ctx) {
+      validateList(req);
+      const limit = pageSize(req.pageSize);
+      const filters: queries.ListFilters = {
+        taskId: req.taskId,
+        taskType: req.taskType,
+        selectedAgent: req.selectedAgent,
+        workflowExecutionId: req.workflowExecutionId,
+        stepId: req.stepId,
+        success: req.success ?? null,
+        routedAfter: req.routedAfter === undefined ? null : timestampToDb(req.routedAfter),
+        routedBefore: req.routedBefore === undefined ? null : timestampToDb(req.routedBefore),
+      };
+      const after = keysetFromToken(req.pageToken, filters);
+      const rows = await queries.listDecisions(tenantScope(ctx), filters, after, limit + 1);
+      const page = rows.slice(0, limit);
+      const last = page[page.length - 1];
+      return create(ListRoutingDecisionsResponseSchema, {
+        decisions: page.map(decisionFromRow),
+        nextPageToken: rows.length > limit && last !== undefined ? pageToken.encode([last.routed_at, last.decision_id], filters) : "",
+      });
+    },
+
+    async summarizeAgentDecisions(req, ctx) {
+      validateSummarize(req);
+      const rows = await queries.summarizeByAgent(
+        tenantScope(ctx),
+        req.routedAfter === undefined ? null : timestampToDb(req.routedAfter),
+        req.routedBefore === undefined ? null : timestampToDb(req.routedBefore),
+      );
+      return create(SummarizeAgentDecisionsResponseSchema, { summaries: rows.map(summaryFromRow) });
+    },
+
+    async deleteRoutingDecisions(req, ctx) {
+      validateDelete(req);
+      const scope = tenantScope(ctx);
+      const routedBefore = timestampToDb(req.routedBefore!);
+      // Bounded batches, each its own statement: no long lock on a large table,
+      // and a failure part way keeps what was already deleted.
+      let deleted = 0;
+      for (;;) {
+        const n = await queries.deleteRoutedBeforeBatch(scope, routedBefore, deps.deleteBatchSize);
+        deleted += n;
+        if (n < deps.deleteBatchSize) break;
+      }
+      return create(DeleteRoutingDecisionsResponseSchema, { deletedCount: BigInt(deleted) });
+    },
+  };
+}
+
+/** Stores decisions; a decision id already stored with other content answers ALREADY_EXISTS naming its field. */
+async function record(
+  scope: TenantScope,
+  columns: queries.DecisionColumns[],
+  updateStatistics: boolean,
+  fieldOf: (index: number) => string,
+) {
+  try {
+    return await queries.insertDecisions(scope, columns, updateStatistics);
+  } catch (err) {
+    if (!(err instanceof queries.DecisionIdConflict)) throw err;
+    const fields = err.indexes.map(fieldOf);
+    throw new ConnectError(
+      `${fields.map((f, k) => `${f} "${columns[err.indexes[k]!]!.decision_id}"`).join(", ")}: already recorded with different content; ` +
+        "a retry must resend the same decision, a new decision needs a new id (nothing was stored)",
+      Code.AlreadyExists,
+    );
+  }
+}

@@ -1,0 +1,106 @@
+import type {
+  DeleteRoutingDecisionsRequest,
+  ListRoutingDecisionsRequest,
+  RecordRoutingDecisionRequest,
+  RecordRoutingDecisionsRequest,
+  RoutingDecision,
+  SummarizeAgentDecisionsRequest,
+} from "../../../gen/orchestration/state/v1/routing_audit_service_pb.js";
+import { invalidArgument } from "../../errors/invalid-argument.js";
+import { Violations } from "../../validation/checks.js";
+import { boundedDuration } from "../statistics/validate.js";
+
+// Request validation of RoutingAuditService, field by field, with the limits
+// the contract documents. Each function throws one INVALID_ARGUMENT naming every
+// bad field, or returns the request's validated essentials.
+
+const MAX_KEY = 200;
+const MAX_ID = 100;
+const MAX_ERROR = 10_000;
+const MAX_CANDIDATES = 1_000;
+/** Most decisions per RecordRoutingDecisions call. */
+export const MAX_BATCH = 1_000;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Checks one decision, naming its fields under `prefix` (`decision`, `decisions[3]`). */
+function checkDecision(v: Violations, prefix: string, d: RoutingDecision): void {
+  if (d.decisionId !== "" && !UUID.test(d.decisionId)) {
+    v.add(`${prefix}.decision_id`, "must be empty (the server assigns one) or a UUID");
+  }
+  v.string(`${prefix}.task_id`, d.taskId, 1, MAX_KEY);
+  v.string(`${prefix}.task_type`, d.taskType, 0, MAX_KEY);
+  v.string(`${prefix}.required_capability`, d.requiredCapability, 0, MAX_KEY);
+  v.string(`${prefix}.selected_agent`, d.selectedAgent, 1, MAX_KEY);
+  v.finite(`${prefix}.agent_score`, d.agentScore);
+  if (d.candidates.length > MAX_CANDIDATES) v.add(`${prefix}.candidates`, `must have at most ${MAX_CANDIDATES} entries`);
+  d.candidates.slice(0, MAX_CANDIDATES).forEach((c, i) => {
+    v.string(`${prefix}.candidates[${i}].agent_key`, c.agentKey, 1, MAX_KEY);
+    v.finite(`${prefix}.candidates[${i}].score`, c.score);
+  });
+  v.string(`${prefix}.error_message`, d.errorMessage, 0, MAX_ERROR);
+  v.intRange(`${prefix}.retry_attempts`, d.retryAttempts, 0, 1_000);
+  boundedDuration(v, `${prefix}.routing_duration`, d.routingDuration);
+  boundedDuration(v, `${prefix}.task_duration`, d.taskDuration);
+  if (d.routedAt === undefined) v.add(`${prefix}.routed_at`, "is required");
+  v.timestamp(`${prefix}.routed_at`, d.routedAt);
+  v.string(`${prefix}.workflow_execution_id`, d.workflowExecutionId, 0, MAX_ID);
+  v.string(`${prefix}.step_id`, d.stepId, 0, MAX_ID);
+}
+
+/** Validates a RecordRoutingDecisionRequest and returns its decision. */
+export function validateRecord(req: RecordRoutingDecisionRequest): RoutingDecision {
+  if (req.decision === undefined) throw invalidArgument([{ field: "decision", description: "is required" }]);
+  const v = new Violations();
+  checkDecision(v, "decision", req.decision);
+  v.throwIfAny();
+  return req.decision;
+}
+
+/** Validates a RecordRoutingDecisionsRequest: 1-1,000 valid decisions with distinct ids. */
+export function validateRecordBatch(req: RecordRoutingDecisionsRequest): RoutingDecision[] {
+  const v = new Violations();
+  if (req.decisions.length === 0 || req.decisions.length > MAX_BATCH) {
+    throw invalidArgument([{ field: "decisions", description: `must have 1-${MAX_BATCH} entries, got ${req.decisions.length}` }]);
+  }
+  const firstIndexOf = new Map<string, number>();
+  req.decisions.forEach((d, i) => {
+    checkDecision(v, `decisions[${i}]`, d);
+    if (d.decisionId === "") return;
+    const id = d.decisionId.toLowerCase();
+    const first = firstIndexOf.get(id);
+    if (first !== undefined) v.add(`decisions[${i}].decision_id`, `duplicates decisions[${first}].decision_id`);
+    else firstIndexOf.set(id, i);
+  });
+  v.throwIfAny();
+  return req.decisions;
+}
+
+/** Validates the filters of a ListRoutingDecisionsRequest (page size and token are checked by pagination). */
+export function validateList(req: ListRoutingDecisionsRequest): void {
+  const v = new Violations();
+  v.string("task_id", req.taskId, 0, MAX_KEY);
+  v.string("task_type", req.taskType, 0, MAX_KEY);
+  v.string("selected_agent", req.selectedAgent, 0, MAX_KEY);
+  v.string("workflow_execution_id", req.workflowExecutionId, 0, MAX_ID);
+  v.string("step_id", req.stepId, 0, MAX_ID);
+  v.timestamp("routed_after", req.routedAfter);
+  v.timestamp("routed_before", req.routedBefore);
+  v.string("page_token", req.pageToken, 0, 1_000);
+  v.throwIfAny();
+}
+
+/** Validates a SummarizeAgentDecisionsRequest. */
+export function validateSummarize(req: SummarizeAgentDecisionsRequest): void {
+  const v = new Violations();
+  v.timestamp("routed_after", req.routedAfter);
+  v.timestamp("routed_before", req.routedBefore);
+  v.throwIfAny();
+}
+
+/** Validates a DeleteRoutingDecisionsRequest. */
+export function validateDelete(req: DeleteRoutingDecisionsRequest): void {
+  const v = new Violations();
+  if (req.routedBefore === undefined) v.add("routed_before", "is required");
+  v.timestamp("routed_before", req.routedBefore);
+  v.throwIfAny();
+}

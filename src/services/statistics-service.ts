@@ -1,0 +1,88 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import {
+  GetAgentStatisticsResponseSchema,
+  ListAgentStatisticsResponseSchema,
+  ListTopPerformingAgentsResponseSchema,
+  ListUnderperformingAgentsResponseSchema,
+  RecalculateStatisticsResponseSchema,
+  RecordTaskOutcomeResponseSchema,
+  type StatisticsService,
+} from "../../gen/orchestration/state/v1/statistics_service_pb.js";
+import { durationToMicros, timestampToDb } from "../db/convert.js";
+import * as queries from "../db/queries/agent-statistics.js";
+import { pageSize, pageToken } from "../pagination/page-token.js";
+import { tenantScope } from "../tenancy/tenant-scope.js";
+import { statisticsFromRow } from "./statistics/statistics-row.js";
+import {
+  validateGet,
+  validateList,
+  validateRecalculate,
+  validateRecordOutcome,
+  validateTop,
+  validateUnderperforming,
+} from "./statistics/validate.js";
+
+const DEFAULT_TOP_LIMIT = 10;
+const DEFAULT_UNDERPERFORMING_LIMIT = 100;
+
+/** The handlers of StatisticsService: validate, run one query module call, map to the response. */
+export function createStatisticsService(): ServiceImpl<typeof StatisticsService> {
+  return {
+    async recordTaskOutcome(req, ctx) {
+      validateRecordOutcome(req);
+      const row = await queries.recordOutcome(tenantScope(ctx), {
+        agentKey: req.agentKey,
+        success: req.success,
+        durationUs: durationToMicros(req.duration),
+      });
+      return create(RecordTaskOutcomeResponseSchema, { statistics: statisticsFromRow(row) });
+    },
+
+    async getAgentStatistics(req, ctx) {
+      validateGet(req);
+      const row = await queries.findStatistics(tenantScope(ctx), req.agentKey);
+      if (row === undefined) {
+        throw new ConnectError(`agent "${req.agentKey}" has no statistics`, Code.NotFound);
+      }
+      return create(GetAgentStatisticsResponseSchema, { statistics: statisticsFromRow(row) });
+    },
+
+    async listAgentStatistics(req, ctx) {
+      validateList(req);
+      const limit = pageSize(req.pageSize);
+      // No filters: the token's fingerprint covers an empty filter set.
+      const after = pageToken.decode(req.pageToken, {}, 1)?.[0];
+      const rows = await queries.listStatistics(tenantScope(ctx), after, limit + 1);
+      const page = rows.slice(0, limit);
+      const last = page[page.length - 1];
+      return create(ListAgentStatisticsResponseSchema, {
+        statistics: page.map(statisticsFromRow),
+        nextPageToken: rows.length > limit && last !== undefined ? pageToken.encode([last.agent_key], {}) : "",
+      });
+    },
+
+    async listTopPerformingAgents(req, ctx) {
+      validateTop(req);
+      const rows = await queries.topPerforming(tenantScope(ctx), req.minimumTasks, req.limit === 0 ? DEFAULT_TOP_LIMIT : req.limit);
+      return create(ListTopPerformingAgentsResponseSchema, { statistics: rows.map(statisticsFromRow) });
+    },
+
+    async listUnderperformingAgents(req, ctx) {
+      validateUnderperforming(req);
+      const rows = await queries.underperforming(
+        tenantScope(ctx),
+        req.successRateThreshold,
+        req.minimumTasks,
+        req.limit === 0 ? DEFAULT_UNDERPERFORMING_LIMIT : req.limit,
+      );
+      return create(ListUnderperformingAgentsResponseSchema, { statistics: rows.map(statisticsFromRow) });
+    },
+
+    async recalculateStatistics(req, ctx) {
+      validateRecalculate(req);
+      const changed = await queries.rebuildFromDecisions(tenantScope(ctx), req.since === undefined ? null : timestampToDb(req.since));
+      return create(RecalculateStatisticsResponseSchema, { changedAgents: BigInt(changed) });
+    },
+  };
+}
