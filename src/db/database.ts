@@ -78,15 +78,19 @@ export function databaseConfig(options: DatabaseOptions): Knex.Config {
     };
   }
   const dataDir = options.dataDir ?? "./data";
+  // Knex calls a function `connection` again on every acquire, besides
+  // knex-pglite's own call: each call must return the same instance, or a
+  // second PGlite opens the same directory and corrupts the next start.
+  let pglite: PGlite | undefined;
   return {
     ...common,
     client: PgLiteClient as unknown as typeof Knex.Client,
     dialect: "postgres",
     connection: () =>
       ({
-        pglite: new PGlite(dataDir, {
+        pglite: (pglite ??= new PGlite(dataDir, {
           parsers: { [pgliteTypes.TIMESTAMPTZ]: asText, [pgliteTypes.INT8]: asText },
-        }),
+        })),
       }) as object as Knex.StaticConnectionConfig,
   };
 }

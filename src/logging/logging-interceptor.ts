@@ -44,7 +44,9 @@ export function createLoggingInterceptor(logger: Logger): Interceptor {
           yield message;
         }
       } catch (err) {
-        failure = err;
+        // A client that resets the stream surfaces here as a raw socket error;
+        // the call's signal says what really happened (cancel, deadline, shutdown).
+        failure = req.signal.aborted && !(err instanceof ConnectError) ? (req.signal.reason ?? err) : err;
         throw err;
       } finally {
         // Also reached when the client cancels: the stream's return() runs.

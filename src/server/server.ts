@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import type { DescService } from "@bufbuild/protobuf";
@@ -63,6 +64,8 @@ export const tenantServices: readonly DescService[] = [
 export function createServer(deps: ServerDeps): AppServer {
   const { logger, config } = deps;
   const shutdownController = new AbortController();
+  // Every call in flight listens on this signal: no listener limit applies.
+  setMaxListeners(0, shutdownController.signal);
   const drain = new CallDrain();
   const health = createHealthService(tenantServices.map((s) => s.typeName));
   const reflection = createReflectionServices([...tenantServices, Health]);
