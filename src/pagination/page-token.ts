@@ -17,16 +17,17 @@ export function pageSize(requested: number): number {
 /**
  * Keyset page tokens: the sort key of the last row of a page, plus a
  * fingerprint of the filters it was made under, base64url-encoded. Opaque to
- * clients; a token reused with other filters, or tampered with, answers
- * INVALID_ARGUMENT instead of a wrong page.
+ * clients; a token reused by another tenant or with other filters, or
+ * mangled, answers INVALID_ARGUMENT instead of a wrong page. (Tokens are not
+ * signed: a client that edits the keyset only moves its own cursor.)
  */
 export const pageToken = {
-  encode(key: readonly string[], filters: unknown): string {
-    return Buffer.from(JSON.stringify({ k: key, f: fingerprint(filters) })).toString("base64url");
+  encode(scope: TokenScope, key: readonly string[], filters: unknown): string {
+    return Buffer.from(JSON.stringify({ k: key, f: fingerprint(scope, filters) })).toString("base64url");
   },
 
   /** The keyset of a token, or undefined for an empty token (first page). */
-  decode(token: string, filters: unknown, keyLength: number): string[] | undefined {
+  decode(scope: TokenScope, token: string, filters: unknown, keyLength: number): string[] | undefined {
     if (token === "") return undefined;
     let parsed: unknown;
     try {
@@ -38,15 +39,22 @@ export const pageToken = {
     if (!Array.isArray(k) || k.length !== keyLength || !k.every((v) => typeof v === "string") || typeof f !== "string") {
       throw invalidArgument([{ field: "page_token", description: "is not a token this service issued" }]);
     }
-    if (f !== fingerprint(filters)) {
-      throw invalidArgument([{ field: "page_token", description: "was issued for different filters; start again without a token" }]);
+    if (f !== fingerprint(scope, filters)) {
+      throw invalidArgument([
+        { field: "page_token", description: "was issued for another tenant or different filters; start again without a token" },
+      ]);
     }
     return k as string[];
   },
 };
 
-function fingerprint(filters: unknown): string {
-  const json = JSON.stringify(filters, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v));
+/** What a token is bound to besides its filters: the tenant it was issued to. */
+export interface TokenScope {
+  tenantId: string;
+}
+
+function fingerprint(scope: TokenScope, filters: unknown): string {
+  const json = JSON.stringify([scope.tenantId, filters], (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v));
   return createHash("sha256").update(json).digest("base64url").slice(0, 16);
 }
 
@@ -55,8 +63,8 @@ function fingerprint(filters: unknown): string {
  * undefined for the first page. A token whose timestamp does not parse was not
  * issued by us: INVALID_ARGUMENT.
  */
-export function keysetFromToken(token: string, filters: unknown): [string, string] | undefined {
-  const key = pageToken.decode(token, filters, 2);
+export function keysetFromToken(scope: TokenScope, token: string, filters: unknown): [string, string] | undefined {
+  const key = pageToken.decode(scope, token, filters, 2);
   if (key === undefined) return undefined;
   try {
     timestampFromDb(key[0]!);

@@ -103,13 +103,13 @@ export function createCircuitBreakerService(deps: CircuitBreakerDeps): ServiceIm
       validateList(req);
       const limit = pageSize(req.pageSize);
       const filters = { states: [...new Set(req.states.map(stateToDb))].sort() };
-      const after = pageToken.decode(req.pageToken, filters, 1)?.[0];
+      const after = pageToken.decode(tenantScope(ctx), req.pageToken, filters, 1)?.[0];
       const rows = await queries.listBreakers(tenantScope(ctx), filters.states, after, limit + 1);
       const page = rows.slice(0, limit);
       const last = page[page.length - 1];
       return create(ListCircuitBreakerStatesResponseSchema, {
         circuitBreakers: page.map(breakerFromRow),
-        nextPageToken: rows.length > limit && last !== undefined ? pageToken.encode([last.agent_key], filters) : "",
+        nextPageToken: rows.length > limit && last !== undefined ? pageToken.encode(tenantScope(ctx), [last.agent_key], filters) : "",
       });
     },
 
@@ -177,7 +177,7 @@ export function createCircuitBreakerService(deps: CircuitBreakerDeps): ServiceIm
       validateListTransitions(req);
       const limit = pageSize(req.pageSize);
       const filters = { agentKey: req.agentKey };
-      const before = pageToken.decode(req.pageToken, filters, 1)?.[0];
+      const before = pageToken.decode(tenantScope(ctx), req.pageToken, filters, 1)?.[0];
       if (before !== undefined && !/^[1-9]\d{0,18}$/.test(before)) {
         throw invalidArgument([{ field: "page_token", description: "is not a token this service issued" }]);
       }
@@ -186,7 +186,7 @@ export function createCircuitBreakerService(deps: CircuitBreakerDeps): ServiceIm
       const last = page[page.length - 1];
       return create(ListCircuitBreakerTransitionsResponseSchema, {
         transitions: page.map(transitionFromRow),
-        nextPageToken: rows.length > limit && last !== undefined ? pageToken.encode([last.transition_id], filters) : "",
+        nextPageToken: rows.length > limit && last !== undefined ? pageToken.encode(tenantScope(ctx), [last.transition_id], filters) : "",
       });
     },
 

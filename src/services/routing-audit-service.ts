@@ -50,13 +50,13 @@ export function createRoutingAuditService(deps: RoutingAuditDeps): ServiceImpl<t
         routedAfter: req.routedAfter === undefined ? null : timestampToDb(req.routedAfter),
         routedBefore: req.routedBefore === undefined ? null : timestampToDb(req.routedBefore),
       };
-      const after = keysetFromToken(req.pageToken, filters);
+      const after = keysetFromToken(tenantScope(ctx), req.pageToken, filters);
       const rows = await queries.listDecisions(tenantScope(ctx), filters, after, limit + 1);
       const page = rows.slice(0, limit);
       const last = page[page.length - 1];
       return create(ListRoutingDecisionsResponseSchema, {
         decisions: page.map(decisionFromRow),
-        nextPageToken: rows.length > limit && last !== undefined ? pageToken.encode([last.routed_at, last.decision_id], filters) : "",
+        nextPageToken: rows.length > limit && last !== undefined ? pageToken.encode(tenantScope(ctx), [last.routed_at, last.decision_id], filters) : "",
       });
     },
 

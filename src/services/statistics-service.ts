@@ -52,13 +52,13 @@ export function createStatisticsService(): ServiceImpl<typeof StatisticsService>
       validateList(req);
       const limit = pageSize(req.pageSize);
       // No filters: the token's fingerprint covers an empty filter set.
-      const after = pageToken.decode(req.pageToken, {}, 1)?.[0];
+      const after = pageToken.decode(tenantScope(ctx), req.pageToken, {}, 1)?.[0];
       const rows = await queries.listStatistics(tenantScope(ctx), after, limit + 1);
       const page = rows.slice(0, limit);
       const last = page[page.length - 1];
       return create(ListAgentStatisticsResponseSchema, {
         statistics: page.map(statisticsFromRow),
-        nextPageToken: rows.length > limit && last !== undefined ? pageToken.encode([last.agent_key], {}) : "",
+        nextPageToken: rows.length > limit && last !== undefined ? pageToken.encode(tenantScope(ctx), [last.agent_key], {}) : "",
       });
     },
 

@@ -76,13 +76,13 @@ export function createWorkflowStateService(deps: WorkflowStateDeps): ServiceImpl
         startedAfter: req.startedAfter === undefined ? null : timestampToDb(req.startedAfter),
         startedBefore: req.startedBefore === undefined ? null : timestampToDb(req.startedBefore),
       };
-      const after = keysetFromToken(req.pageToken, filters);
+      const after = keysetFromToken(tenantScope(ctx), req.pageToken, filters);
       const rows = await queries.listExecutions(tenantScope(ctx), filters, after, limit + 1);
       const page = rows.slice(0, limit);
       const last = page[page.length - 1];
       return create(ListWorkflowExecutionsResponseSchema, {
         executions: page.map(executionFromRow),
-        nextPageToken: rows.length > limit && last !== undefined ? pageToken.encode([last.started_at, last.execution_id], filters) : "",
+        nextPageToken: rows.length > limit && last !== undefined ? pageToken.encode(tenantScope(ctx), [last.started_at, last.execution_id], filters) : "",
       });
     },
 

@@ -451,6 +451,17 @@ describe(`ListWorkflowExecutions page_token errors on ${backendName}`, () => {
     }
   });
 
+  it("a page_token issued to another tenant answers INVALID_ARGUMENT naming page_token", async () => {
+    const theirs = newTenant();
+    const mine = newTenant();
+    await seed(theirs, dataset(30, 14));
+    await seed(mine, dataset(30, 15));
+    const { nextPageToken } = await workflowClient(t.baseUrl, theirs).listWorkflowExecutions({ pageSize: 3 });
+    expect(nextPageToken).not.toBe("");
+    const err = await invalidArgumentOf(workflowClient(t.baseUrl, mine).listWorkflowExecutions({ pageSize: 3, pageToken: nextPageToken }));
+    expect(violatedFields(err)).toContain("page_token");
+  });
+
   it("a page_token issued by another listing (ListRoutingDecisions) answers INVALID_ARGUMENT naming page_token", async () => {
     const tenant = newTenant();
     await seed(tenant, dataset(30, 13));

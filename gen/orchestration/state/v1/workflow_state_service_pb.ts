@@ -780,10 +780,13 @@ export const WorkflowStateService: GenService<{
    * orchestrator can resume them after a restart.
    *
    * The server reads the rows in keyset batches, so its memory does not grow with
-   * the number of executions, and stops reading when the client cancels. Each
-   * execution is sent at most once. The stream is not a snapshot: an execution
-   * saved while the stream runs is included only if its position in the order is
-   * still ahead of the stream's cursor.
+   * the number of executions, and stops reading when the client cancels. The
+   * stream is not a snapshot: an execution saved while the stream runs is
+   * included only if its position in the order is still ahead of the stream's
+   * cursor. So an execution is sent once, unless it is re-saved during the
+   * stream with a later `started_at` that moves it ahead of the cursor: then it
+   * is sent again, with its new content. Clients resuming work should key on
+   * `execution_id`.
    *
    * When the server shuts down, open streams end with UNAVAILABLE; the client
    * should call again (on another replica).
