@@ -1,6 +1,7 @@
 // Entry point: config -> database -> migrations -> server -> signals.
 // The only file that listens or reads process-wide state.
 import { loadConfig } from "./config.js";
+import { DatabaseAvailability } from "./db/availability.js";
 import { createDatabase, migrate } from "./db/database.js";
 import { createLogger } from "./logging/logger.js";
 import { createServer } from "./server/server.js";
@@ -15,17 +16,22 @@ const knex = createDatabase({
 });
 const backend = config.databaseUrl === undefined ? `embedded PGlite in ${config.dataDir}` : "PostgreSQL";
 
-try {
-  await migrate(knex);
-} catch (err) {
-  logger.error("could not migrate the database; exiting", { backend, error: err });
-  await knex.destroy().catch(() => {});
-  process.exit(1);
-}
+// The server starts even when the database cannot be migrated: it then keeps
+// retrying in the background, health says NOT_SERVING and calls answer
+// UNAVAILABLE until it succeeds (src/db/availability.ts).
+const database = new DatabaseAvailability({
+  knex,
+  logger,
+  migrate: () => migrate(knex),
+  retryMaxMs: config.databaseRetryMaxMs,
+  probeIntervalMs: config.databaseProbeIntervalMs,
+});
+await database.start();
 
-const server = createServer({ knex, logger, config });
+const server = createServer({ knex, logger, config, database });
 const port = await server.listen(config.port, config.host);
-logger.info("serving gRPC, gRPC-Web and Connect over h2c", { host: config.host, port, backend });
+const transport = config.tlsCertFile === undefined ? "h2c" : "TLS (h2, and HTTP/1.1 for Connect and gRPC-Web)";
+logger.info(`serving gRPC, gRPC-Web and Connect over ${transport}`, { host: config.host, port, backend });
 
 let stopping = false;
 const stop = async (signal: string) => {
@@ -35,6 +41,7 @@ const stop = async (signal: string) => {
   try {
     await server.shutdown();
   } finally {
+    await database.stop();
     await knex.destroy();
     logger.info("database closed; exiting");
   }

@@ -16,6 +16,7 @@ import {
   HealthCheckResponse_ServingStatus as ServingStatus,
 } from "../gen/health/v1/health_pb.js";
 import { createHealthService, type HealthService } from "../src/health/health-service.js";
+import { nextWithin as nextWithinMs } from "./support/streams.js";
 
 const WORKFLOW = "orchestration.state.v1.WorkflowStateService";
 const BREAKER = "orchestration.state.v1.CircuitBreakerService";
@@ -53,18 +54,8 @@ beforeEach(() => {
   health.setAll(ServingStatus.SERVING);
 });
 
-/** Fails instead of hanging when an expected stream message never comes. */
-async function nextWithin<T>(it: AsyncIterator<T>, ms = 2000): Promise<IteratorResult<T>> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no stream message within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([it.next(), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+/** The next watch message, failing after 2 s instead of hanging. */
+const nextWithin = <T>(it: AsyncIterator<T>) => nextWithinMs(it, 2_000);
 
 describe("grpc.health.v1.Health/Check", () => {
   it("starts NOT_SERVING until the server says it is ready", async () => {

@@ -14,6 +14,7 @@ import type { Config } from "../src/config.js";
 import { backendName, createTestDatabase } from "./support/backend.js";
 import { connectClient, workflowClient } from "./support/clients.js";
 import { newTenant, startTestServer, type TestServer } from "./support/server.js";
+import { nextWithin } from "./support/streams.js";
 
 const WORKFLOW = "orchestration.state.v1.WorkflowStateService";
 
@@ -46,19 +47,6 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map(shutdown));
   stops.clear();
 });
-
-/** Fails instead of hanging when an expected stream message never comes. */
-async function nextWithin<T>(it: AsyncIterator<T>, ms = 5_000): Promise<IteratorResult<T>> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no stream message within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([it.next(), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** The error a promise rejects with (fails the test if it resolves). */
 async function rejection(promise: Promise<unknown>): Promise<ConnectError> {

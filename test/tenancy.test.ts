@@ -6,6 +6,7 @@ import { StatisticsService } from "../gen/orchestration/state/v1/statistics_serv
 import { WorkflowStatus } from "../gen/orchestration/state/v1/workflow_state_service_pb.js";
 import { backendName } from "./support/backend.js";
 import { connectClient, workflowClient } from "./support/clients.js";
+import { codeOf } from "./support/errors.js";
 import { newTenant, startTestServer, type TestServer } from "./support/server.js";
 
 let t: TestServer;
@@ -15,15 +16,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await t.close();
 });
-
-async function codeOf(call: Promise<unknown>): Promise<Code | "ok"> {
-  try {
-    await call;
-    return "ok";
-  } catch (err) {
-    return ConnectError.from(err).code;
-  }
-}
 
 describe("the x-tenant-id header", () => {
   it.each([

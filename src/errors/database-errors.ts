@@ -19,13 +19,24 @@ const ABORTED_SQLSTATES = new Set([
 ]);
 const NETWORK_ERRNOS = new Set(["ECONNREFUSED", "ECONNRESET", "ENOTFOUND", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH", "EAI_AGAIN"]);
 
+/** What is known about the call whose database work failed. */
+export interface FailedCall {
+  /**
+   * The call's deadline had passed when the error arrived. Only the tenant
+   * transaction knows the deadline (src/tenancy/row-level-security.ts): it
+   * translates its own errors with this set, before the error interceptor
+   * (which calls without it) sees them.
+   */
+  deadlinePassed: boolean;
+}
+
 /**
  * Translates an error thrown while talking to the database into the error the
  * client sees, or returns undefined when it is not a database error we know.
  * The message never carries SQL text or driver details; the original error is
  * kept as `cause` for the log.
  */
-export function databaseErrorToConnect(err: unknown): ConnectError | undefined {
+export function databaseErrorToConnect(err: unknown, call: FailedCall = { deadlinePassed: false }): ConnectError | undefined {
   if (typeof err !== "object" || err === null) return undefined;
   const { code, name, message } = err as { code?: unknown; name?: unknown; message?: unknown };
   const msg = typeof message === "string" ? message : "";
@@ -37,6 +48,11 @@ export function databaseErrorToConnect(err: unknown): ConnectError | undefined {
       return new ConnectError("the transaction conflicted with another one; retry", Code.Aborted, undefined, undefined, err);
     }
     if (code === "57014") {
+      // query_canceled: by the statement_timeout a tenant transaction sets to
+      // the call's deadline, or by an operator (pg_cancel_backend).
+      if (call.deadlinePassed) {
+        return new ConnectError("the call's deadline passed; the statement was cancelled and nothing was written", Code.DeadlineExceeded, undefined, undefined, err);
+      }
       return new ConnectError("the query was cancelled", Code.Canceled, undefined, undefined, err);
     }
   }

@@ -2,6 +2,7 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "../logging/logger.js";
 import { codeName } from "../logging/logging-interceptor.js";
 import { databaseErrorToConnect } from "./database-errors.js";
+import { requestDecodeError } from "../validation/request-decoding.js";
 
 /**
  * The one place where errors become what the client sees, for unary and
@@ -13,7 +14,8 @@ import { databaseErrorToConnect } from "./database-errors.js";
  */
 export function createErrorInterceptor(logger: Logger): Interceptor {
   const translate = (err: unknown, procedure: string): ConnectError => {
-    if (err instanceof ConnectError) return err;
+    // Connect decodes a streaming request inside the interceptors: bad bytes are the client's fault.
+    if (err instanceof ConnectError) return requestDecodeError(err) ?? err;
     const mapped = databaseErrorToConnect(err);
     if (mapped !== undefined) {
       logger.warn("database error", { procedure, code: codeName(mapped.code), error: err });

@@ -14,9 +14,27 @@ export interface FieldViolation {
  * google.rpc.BadRequest detail lists them for clients that read details.
  */
 export function invalidArgument(violations: readonly FieldViolation[]): ConnectError {
-  const message = violations.map((v) => `${v.field}: ${v.description}`).join("; ");
+  // gRPC sends the message and the detail as trailers, which HTTP/2 peers bound
+  // (often to 16-64 KiB): a request with thousands of bad fields, or a field
+  // path quoting a huge map key, must still get an answer it can read.
+  const listed = violations.slice(0, MAX_LISTED).map((v) => ({ field: clip(v.field), description: clip(v.description) }));
+  const more = violations.length - listed.length;
+  const message = listed.map((v) => `${v.field}: ${v.description}`).join("; ") + (more > 0 ? `; and ${more} more` : "");
   const detail = create(BadRequestSchema, {
-    fieldViolations: violations.map((v) => create(BadRequest_FieldViolationSchema, v)),
+    fieldViolations: listed.map((v) => create(BadRequest_FieldViolationSchema, v)),
   });
   return new ConnectError(message, Code.InvalidArgument, undefined, [{ desc: BadRequestSchema, value: detail }]);
+}
+
+/** Most violations named in one error; the message counts the rest. */
+const MAX_LISTED = 20;
+/** Longest field path or description sent, in UTF-16 units. */
+const MAX_TEXT = 200;
+
+// A lone surrogate has no UTF-8 form: gRPC's percent-encoding of the message would throw.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+function clip(text: string): string {
+  const clipped = text.length <= MAX_TEXT ? text : `${text.slice(0, MAX_TEXT)}…`;
+  return clipped.replace(LONE_SURROGATE, "\uFFFD");
 }

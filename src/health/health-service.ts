@@ -28,6 +28,12 @@ export interface HealthService {
    * SERVING once the server is ready and NOT_SERVING when it starts to drain.
    */
   setAll(status: ServingStatus): void;
+  /**
+   * Marks a dependency (e.g. "database") up or down. While any dependency is
+   * down, the overall status and every service report NOT_SERVING, whatever
+   * setStatus/setAll said; once all are up, those statuses show again.
+   */
+  setDependency(name: string, up: boolean): void;
   /** Number of open Watch streams; lets tests and metrics see that none leak. */
   watchCount(): number;
 }
@@ -48,6 +54,12 @@ export function createHealthService(
   // One callback per open Watch stream; each re-reads the map when woken, so
   // a single Set serves every watched name.
   const watchers = new Set<() => void>();
+  // Dependencies reported down by setDependency; they override `statuses`.
+  const down = new Set<string>();
+  const effective = (service: string): ServingStatus | undefined => {
+    const status = statuses.get(service);
+    return status !== undefined && down.size > 0 ? ServingStatus.NOT_SERVING : status;
+  };
 
   function notify(): void {
     for (const wake of watchers) wake();
@@ -64,8 +76,15 @@ export function createHealthService(
     notify();
   }
 
+  function setDependency(name: string, up: boolean): void {
+    if (down.has(name) === !up) return;
+    if (up) down.delete(name);
+    else down.add(name);
+    notify();
+  }
+
   function check(req: HealthCheckRequest): CheckResponseInit {
-    const status = statuses.get(req.service);
+    const status = effective(req.service);
     if (status === undefined) {
       // The health spec requires NOT_FOUND (not SERVICE_UNKNOWN) for Check.
       throw new ConnectError(`unknown service: ${req.service}`, Code.NotFound);
@@ -95,7 +114,7 @@ export function createHealthService(
       while (!signal.aborted) {
         // Latest-value semantics (as grpc-go): a slow reader gets the current
         // status, never an ever-growing backlog of intermediate ones.
-        const current = statuses.get(req.service) ?? ServingStatus.SERVICE_UNKNOWN;
+        const current = effective(req.service) ?? ServingStatus.SERVICE_UNKNOWN;
         if (current !== sent) {
           sent = current;
           yield { status: current };
@@ -121,7 +140,7 @@ export function createHealthService(
 
   function list(): { statuses: Record<string, CheckResponseInit> } {
     const all: Record<string, CheckResponseInit> = {};
-    for (const [name, status] of statuses) all[name] = { status };
+    for (const name of statuses.keys()) all[name] = { status: effective(name)! };
     return { statuses: all };
   }
 
@@ -129,6 +148,7 @@ export function createHealthService(
     impl: { check, watch, list },
     setStatus,
     setAll,
+    setDependency,
     watchCount: () => watchers.size,
   };
 }

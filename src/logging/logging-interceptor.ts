@@ -1,9 +1,10 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { kPrincipal } from "../auth/auth-interceptor.js";
 import { kTenantScope } from "../tenancy/tenant-scope.js";
 import type { Logger } from "./logger.js";
 
 /**
- * Writes one log line per RPC when it ends: procedure, tenant, status code,
+ * Writes one log line per RPC when it ends: procedure, tenant, API key id, status code,
  * duration in milliseconds and, for streams, the number of messages sent.
  * Must be the outermost interceptor, so that it sees the final code.
  */
@@ -16,6 +17,8 @@ export function createLoggingInterceptor(logger: Logger): Interceptor {
       const fields = {
         procedure,
         tenant: req.contextValues.get(kTenantScope)?.tenantId,
+        // The id of the API key from the configuration, never the key.
+        key: req.contextValues.get(kPrincipal)?.keyId,
         code,
         durationMs: Math.round((performance.now() - start) * 1000) / 1000,
         messages,

@@ -1,6 +1,8 @@
 import { createHash } from "node:crypto";
-import { timestampFromDb } from "../db/convert.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { timestampFromDb, timestampToDb } from "../db/convert.js";
 import { invalidArgument } from "../errors/invalid-argument.js";
+import { isStorableText } from "../validation/checks.js";
 
 /** Page size used when a request leaves `page_size` at 0. */
 export const DEFAULT_PAGE_SIZE = 50;
@@ -36,7 +38,9 @@ export const pageToken = {
       parsed = undefined;
     }
     const { k, f } = (parsed ?? {}) as { k?: unknown; f?: unknown };
-    if (!Array.isArray(k) || k.length !== keyLength || !k.every((v) => typeof v === "string") || typeof f !== "string") {
+    // Tokens are not signed, so a key may be anything: only text PostgreSQL can
+    // take as a parameter (no NUL, no lone surrogate) gets near a query.
+    if (!Array.isArray(k) || k.length !== keyLength || !k.every((v) => typeof v === "string" && isStorableText(v)) || typeof f !== "string") {
       throw invalidArgument([{ field: "page_token", description: "is not a token this service issued" }]);
     }
     if (f !== fingerprint(scope, filters)) {
@@ -59,17 +63,31 @@ function fingerprint(scope: TokenScope, filters: unknown): string {
 }
 
 /**
- * The (timestamp text, id) keyset of a page token issued for `filters`, or
- * undefined for the first page. A token whose timestamp does not parse was not
- * issued by us: INVALID_ARGUMENT.
+ * The (timestamp, id) keyset of a page token issued for `filters`, or
+ * undefined for the first page; the timestamp comes back in the form bound into
+ * SQL. A token whose timestamp does not parse or is out of range, or whose id
+ * does not match `idPattern`, was not issued by us: INVALID_ARGUMENT.
  */
-export function keysetFromToken(scope: TokenScope, token: string, filters: unknown): [string, string] | undefined {
+export function keysetFromToken(scope: TokenScope, token: string, filters: unknown, idPattern?: RegExp): [string, string] | undefined {
   const key = pageToken.decode(scope, token, filters, 2);
   if (key === undefined) return undefined;
+  let at: Timestamp | undefined;
   try {
-    timestampFromDb(key[0]!);
+    at = timestampFromDb(key[0]!);
   } catch {
+    at = undefined;
+  }
+  // The range check refuses what PostgreSQL would (year 99999), and binding the
+  // re-formatted instant, not the token's text, keeps the rest of what the
+  // lenient parse lets through (month 13 is January of the next year) from
+  // reaching SQL: at worst a forged token moves its own cursor.
+  if (at === undefined || at.seconds < MIN_SECONDS || at.seconds > MAX_SECONDS || (idPattern !== undefined && !idPattern.test(key[1]!))) {
     throw invalidArgument([{ field: "page_token", description: "is not a token this service issued" }]);
   }
-  return [key[0]!, key[1]!];
+  return [timestampToDb(at), key[1]!];
 }
+
+// google.protobuf.Timestamp's range, years 1-9999.
+const MIN_SECONDS = -62_135_596_800n;
+const MAX_SECONDS = 253_402_300_799n;
+

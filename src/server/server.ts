@@ -12,7 +12,9 @@ import { WorkflowStateService } from "../../gen/orchestration/state/v1/workflow_
 import { ServerReflection as ServerReflectionV1 } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionV1alpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
+import { createServerAuth } from "../auth/server-auth.js";
 import type { Config } from "../config.js";
+import type { DatabaseAvailability } from "../db/availability.js";
 import { createErrorInterceptor } from "../errors/error-interceptor.js";
 import { createHealthService, type HealthService } from "../health/health-service.js";
 import { createLoggingInterceptor } from "../logging/logging-interceptor.js";
@@ -24,13 +26,34 @@ import { createRoutingAuditService } from "../services/routing-audit-service.js"
 import { createStatisticsService } from "../services/statistics-service.js";
 import { createWorkflowStateService } from "../services/workflow-state-service.js";
 import { createTenantInterceptor } from "../tenancy/tenant-interceptor.js";
+import { strictJsonOptions, withRequestDecodeErrors } from "../validation/request-decoding.js";
 import { CallDrain } from "./drain.js";
+import { loadTls } from "./tls.js";
 
 /** What the server is built from. */
 export interface ServerDeps {
   knex: Knex;
   logger: Logger;
-  config: Pick<Config, "shutdownDrainDelayMs" | "shutdownGraceMs" | "streamBatchSize" | "deleteBatchSize">;
+  /**
+   * Whether the database is migrated and reachable (main.ts passes one): calls
+   * answer UNAVAILABLE until it is migrated, and health is NOT_SERVING while it
+   * is unavailable. Without it the database is assumed migrated (tests).
+   */
+  database?: DatabaseAvailability;
+  config: Pick<
+    Config,
+    | "shutdownDrainDelayMs"
+    | "shutdownGraceMs"
+    | "streamBatchSize"
+    | "deleteBatchSize"
+    | "maxRequestBytes"
+    | "authKeysFile"
+    | "authKeys"
+    | "authPublicHealth"
+    | "authPublicReflection"
+    | "tlsCertFile"
+    | "tlsKeyFile"
+  >;
 }
 
 /** A built server: listen, then shut down gracefully. */
@@ -46,6 +69,8 @@ export interface AppServer {
   shutdown(): Promise<void>;
   /** The health service, to report status changes. */
   readonly health: HealthService;
+  /** Open HTTP/2 sessions and calls in flight of our services; lets tests see that none leak. */
+  stats(): { sessions: number; calls: number };
 }
 
 /** The services of our contract; each acts for exactly one tenant. */
@@ -76,11 +101,17 @@ export function createServer(deps: ServerDeps): AppServer {
   // Interceptors are given per service, because Connect replaces (does not
   // extend) the adapter's interceptors with a service's own. Order matters: the
   // first is the outermost. Logging sees the final code; errors are translated
-  // before logging sees them; the drain counts calls; tenancy runs last, right
-  // before the handler.
+  // before logging sees them; the API key is checked first (src/auth/; none in
+  // development mode); the drain counts calls; tenancy runs last, right before
+  // the handler, bound to the key's tenant.
+  const auth = createServerAuth(config, logger);
+  const tls = loadTls(config);
   const common: Interceptor[] = [createLoggingInterceptor(logger), createErrorInterceptor(logger)];
-  const tenantCall = { interceptors: [...common, drain.interceptor, createTenantInterceptor(deps.knex)] };
-  const infraCall = { interceptors: common };
+  const databaseGate = deps.database === undefined ? [] : [deps.database.interceptor];
+  const tenantCall = { interceptors: [...common, ...auth.tenantServices, drain.interceptor, ...databaseGate, createTenantInterceptor(deps.knex)] };
+  deps.database?.onChange((available) => health.setDependency("database", available));
+  const healthCall = { interceptors: [...common, ...auth.health] };
+  const reflectionCall = { interceptors: [...common, ...auth.reflection] };
   const routes = (router: ConnectRouter) => {
     router.service(
       WorkflowStateService,
@@ -94,14 +125,24 @@ export function createServer(deps: ServerDeps): AppServer {
       createCircuitBreakerService({ feed: breakerFeed, streamBatchSize: config.streamBatchSize }),
       tenantCall,
     );
-    router.service(Health, health.impl, infraCall);
-    router.service(ServerReflectionV1, reflection.v1, infraCall);
-    router.service(ServerReflectionV1alpha, reflection.v1alpha, infraCall);
+    router.service(Health, health.impl, healthCall);
+    router.service(ServerReflectionV1, reflection.v1, reflectionCall);
+    router.service(ServerReflectionV1alpha, reflection.v1alpha, reflectionCall);
   };
 
-  const server = http2.createServer(
-    connectNodeAdapter({ routes, shutdownSignal: shutdownController.signal }),
-  );
+  const handler = connectNodeAdapter({
+    routes: withRequestDecodeErrors(routes),
+    jsonOptions: strictJsonOptions,
+    // Larger request messages answer RESOURCE_EXHAUSTED before they are decoded.
+    readMaxBytes: config.maxRequestBytes,
+    shutdownSignal: shutdownController.signal,
+  });
+  // With a certificate: h2 over TLS, and HTTP/1.1 (ALPN) for the Connect and
+  // gRPC-Web protocols; without: h2c.
+  const server: http2.Http2Server | http2.Http2SecureServer =
+    tls === undefined ? http2.createServer(handler) : http2.createSecureServer({ ...tls, allowHTTP1: true }, handler);
+  // HTTP/1.1 connections (TLS only) have no HTTP/2 session to close here:
+  // server.close() closes the idle keep-alive ones itself (allowHTTP1).
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (session) => {
     sessions.add(session);
@@ -110,12 +151,16 @@ export function createServer(deps: ServerDeps): AppServer {
 
   return {
     health,
+    stats: () => ({ sessions: sessions.size, calls: drain.active }),
     listen(port, host) {
       return new Promise((resolve, reject) => {
         server.once("error", reject);
         server.listen(port, host, () => {
           server.off("error", reject);
           health.setAll(ServingStatus.SERVING);
+          const fields = { ...auth.logFields, tls: tls !== undefined };
+          if (auth.developmentMode) logger.warn("health is SERVING in DEVELOPMENT MODE: no API keys, any caller may act for any tenant", fields);
+          else logger.info("health is SERVING", fields);
           resolve((server.address() as AddressInfo).port);
         });
       });

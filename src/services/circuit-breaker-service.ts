@@ -178,7 +178,7 @@ export function createCircuitBreakerService(deps: CircuitBreakerDeps): ServiceIm
       const limit = pageSize(req.pageSize);
       const filters = { agentKey: req.agentKey };
       const before = pageToken.decode(tenantScope(ctx), req.pageToken, filters, 1)?.[0];
-      if (before !== undefined && !/^[1-9]\d{0,18}$/.test(before)) {
+      if (before !== undefined && !/^[1-9]\d{0,17}$/.test(before)) {
         throw invalidArgument([{ field: "page_token", description: "is not a token this service issued" }]);
       }
       const rows = await queries.listTransitions(tenantScope(ctx), req.agentKey, before, limit + 1);

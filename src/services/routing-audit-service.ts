@@ -14,7 +14,7 @@ import { keysetFromToken, pageSize, pageToken } from "../pagination/page-token.j
 import type { TenantScope } from "../tenancy/tenant-scope.js";
 import { tenantScope } from "../tenancy/tenant-scope.js";
 import { decisionFromRow, decisionToColumns, summaryFromRow } from "./routing-audit/decision-row.js";
-import { validateDelete, validateList, validateRecord, validateRecordBatch, validateSummarize } from "./routing-audit/validate.js";
+import { DECISION_ID, validateDelete, validateList, validateRecord, validateRecordBatch, validateSummarize } from "./routing-audit/validate.js";
 
 /** What RoutingAuditService needs besides the call's tenant scope. */
 export interface RoutingAuditDeps {
@@ -50,7 +50,7 @@ export function createRoutingAuditService(deps: RoutingAuditDeps): ServiceImpl<t
         routedAfter: req.routedAfter === undefined ? null : timestampToDb(req.routedAfter),
         routedBefore: req.routedBefore === undefined ? null : timestampToDb(req.routedBefore),
       };
-      const after = keysetFromToken(tenantScope(ctx), req.pageToken, filters);
+      const after = keysetFromToken(tenantScope(ctx), req.pageToken, filters, DECISION_ID);
       const rows = await queries.listDecisions(tenantScope(ctx), filters, after, limit + 1);
       const page = rows.slice(0, limit);
       const last = page[page.length - 1];

@@ -1,31 +1,40 @@
 import { createContextKey, type HandlerContext } from "@connectrpc/connect";
 import type { Knex } from "knex";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { tenantTransaction } from "./row-level-security.js";
 
 /**
  * The only way a handler reaches the database: every query runs through the
  * scope of the one tenant the call acts for. Query modules take a TenantScope
  * (never a bare Knex) and filter and write `tenant_id` from it.
  *
- * This is also where a later step binds PostgreSQL row-level security to the
- * tenant (set per transaction), so that a query that forgets its filter still
- * sees only the caller's rows.
+ * Every unit of work runs in a transaction bound to the tenant by PostgreSQL
+ * row-level security (see row-level-security.ts), so that a query that forgets
+ * its filter still sees and changes only the caller's rows, and bounded by the
+ * call's deadline, when it has one.
  */
 export class TenantScope {
   constructor(
     /** The tenant, a lowercase UUID. */
     readonly tenantId: string,
     private readonly knex: Knex,
+    /** When the call's client stops waiting (epoch ms); undefined: no deadline. */
+    readonly deadline?: number,
   ) {}
+
+  /** This scope bounded by a deadline `timeoutMs` from now (undefined: none). */
+  withTimeout(timeoutMs: number | undefined): TenantScope {
+    return timeoutMs === undefined ? this : new TenantScope(this.tenantId, this.knex, Date.now() + timeoutMs);
+  }
 
   /** Runs `work` in one transaction of this tenant. */
   transaction<T>(work: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
-    return this.knex.transaction(work);
+    return tenantTransaction(this.knex, this.tenantId, this.deadline, work);
   }
 
-  /** Runs `work` with a connection of this tenant, outside an explicit transaction (single statements). */
+  /** Runs `work` (single statements) in one transaction of this tenant. */
   run<T>(work: (db: Knex) => Promise<T>): Promise<T> {
-    return work(this.knex);
+    return tenantTransaction(this.knex, this.tenantId, this.deadline, work);
   }
 }
 
@@ -40,5 +49,8 @@ export function tenantScope(ctx: HandlerContext): TenantScope {
   // The tenancy interceptor runs before every handler of our services; reaching
   // this is a wiring bug.
   if (scope === undefined) throw new ConnectError("no tenant scope", Code.Internal);
-  return scope;
+  // Interceptors do not see the call's deadline (only its signal); the handler
+  // context has it. Its timeoutMs() counts down to one fixed instant, so every
+  // scope returned for a call has the same deadline.
+  return scope.withTimeout(ctx.timeoutMs());
 }

@@ -160,6 +160,11 @@ function valueProblem(value: Value, depth: number): string | undefined {
   }
 }
 
+/** Whether PostgreSQL can take `value` as text: no NUL character, no lone surrogate. */
+export function isStorableText(value: string): boolean {
+  return stringProblem(value) === undefined;
+}
+
 function stringProblem(value: string): string | undefined {
   if (value.includes("\0")) return "strings must not contain NUL characters";
   if (LONE_SURROGATE.test(value)) return "strings must be valid UTF-8";

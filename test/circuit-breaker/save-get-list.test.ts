@@ -9,8 +9,9 @@ import {
 } from "../../gen/orchestration/state/v1/circuit_breaker_service_pb.js";
 import { backendName } from "../support/backend.js";
 import { grpcJsPackage, type Protocol, tenantMetadata } from "../support/clients.js";
+import { codeOf, errorOf } from "../support/errors.js";
 import { newTenant, startTestServer, type TestServer } from "../support/server.js";
-import { breakerClient, codeOf, errorOf, fromNow } from "./helpers.js";
+import { breakerClient, fromNow } from "./helpers.js";
 
 let t: TestServer;
 beforeAll(async () => {

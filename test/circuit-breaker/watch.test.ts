@@ -7,7 +7,8 @@ import {
 } from "../../gen/orchestration/state/v1/circuit_breaker_service_pb.js";
 import { backendName } from "../support/backend.js";
 import { newTenant, startTestServer, type TestServer } from "../support/server.js";
-import { breakerClient, nextWithin } from "./helpers.js";
+import { nextWithin } from "../support/streams.js";
+import { breakerClient } from "./helpers.js";
 
 // WatchCircuitBreakers across server replicas. On PostgreSQL the two servers
 // have their own pools and LISTEN connections on one database, as two

@@ -1,9 +1,10 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { afterAll, describe, expect, it } from "vitest";
 import { WorkflowStatus } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
 import { createDatabase } from "../../src/db/database.js";
 import { silentLogger } from "../../src/logging/logger.js";
 import { workflowClient } from "../support/clients.js";
+import { errorOf } from "../support/errors.js";
 import { newTenant, startTestServer, type TestServer } from "../support/server.js";
 import { createTestDatabase } from "../support/backend.js";
 
@@ -11,15 +12,6 @@ const servers: TestServer[] = [];
 afterAll(async () => {
   for (const s of servers) await s.close();
 });
-
-async function errorOf(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error("the call succeeded");
-}
 
 describe("when the database is unreachable", () => {
   it("PostgreSQL that refuses connections: calls answer UNAVAILABLE without driver or SQL details", async () => {

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import type * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BadRequestSchema } from "../../gen/google/rpc/error_details_pb.js";
@@ -8,6 +8,7 @@ import { StatisticsService } from "../../gen/orchestration/state/v1/statistics_s
 import { backendName } from "../support/backend.js";
 import { connectClient, grpcJsPackage, type Protocol, tenantMetadata } from "../support/clients.js";
 import { at, clientFields, decision, micros } from "../support/decisions.js";
+import { errorOf } from "../support/errors.js";
 import { newTenant, startTestServer, type TestServer } from "../support/server.js";
 
 let t: TestServer;
@@ -20,15 +21,6 @@ afterAll(async () => {
 
 const audit = (tenant: string, protocol: Protocol = "grpc") => connectClient(RoutingAuditService, t.baseUrl, tenant, protocol);
 const stats = (tenant: string) => connectClient(StatisticsService, t.baseUrl, tenant);
-
-async function errorOf(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error("the call succeeded");
-}
 
 /** Every decision the tenant has, newest first. */
 async function stored(tenant: string) {

@@ -1,4 +1,4 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import type * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BadRequestSchema } from "../../gen/google/rpc/error_details_pb.js";
@@ -6,6 +6,7 @@ import { type AgentStatistics, StatisticsService } from "../../gen/orchestration
 import { backendName } from "../support/backend.js";
 import { connectClient, grpcJsPackage, tenantMetadata } from "../support/clients.js";
 import { micros } from "../support/decisions.js";
+import { errorOf } from "../support/errors.js";
 import { newTenant, startTestServer, type TestServer } from "../support/server.js";
 
 let t: TestServer;
@@ -18,15 +19,6 @@ afterAll(async () => {
 
 const stats = (tenant: string) => connectClient(StatisticsService, t.baseUrl, tenant);
 const us = (d: { seconds: bigint; nanos: number } | undefined) => d!.seconds * 1_000_000n + BigInt(d!.nanos / 1000);
-
-async function errorOf(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error("the call succeeded");
-}
 
 /** An agent's expected aggregates from its outcomes, computed here. */
 function expected(outcomes: { success: boolean; durationUs: number }[]) {

@@ -1,9 +1,10 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BadRequestSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { WorkflowStatus } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
 import { backendName } from "../support/backend.js";
 import { workflowClient } from "../support/clients.js";
+import { invalidArgumentOf, violatedFields } from "../support/errors.js";
+import { type DbStatus, INCOMPLETE, type Row as ExecutionRow, seedExecutions, TERMINAL, ts } from "../support/executions.js";
 import { newTenant, startTestServer, type TestServer } from "../support/server.js";
 
 const DELETE_BATCH = 7;
@@ -15,52 +16,13 @@ afterAll(async () => {
   await t.close();
 });
 
-type DbStatus = "PENDING" | "RUNNING" | "BLOCKED" | "COMPLETED" | "FAILED" | "CANCELLED";
-const INCOMPLETE: DbStatus[] = ["PENDING", "RUNNING", "BLOCKED"];
-const TERMINAL: DbStatus[] = ["COMPLETED", "FAILED", "CANCELLED"];
-
-/** A row as the test seeds it: times are microseconds after BASE; completedUs is null for incomplete rows. */
-interface Row {
-  id: string;
-  workflow: string;
-  status: DbStatus;
-  startedUs: number;
+/** A row as these tests seed it: completedUs is always given, null for incomplete rows. */
+interface Row extends ExecutionRow {
   completedUs: number | null;
 }
 
-/** 2026-11-26T00:00:00Z in milliseconds. */
-const BASE_MS = 1_795_651_200_000;
 /** The cutoff most tests delete before: BASE + 1,000 s. */
 const CUTOFF = 1_000_000_000;
-
-/** The ISO-8601 text (microsecond precision) of BASE + `us` (us may be negative). */
-function iso(us: number): string {
-  const whole = Math.floor(us / 1_000_000);
-  const frac = String(us - whole * 1_000_000).padStart(6, "0");
-  return `${new Date(BASE_MS + whole * 1000).toISOString().slice(0, 19)}.${frac}Z`;
-}
-
-/** The protobuf Timestamp of BASE + `us`. */
-function ts(us: number) {
-  const whole = Math.floor(us / 1_000_000);
-  return { seconds: BigInt(BASE_MS / 1000 + whole), nanos: (us - whole * 1_000_000) * 1000 };
-}
-
-/** Inserts rows for `tenant` straight into the table. */
-async function seed(tenant: string, rows: readonly Row[]): Promise<void> {
-  for (let i = 0; i < rows.length; i += 500) {
-    await t.knex("workflow_executions").insert(
-      rows.slice(i, i + 500).map((r) => ({
-        tenant_id: tenant,
-        execution_id: r.id,
-        workflow_name: r.workflow,
-        status: r.status,
-        started_at: iso(r.startedUs),
-        completed_at: r.completedUs === null ? null : iso(r.completedUs),
-      })),
-    );
-  }
-}
 
 /**
  * `n` rows cycling through every status and three workflows. Terminal rows
@@ -103,26 +65,11 @@ async function remainingIds(tenant: string): Promise<string[]> {
 
 const sortedIds = (rows: readonly Row[]) => rows.map((r) => r.id).sort();
 
-/** The INVALID_ARGUMENT a call fails with; fails the test if it succeeds or fails otherwise. */
-async function invalidArgumentOf(call: Promise<unknown>): Promise<ConnectError> {
-  const err = await call.then(
-    () => new Error("the call succeeded, but INVALID_ARGUMENT was expected"),
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ConnectError);
-  expect((err as ConnectError).code).toBe(Code.InvalidArgument);
-  return err as ConnectError;
-}
-
-function violatedFields(err: ConnectError): string[] {
-  return err.findDetails(BadRequestSchema).flatMap((d) => d.fieldViolations.map((v) => v.field));
-}
-
 describe(`DeleteWorkflowExecutions on ${backendName}`, () => {
   it("deletes exactly the terminal executions completed strictly before completed_before, and returns how many", async () => {
     const tenant = newTenant();
     const rows = dataset(84);
-    await seed(tenant, rows);
+    await seedExecutions(t.knex, tenant, rows);
     const doomed = rows.filter((r) => deletable(r, CUTOFF));
     const kept = rows.filter((r) => !deletable(r, CUTOFF));
     // The dataset has terminal executions exactly on the cutoff and 1 µs on each side of it.
@@ -153,7 +100,7 @@ describe(`DeleteWorkflowExecutions on ${backendName}`, () => {
       { id: `old-${status}`, workflow: "w", status, startedUs: ancient + i, completedUs: null },
       { id: `new-${status}`, workflow: "w", status, startedUs: CUTOFF + i, completedUs: null },
     ]);
-    await seed(tenant, [...rows, { id: "done", workflow: "w", status: "COMPLETED", startedUs: ancient, completedUs: ancient + 1 }]);
+    await seedExecutions(t.knex, tenant, [...rows, { id: "done", workflow: "w", status: "COMPLETED", startedUs: ancient, completedUs: ancient + 1 }]);
     const client = workflowClient(t.baseUrl, tenant);
     // A finished execution resumed through the RPC is incomplete again.
     await client.saveWorkflowExecution({ execution: { executionId: "resumed", workflowName: "w", status: WorkflowStatus.FAILED, startedAt: ts(0), completedAt: ts(1) } });
@@ -175,7 +122,7 @@ describe(`DeleteWorkflowExecutions on ${backendName}`, () => {
   ])("statuses %s deletes only executions in those statuses", async (_name, statuses, dbStatuses) => {
     const tenant = newTenant();
     const rows = dataset(84);
-    await seed(tenant, rows);
+    await seedExecutions(t.knex, tenant, rows);
     const res = await workflowClient(t.baseUrl, tenant).deleteWorkflowExecutions({ completedBefore: ts(CUTOFF), statuses });
     const doomed = rows.filter((r) => deletable(r, CUTOFF, dbStatuses));
     expect(doomed.length).toBeGreaterThan(0);
@@ -186,7 +133,7 @@ describe(`DeleteWorkflowExecutions on ${backendName}`, () => {
   it("workflow_name deletes only that workflow's executions, and combines with statuses and the cutoff", async () => {
     const tenant = newTenant();
     const rows = dataset(84);
-    await seed(tenant, rows);
+    await seedExecutions(t.knex, tenant, rows);
     const client = workflowClient(t.baseUrl, tenant);
 
     const first = await client.deleteWorkflowExecutions({ completedBefore: ts(CUTOFF), workflowName: "review", statuses: [WorkflowStatus.COMPLETED] });
@@ -229,8 +176,8 @@ describe(`DeleteWorkflowExecutions on ${backendName}`, () => {
     const tenant = newTenant();
     const other = newTenant();
     const rows = dataset(42);
-    await seed(tenant, rows);
-    await seed(other, rows);
+    await seedExecutions(t.knex, tenant, rows);
+    await seedExecutions(t.knex, other, rows);
     const res = await workflowClient(t.baseUrl, tenant).deleteWorkflowExecutions({ completedBefore: ts(CUTOFF * 10) });
     expect(res.deletedCount).toBe(BigInt(rows.filter((r) => TERMINAL.includes(r.status)).length));
     expect(await remainingIds(other)).toEqual(sortedIds(rows));
@@ -250,7 +197,7 @@ describe(`DeleteWorkflowExecutions on ${backendName}`, () => {
       { id: "k-running", workflow: "w", status: "RUNNING", startedUs: 0, completedUs: null },
       { id: "k-other-name", workflow: "x", status: "FAILED", startedUs: 0, completedUs: 0 },
     ];
-    await seed(tenant, [...doomed, ...kept]);
+    await seedExecutions(t.knex, tenant, [...doomed, ...kept]);
     const res = await workflowClient(t.baseUrl, tenant).deleteWorkflowExecutions({ completedBefore: ts(CUTOFF), workflowName: "w" });
     expect(res.deletedCount).toBe(BigInt(n));
     expect(await remainingIds(tenant)).toEqual(sortedIds(kept));
@@ -268,7 +215,7 @@ describe(`DeleteWorkflowExecutions bad input on ${backendName}`, () => {
   ])("statuses naming %s answers INVALID_ARGUMENT naming the entry, and deletes nothing", async (_name, statuses, field) => {
     const tenant = newTenant();
     const rows = dataset(30);
-    await seed(tenant, rows);
+    await seedExecutions(t.knex, tenant, rows);
     const err = await invalidArgumentOf(workflowClient(t.baseUrl, tenant).deleteWorkflowExecutions({ completedBefore: ts(CUTOFF * 10), statuses }));
     expect(err.rawMessage).toContain(field);
     expect(violatedFields(err)).toContain(field);
@@ -278,7 +225,7 @@ describe(`DeleteWorkflowExecutions bad input on ${backendName}`, () => {
   it("a missing completed_before answers INVALID_ARGUMENT naming it, and deletes nothing", async () => {
     const tenant = newTenant();
     const rows = dataset(30);
-    await seed(tenant, rows);
+    await seedExecutions(t.knex, tenant, rows);
     const client = workflowClient(t.baseUrl, tenant);
     for (const req of [{}, { workflowName: "review", statuses: [WorkflowStatus.COMPLETED] }]) {
       const err = await invalidArgumentOf(client.deleteWorkflowExecutions(req));
@@ -291,7 +238,7 @@ describe(`DeleteWorkflowExecutions bad input on ${backendName}`, () => {
   it("a completed_before outside the Timestamp range answers INVALID_ARGUMENT naming it", async () => {
     const tenant = newTenant();
     const rows = dataset(10);
-    await seed(tenant, rows);
+    await seedExecutions(t.knex, tenant, rows);
     const err = await invalidArgumentOf(
       workflowClient(t.baseUrl, tenant).deleteWorkflowExecutions({ completedBefore: { seconds: 253_402_300_800n, nanos: 0 } }),
     );

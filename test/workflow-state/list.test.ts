@@ -1,7 +1,5 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BadRequestSchema } from "../../gen/google/rpc/error_details_pb.js";
 import {
   type ListWorkflowExecutionsRequestSchema,
   type WorkflowExecution,
@@ -11,6 +9,8 @@ import { backendName } from "../support/backend.js";
 import { RoutingAuditService } from "../../gen/orchestration/state/v1/routing_audit_service_pb.js";
 import { connectClient, workflowClient } from "../support/clients.js";
 import { decision } from "../support/decisions.js";
+import { invalidArgumentOf, violatedFields } from "../support/errors.js";
+import { prng, seedExecutions, startedUs, STATUSES, ts, type Row } from "../support/executions.js";
 import { newTenant, startTestServer, type TestServer } from "../support/server.js";
 
 let t: TestServer;
@@ -22,64 +22,6 @@ afterAll(async () => {
 });
 
 type ListRequest = MessageInitShape<typeof ListWorkflowExecutionsRequestSchema>;
-type DbStatus = "PENDING" | "RUNNING" | "BLOCKED" | "COMPLETED" | "FAILED" | "CANCELLED";
-const STATUSES: DbStatus[] = ["PENDING", "RUNNING", "BLOCKED", "COMPLETED", "FAILED", "CANCELLED"];
-const TERMINAL: DbStatus[] = ["COMPLETED", "FAILED", "CANCELLED"];
-
-/** A row as the test seeds it: times are microseconds after BASE. */
-interface Row {
-  id: string;
-  workflow: string;
-  status: DbStatus;
-  startedUs: number;
-}
-
-/** 2026-11-26T00:00:00Z in milliseconds. */
-const BASE_MS = 1_795_651_200_000;
-
-/** The ISO-8601 text (microsecond precision) of BASE + `us`. */
-function iso(us: number): string {
-  const ms = Math.floor(us / 1000);
-  const frac = String(us % 1_000_000).padStart(6, "0");
-  return `${new Date(BASE_MS + ms).toISOString().slice(0, 19)}.${frac}Z`;
-}
-
-/** The protobuf Timestamp of BASE + `us`. */
-function ts(us: number) {
-  return { seconds: BigInt(BASE_MS / 1000 + Math.floor(us / 1_000_000)), nanos: (us % 1_000_000) * 1000 };
-}
-
-/** Microseconds after BASE of a returned execution's started_at. */
-function startedUs(e: WorkflowExecution): number {
-  return Number(e.startedAt!.seconds - BigInt(BASE_MS / 1000)) * 1_000_000 + e.startedAt!.nanos / 1000;
-}
-
-/** Inserts rows for `tenant` straight into the table, in chunks. */
-async function seed(tenant: string, rows: readonly Row[]): Promise<void> {
-  for (let i = 0; i < rows.length; i += 500) {
-    await t.knex("workflow_executions").insert(
-      rows.slice(i, i + 500).map((r) => ({
-        tenant_id: tenant,
-        execution_id: r.id,
-        workflow_name: r.workflow,
-        status: r.status,
-        started_at: iso(r.startedUs),
-        completed_at: TERMINAL.includes(r.status) ? iso(r.startedUs + 5_000_000) : null,
-      })),
-    );
-  }
-}
-
-/** A small deterministic PRNG (mulberry32), so that failures reproduce. */
-function prng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 /**
  * `n` rows over three workflows and every status. Start times come from a few
@@ -135,27 +77,11 @@ async function walk(tenant: string, req: ListRequest, between: (page: WorkflowEx
   throw new Error("the walk did not end");
 }
 
-/** The INVALID_ARGUMENT a call fails with; fails the test if it succeeds or fails otherwise. */
-async function invalidArgumentOf(call: Promise<unknown>): Promise<ConnectError> {
-  const err = await call.then(
-    () => new Error("the call succeeded, but INVALID_ARGUMENT was expected"),
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ConnectError);
-  expect((err as ConnectError).code).toBe(Code.InvalidArgument);
-  return err as ConnectError;
-}
-
-/** The fields a BadRequest detail of an error names. */
-function violatedFields(err: ConnectError): string[] {
-  return err.findDetails(BadRequestSchema).flatMap((d) => d.fieldViolations.map((v) => v.field));
-}
-
 describe(`ListWorkflowExecutions order and page size on ${backendName}`, () => {
   it("lists newest started_at first, ties broken by execution_id descending", async () => {
     const tenant = newTenant();
     const rows = dataset(120, 1);
-    await seed(tenant, rows);
+    await seedExecutions(t.knex, tenant, rows);
     const res = await workflowClient(t.baseUrl, tenant).listWorkflowExecutions({ pageSize: 1000 });
     expect(executionIds(res.executions)).toEqual(ids([...rows].sort(newestFirst)));
     expect(res.nextPageToken).toBe("");
@@ -179,7 +105,7 @@ describe(`ListWorkflowExecutions order and page size on ${backendName}`, () => {
   it("returns 50 executions when page_size is 0, and at most 1,000 when page_size is larger", async () => {
     const tenant = newTenant();
     const rows = dataset(1_100, 2);
-    await seed(tenant, rows);
+    await seedExecutions(t.knex, tenant, rows);
     const expected = ids([...rows].sort(newestFirst));
     const client = workflowClient(t.baseUrl, tenant);
 
@@ -199,7 +125,7 @@ describe(`ListWorkflowExecutions order and page size on ${backendName}`, () => {
 
   it.each([-1, -50, -2_147_483_648])("a negative page_size (%i) answers INVALID_ARGUMENT naming page_size", async (pageSize) => {
     const tenant = newTenant();
-    await seed(tenant, dataset(3, 3));
+    await seedExecutions(t.knex, tenant, dataset(3, 3));
     const err = await invalidArgumentOf(workflowClient(t.baseUrl, tenant).listWorkflowExecutions({ pageSize }));
     expect(err.rawMessage).toContain("page_size");
     expect(violatedFields(err)).toContain("page_size");
@@ -214,7 +140,7 @@ describe(`ListWorkflowExecutions order and page size on ${backendName}`, () => {
   it("the last page has an empty next_page_token, also when it is exactly full", async () => {
     const tenant = newTenant();
     const rows = dataset(20, 4);
-    await seed(tenant, rows);
+    await seedExecutions(t.knex, tenant, rows);
     const client = workflowClient(t.baseUrl, tenant);
     const first = await client.listWorkflowExecutions({ pageSize: 10 });
     expect(first.executions).toHaveLength(10);
@@ -235,7 +161,7 @@ describe(`ListWorkflowExecutions paging on ${backendName}`, () => {
     const rows = dataset(237, 5);
     // Ties across page boundaries are what the execution_id tie-break is for.
     expect(new Set(rows.map((r) => r.startedUs)).size).toBeLessThan(100);
-    await seed(tenant, rows);
+    await seedExecutions(t.knex, tenant, rows);
     const { all, pageSizes } = await walk(tenant, { pageSize: 10 });
     expect(executionIds(all)).toEqual(ids([...rows].sort(newestFirst)));
     expect(pageSizes).toEqual([...Array<number>(23).fill(10), 7]);
@@ -244,7 +170,7 @@ describe(`ListWorkflowExecutions paging on ${backendName}`, () => {
   it("walks a page of size 1 at a time through rows that all share one started_at", async () => {
     const tenant = newTenant();
     const rows: Row[] = ["m", "b", "a", "z", "ab", "a0", "0", "zz"].map((id) => ({ id, workflow: "w", status: "RUNNING", startedUs: 7 }));
-    await seed(tenant, rows);
+    await seedExecutions(t.knex, tenant, rows);
     const { all, pageSizes } = await walk(tenant, { pageSize: 1 });
     expect(executionIds(all)).toEqual(ids([...rows].sort(newestFirst)));
     expect(pageSizes).toEqual(Array<number>(8).fill(1));
@@ -254,7 +180,7 @@ describe(`ListWorkflowExecutions paging on ${backendName}`, () => {
     const tenant = newTenant();
     const client = workflowClient(t.baseUrl, tenant);
     const original = dataset(100, 6, "orig");
-    await seed(tenant, original);
+    await seedExecutions(t.knex, tenant, original);
     const known = new Set(ids(original));
     const deleted = new Set<string>();
     // Executions saved during the walk, and whether they are ahead of the cursor
@@ -330,7 +256,7 @@ describe(`ListWorkflowExecutions paging on ${backendName}`, () => {
   it("accepts a different page_size from one page to the next", async () => {
     const tenant = newTenant();
     const rows = dataset(60, 7);
-    await seed(tenant, rows);
+    await seedExecutions(t.knex, tenant, rows);
     const client = workflowClient(t.baseUrl, tenant);
     const got: string[] = [];
     let pageToken = "";
@@ -353,9 +279,9 @@ describe(`ListWorkflowExecutions filters on ${backendName}`, () => {
   let tenant: string;
   beforeAll(async () => {
     tenant = newTenant();
-    await seed(tenant, rows);
+    await seedExecutions(t.knex, tenant, rows);
     // Another tenant with the same ids, names and times must never show up.
-    await seed(newTenant(), rows.map((r) => ({ ...r, status: "RUNNING" })));
+    await seedExecutions(t.knex, newTenant(), rows.map((r) => ({ ...r, status: "RUNNING" })));
   });
 
   const cases: [string, ListRequest, (r: Row) => boolean][] = [
@@ -401,7 +327,7 @@ describe(`ListWorkflowExecutions page_token errors on ${backendName}`, () => {
     ["a started_before", { workflowName: "review", startedBefore: ts(100_000_000) }],
   ])("a page_token reused with %s answers INVALID_ARGUMENT naming page_token", async (_name, other) => {
     const tenant = newTenant();
-    await seed(tenant, dataset(40, 9));
+    await seedExecutions(t.knex, tenant, dataset(40, 9));
     const client = workflowClient(t.baseUrl, tenant);
     const first = await client.listWorkflowExecutions({ pageSize: 2, workflowName: "review" });
     expect(first.nextPageToken).not.toBe("");
@@ -416,7 +342,7 @@ describe(`ListWorkflowExecutions page_token errors on ${backendName}`, () => {
   it("a page_token with statuses keeps working when the same statuses are given again", async () => {
     const tenant = newTenant();
     const rows = dataset(60, 10);
-    await seed(tenant, rows);
+    await seedExecutions(t.knex, tenant, rows);
     const req = { statuses: [WorkflowStatus.RUNNING, WorkflowStatus.CANCELLED], startedAfter: ts(5_000_000), pageSize: 4 };
     const { all } = await walk(tenant, req);
     expect(executionIds(all)).toEqual(ids(rows.filter((r) => ["RUNNING", "CANCELLED"].includes(r.status) && r.startedUs >= 5_000_000).sort(newestFirst)));
@@ -433,7 +359,7 @@ describe(`ListWorkflowExecutions page_token errors on ${backendName}`, () => {
 
   it.each(garbage)("a garbage page_token (%s) answers INVALID_ARGUMENT naming page_token", async (_name, pageToken) => {
     const tenant = newTenant();
-    await seed(tenant, dataset(5, 11));
+    await seedExecutions(t.knex, tenant, dataset(5, 11));
     const err = await invalidArgumentOf(workflowClient(t.baseUrl, tenant).listWorkflowExecutions({ pageToken }));
     expect(err.rawMessage).toContain("page_token");
     expect(violatedFields(err)).toContain("page_token");
@@ -441,7 +367,7 @@ describe(`ListWorkflowExecutions page_token errors on ${backendName}`, () => {
 
   it("a page_token cut short answers INVALID_ARGUMENT naming page_token", async () => {
     const tenant = newTenant();
-    await seed(tenant, dataset(30, 12));
+    await seedExecutions(t.knex, tenant, dataset(30, 12));
     const client = workflowClient(t.baseUrl, tenant);
     const { nextPageToken } = await client.listWorkflowExecutions({ pageSize: 3 });
     for (const pageToken of [nextPageToken.slice(0, -6), nextPageToken.slice(0, 10), nextPageToken.slice(6)]) {
@@ -454,8 +380,8 @@ describe(`ListWorkflowExecutions page_token errors on ${backendName}`, () => {
   it("a page_token issued to another tenant answers INVALID_ARGUMENT naming page_token", async () => {
     const theirs = newTenant();
     const mine = newTenant();
-    await seed(theirs, dataset(30, 14));
-    await seed(mine, dataset(30, 15));
+    await seedExecutions(t.knex, theirs, dataset(30, 14));
+    await seedExecutions(t.knex, mine, dataset(30, 15));
     const { nextPageToken } = await workflowClient(t.baseUrl, theirs).listWorkflowExecutions({ pageSize: 3 });
     expect(nextPageToken).not.toBe("");
     const err = await invalidArgumentOf(workflowClient(t.baseUrl, mine).listWorkflowExecutions({ pageSize: 3, pageToken: nextPageToken }));
@@ -464,7 +390,7 @@ describe(`ListWorkflowExecutions page_token errors on ${backendName}`, () => {
 
   it("a page_token issued by another listing (ListRoutingDecisions) answers INVALID_ARGUMENT naming page_token", async () => {
     const tenant = newTenant();
-    await seed(tenant, dataset(30, 13));
+    await seedExecutions(t.knex, tenant, dataset(30, 13));
     const audit = connectClient(RoutingAuditService, t.baseUrl, tenant);
     await audit.recordRoutingDecisions({ decisions: [decision(), decision(), decision()] });
     const { nextPageToken } = await audit.listRoutingDecisions({ pageSize: 1 });

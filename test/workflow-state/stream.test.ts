@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type WorkflowExecution, WorkflowStatus } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
 import { backendName } from "../support/backend.js";
 import { workflowClient } from "../support/clients.js";
+import { type DbStatus, INCOMPLETE, prng, type Row, seedExecutions, startedUs, STATUSES, ts } from "../support/executions.js";
 import { newTenant, startTestServer, type TestServer } from "../support/server.js";
 
 const BATCH = 100;
@@ -15,64 +16,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await t.close();
 });
-
-type DbStatus = "PENDING" | "RUNNING" | "BLOCKED" | "COMPLETED" | "FAILED" | "CANCELLED";
-const STATUSES: DbStatus[] = ["PENDING", "RUNNING", "BLOCKED", "COMPLETED", "FAILED", "CANCELLED"];
-const INCOMPLETE: DbStatus[] = ["PENDING", "RUNNING", "BLOCKED"];
-
-/** A row as the test seeds it: times are microseconds after BASE. */
-interface Row {
-  id: string;
-  workflow: string;
-  status: DbStatus;
-  startedUs: number;
-}
-
-/** 2026-11-26T00:00:00Z in milliseconds. */
-const BASE_MS = 1_795_651_200_000;
-
-/** The ISO-8601 text (microsecond precision) of BASE + `us`. */
-function iso(us: number): string {
-  const frac = String(us % 1_000_000).padStart(6, "0");
-  return `${new Date(BASE_MS + Math.floor(us / 1000)).toISOString().slice(0, 19)}.${frac}Z`;
-}
-
-/** The protobuf Timestamp of BASE + `us`. */
-function ts(us: number) {
-  return { seconds: BigInt(BASE_MS / 1000 + Math.floor(us / 1_000_000)), nanos: (us % 1_000_000) * 1000 };
-}
-
-/** Microseconds after BASE of a streamed execution's started_at. */
-function startedUs(e: WorkflowExecution): number {
-  return Number(e.startedAt!.seconds - BigInt(BASE_MS / 1000)) * 1_000_000 + e.startedAt!.nanos / 1000;
-}
-
-/** Inserts rows for `tenant` straight into the table, in chunks. */
-async function seed(tenant: string, rows: readonly Row[]): Promise<void> {
-  for (let i = 0; i < rows.length; i += 500) {
-    await t.knex("workflow_executions").insert(
-      rows.slice(i, i + 500).map((r) => ({
-        tenant_id: tenant,
-        execution_id: r.id,
-        workflow_name: r.workflow,
-        status: r.status,
-        started_at: iso(r.startedUs),
-        completed_at: INCOMPLETE.includes(r.status) ? null : iso(r.startedUs + 1_000_000),
-      })),
-    );
-  }
-}
-
-/** A small deterministic PRNG (mulberry32), so that failures reproduce. */
-function prng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 /**
  * `n` rows over two workflows and every status, with start times from a few
@@ -123,9 +66,9 @@ describe(`StreamIncompleteWorkflows on ${backendName}`, () => {
   it(`streams exactly the PENDING, RUNNING and BLOCKED executions of 3,000, oldest first, across batches of ${BATCH}`, async () => {
     const tenant = newTenant();
     const rows = dataset(3_000, 1);
-    await seed(tenant, rows);
+    await seedExecutions(t.knex, tenant, rows);
     // Another tenant's incomplete executions, with the same ids, are never sent.
-    await seed(newTenant(), rows.map((r) => ({ ...r, status: "RUNNING" })));
+    await seedExecutions(t.knex, newTenant(), rows.map((r) => ({ ...r, status: "RUNNING" })));
     const expected = rows.filter((r) => INCOMPLETE.includes(r.status)).sort(oldestFirst);
     // Several batches, and ties on started_at across their boundaries.
     expect(expected.length).toBeGreaterThan(10 * BATCH);
@@ -146,7 +89,7 @@ describe(`StreamIncompleteWorkflows on ${backendName}`, () => {
   it("when the incomplete executions fill whole batches exactly, each is sent once and the stream ends", async () => {
     const tenant = newTenant();
     const incomplete = dataset(2 * BATCH, 2, INCOMPLETE);
-    await seed(tenant, [...incomplete, ...dataset(50, 3, ["COMPLETED", "FAILED", "CANCELLED"]).map((r) => ({ ...r, id: `done-${r.id}` }))]);
+    await seedExecutions(t.knex, tenant, [...incomplete, ...dataset(50, 3, ["COMPLETED", "FAILED", "CANCELLED"]).map((r) => ({ ...r, id: `done-${r.id}` }))]);
     const got = await readAll(tenant);
     expect(got.map((e) => e.executionId)).toEqual(ids([...incomplete].sort(oldestFirst)));
   });
@@ -154,7 +97,7 @@ describe(`StreamIncompleteWorkflows on ${backendName}`, () => {
   it("filtered by workflow_name, streams only that workflow's incomplete executions, oldest first", async () => {
     const tenant = newTenant();
     const rows = dataset(1_000, 4);
-    await seed(tenant, rows);
+    await seedExecutions(t.knex, tenant, rows);
     for (const workflow of ["review", "ingest"]) {
       const got = await readAll(tenant, workflow);
       expect(got.map((e) => e.executionId)).toEqual(ids(rows.filter((r) => r.workflow === workflow && INCOMPLETE.includes(r.status)).sort(oldestFirst)));
@@ -186,7 +129,7 @@ describe(`StreamIncompleteWorkflows on ${backendName}`, () => {
   it("is not a snapshot: executions saved ahead of the cursor while it runs are sent, those behind it are not", async () => {
     const tenant = newTenant();
     const rows = dataset(3_000, 7, INCOMPLETE);
-    await seed(tenant, rows);
+    await seedExecutions(t.knex, tenant, rows);
     const order = [...rows].sort(oldestFirst);
     const client = workflowClient(t.baseUrl, tenant);
     const it = client.streamIncompleteWorkflows({})[Symbol.asyncIterator]();
@@ -212,7 +155,7 @@ describe(`StreamIncompleteWorkflows on ${backendName}`, () => {
     const empty = newTenant();
     expect(await readAll(empty)).toEqual([]);
     const finished = newTenant();
-    await seed(finished, dataset(300, 5, ["COMPLETED", "FAILED", "CANCELLED"]));
+    await seedExecutions(t.knex, finished, dataset(300, 5, ["COMPLETED", "FAILED", "CANCELLED"]));
     expect(await readAll(finished)).toEqual([]);
     for (const tenant of [empty, finished]) expect(streamLogs(tenant)).toMatchObject([{ code: "OK", messages: 0 }]);
   });
@@ -220,7 +163,7 @@ describe(`StreamIncompleteWorkflows on ${backendName}`, () => {
   it("stops reading when the client cancels, and the server keeps serving", async () => {
     const tenant = newTenant();
     const rows = dataset(3_000, 6, INCOMPLETE);
-    await seed(tenant, rows);
+    await seedExecutions(t.knex, tenant, rows);
     // Every batch the stream reads for this tenant.
     const batches: string[] = [];
     const onQuery = (q: { sql: string; bindings?: unknown[] }) => {

@@ -20,11 +20,12 @@ const MAX_ERROR = 10_000;
 const MAX_CANDIDATES = 1_000;
 /** Most decisions per RecordRoutingDecisions call. */
 export const MAX_BATCH = 1_000;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** A decision id: a UUID (also the shape of a page token's id key). */
+export const DECISION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Checks one decision, naming its fields under `prefix` (`decision`, `decisions[3]`). */
 function checkDecision(v: Violations, prefix: string, d: RoutingDecision): void {
-  if (d.decisionId !== "" && !UUID.test(d.decisionId)) {
+  if (d.decisionId !== "" && !DECISION_ID.test(d.decisionId)) {
     v.add(`${prefix}.decision_id`, "must be empty (the server assigns one) or a UUID");
   }
   v.string(`${prefix}.task_id`, d.taskId, 1, MAX_KEY);

@@ -48,7 +48,7 @@ export function validateSave(req: SaveWorkflowExecutionRequest): WorkflowExecuti
     d.steps.slice(0, MAX_STEPS).forEach((s, i) => {
       const f = `execution.definition.steps[${i}]`;
       v.string(`${f}.step_id`, s.stepId, 1, MAX_ID);
-      if (stepIds.has(s.stepId)) v.add(`${f}.step_id`, `duplicates step "${s.stepId}"`);
+      if (stepIds.has(s.stepId)) v.add(`${f}.step_id`, `duplicates step ${JSON.stringify(s.stepId)}`);
       stepIds.add(s.stepId);
       v.string(`${f}.name`, s.name, 0, MAX_NAME);
       v.string(`${f}.required_capability`, s.requiredCapability, 0, MAX_NAME);

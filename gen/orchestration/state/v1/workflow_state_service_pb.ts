@@ -717,7 +717,24 @@ export const WorkflowStatusSchema: GenEnum<WorkflowStatus> = /*@__PURE__*/
  *
  * Errors common to every RPC:
  *   - INVALID_ARGUMENT: a field or header is malformed; the message and a
- *     google.rpc.BadRequest detail name the offending field. Nothing is written.
+ *     google.rpc.BadRequest detail name the offending field (at most 20 are
+ *     named, each path clipped to 200 characters; the message counts the
+ *     rest). Nothing is written. This covers, in every string, Struct key
+ *     and Struct value of every request: NUL characters, which PostgreSQL
+ *     cannot store, and lone UTF-16 surrogates (JSON `"\ud800"`), which have
+ *     no UTF-8 form; Structs and Values nested deeper than 32 levels; numbers
+ *     that are not finite; enum numbers the contract does not define;
+ *     timestamps outside 0001-01-01 to 9999-12-31; page tokens this service
+ *     did not issue. Strings are never repaired: the server stores exactly
+ *     the text it was sent, or refuses it.
+ *   - INVALID_ARGUMENT also answers a body that cannot be decoded at all,
+ *     before any field is known (so no field is named): a binary message
+ *     that is truncated, has a wrong wire type, nests past the decoder's
+ *     limit, or has a string that is not valid UTF-8 ("a string field is not
+ *     valid UTF-8"); a JSON body that is not valid UTF-8 ("the request body
+ *     is not valid UTF-8"; invalid bytes are not replaced with U+FFFD); a
+ *     compressed envelope without a negotiated encoding. A JSON string with a
+ *     lone surrogate escape is refused by the JSON decoder, naming the field.
  *   - UNAVAILABLE: the database cannot be reached right now. Safe to retry with
  *     backoff.
  *   - INTERNAL: a bug in this service. Please report it.
