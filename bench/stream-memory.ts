@@ -28,6 +28,7 @@ import { createDatabase, migrate } from "../src/db/database.js";
 import { migrationSource } from "../src/db/migrations/index.js";
 import { silentLogger } from "../src/logging/logger.js";
 import { TENANT_HEADER } from "../src/tenancy/tenant-interceptor.js";
+import { CONTEXT, seedExecutions } from "./lib/seed.js";
 
 const root = path.resolve(import.meta.dirname, "..");
 const args = process.argv.slice(2);
@@ -37,29 +38,6 @@ const sizes = (args.find((a) => a.startsWith("--rows="))?.slice("--rows=".length
   .map((s) => Number(s.replace(/_/g, "")));
 const databaseUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const SAMPLE_MS = 50;
-
-/** A realistic execution context: an order with items, addresses and agent notes (~1.4 KB as JSON). */
-const CONTEXT = {
-  order: {
-    channel: "web",
-    currency: "EUR",
-    items: Array.from({ length: 6 }, (_, k) => ({
-      sku: `SKU-${1000 + k}`,
-      name: `Item number ${k} with a descriptive product name`,
-      quantity: (k % 3) + 1,
-      unitPrice: 19.99 + k,
-      tags: ["fragile", "gift"].slice(0, k % 3),
-    })),
-  },
-  customer: {
-    tier: "gold",
-    locale: "de-DE",
-    shippingAddress: { street: "Musterstraße 12", city: "Berlin", postalCode: "10115", country: "DE" },
-    billingAddress: { street: "Musterstraße 12", city: "Berlin", postalCode: "10115", country: "DE" },
-  },
-  routing: { requiredCapabilities: ["erp-read", "payment", "shipping"], priority: "high", maxParallelSteps: 3 },
-  notes: "Customer asked for delivery after 17:00; call before arrival. Agent summary: stock verified, payment pre-authorised.",
-};
 
 interface Row {
   /** Rows inserted. */
@@ -118,28 +96,6 @@ function openDatabase(dataDir: string | undefined): Knex {
   });
 }
 
-/** Inserts `n` executions of `tenant` in one statement: every 20th terminal, pairs sharing a started_at. */
-async function load(knex: Knex, tenant: string, n: number): Promise<void> {
-  await knex.raw(
-    `INSERT INTO workflow_executions
-       (tenant_id, execution_id, workflow_name, status, context, step_executions, labels, started_at, completed_at, initiated_by)
-     SELECT :tenant::uuid,
-            'exec-' || lpad(i::text, 7, '0'),
-            'fulfil-order',
-            CASE WHEN i % 20 = 0 THEN 'COMPLETED' ELSE (ARRAY['PENDING', 'RUNNING', 'BLOCKED'])[i % 3 + 1] END,
-            :context::jsonb || jsonb_build_object('orderId', i, 'customerId', 'cust-' || (i % 5000)),
-            jsonb_build_array(jsonb_build_object('step_id', 'fetch', 'status', 'WORKFLOW_STATUS_COMPLETED', 'agent_key', 'erp-agent', 'attempt', 1)),
-            jsonb_build_object('team', 'fulfilment', 'shard', (i % 16)::text),
-            started,
-            CASE WHEN i % 20 = 0 THEN started + interval '1 minute' END,
-            'service:bench'
-     FROM generate_series(1, :n::int) AS i,
-          LATERAL (SELECT timestamptz '2026-01-01T00:00:00Z' + (i / 2) * interval '1 millisecond' AS started) AS s`,
-    { tenant, n, context: JSON.stringify(CONTEXT) },
-  );
-  await knex.raw("ANALYZE workflow_executions");
-}
-
 /** The ids the stream must return, in order: the incomplete rows by (started_at, execution_id). */
 function* expectedIds(n: number): Generator<string> {
   for (let i = 1; i <= n; i++) if (i % 20 !== 0) yield `exec-${String(i).padStart(7, "0")}`;
@@ -195,7 +151,7 @@ async function measure(n: number): Promise<Row> {
   try {
     await migrate(knex);
     const loadStart = performance.now();
-    await load(knex, tenant, n);
+    await seedExecutions(knex, tenant, n, 20);
     console.error(`N=${n}: loaded in ${((performance.now() - loadStart) / 1000).toFixed(1)} s`);
     if (dataDir !== undefined) {
       await knex.destroy(); // PGlite: one process at a time

@@ -1,0 +1,99 @@
+// Child processes of the benchmark, each pinned to one core with taskset(1):
+// servers and raw-pg baselines on SERVER_CORE, load generators on LOAD_CORE,
+// so that the two never compete for one core (PostgreSQL's backends run on
+// either: the machine has two).
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as path from "node:path";
+
+export const SERVER_CORE = 0;
+export const LOAD_CORE = 1;
+export const ROOT = path.resolve(import.meta.dirname, "../..");
+const TSX = path.join(ROOT, "node_modules/.bin/tsx");
+
+/** Whether a program is on PATH. */
+export function have(program: string): boolean {
+  return spawnSync("sh", ["-c", `command -v ${program}`], { stdio: "ignore" }).status === 0;
+}
+
+/** A free TCP port on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** Starts `node <script>` (a .ts script through tsx) pinned to `core`; stdout and stderr go to `logFile`. */
+export function startPinned(core: number, script: string, args: string[], env: NodeJS.ProcessEnv, logFile: string): ChildProcess {
+  const out = fs.openSync(logFile, "a");
+  const runner = script.endsWith(".ts") ? [TSX, script] : [process.execPath, "--enable-source-maps", script];
+  const child = spawn("taskset", ["-c", String(core), ...runner, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", out, out] });
+  fs.closeSync(out);
+  return child;
+}
+
+/** Runs `script` pinned to `core` to completion and returns the JSON it printed last on stdout. */
+export async function runPinnedJson<T>(core: number, script: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<T> {
+  const runner = script.endsWith(".ts") ? [TSX, script] : [process.execPath, script];
+  const child = spawn("taskset", ["-c", String(core), ...runner, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  return collectJson<T>(child, path.basename(script));
+}
+
+/** Runs a program pinned to `core` and returns its stdout. */
+export async function runPinned(core: number, program: string, args: string[]): Promise<string> {
+  const child = spawn("taskset", ["-c", String(core), program, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  child.stdout!.on("data", (d) => (out += d));
+  child.stderr!.on("data", (d) => (err += d));
+  const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+  if (code !== 0) throw new Error(`${program} exited with ${code}: ${err || out}`);
+  return out;
+}
+
+async function collectJson<T>(child: ChildProcess, name: string): Promise<T> {
+  let out = "";
+  let err = "";
+  child.stdout!.on("data", (d) => (out += d));
+  child.stderr!.on("data", (d) => (err += d));
+  const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+  const last = out.trim().split("\n").pop() ?? "";
+  if (code !== 0 || !last.startsWith("{")) throw new Error(`${name} exited with ${code}: ${err.trim() || out.trim()}`);
+  return JSON.parse(last) as T;
+}
+
+/** Waits until something accepts connections on 127.0.0.1:port. */
+export async function waitForPort(port: number, child: ChildProcess, logFile: string, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (child.exitCode !== null) throw new Error(`process exited with ${child.exitCode}; see ${logFile}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, "127.0.0.1");
+      socket.once("connect", () => (socket.destroy(), resolve(true)));
+      socket.once("error", () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`nothing listens on port ${port} after ${ms} ms; see ${logFile}`);
+}
+
+/** Stops a child with SIGTERM (SIGKILL after 15 s) and waits for it. */
+export async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Resident set size now and at its peak (VmHWM), in MB, from /proc (the pid of taskset's exec'd node). */
+export function memoryOf(pid: number): { rssMb: number; peakMb: number } {
+  const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? Number.NaN);
+  return { rssMb: kb("VmRSS") / 1024, peakMb: kb("VmHWM") / 1024 };
+}

@@ -1,0 +1,68 @@
+// Load generator of B5: one StreamIncompleteWorkflows call over raw gRPC
+// (node:http2), counting the response messages as they arrive without
+// decoding them (the client must not be the bottleneck). Prints one JSON
+// line: rows, rows/s, and the wall-clock time the `markRows`-th row arrived
+// (bench/run.ts reads the server's RSS up to then). Run pinned by bench/run.ts:
+//
+//   tsx bench/load/stream-load.ts '{"url":"http://127.0.0.1:PORT","tenant":"…","markRows":100000}'
+import * as http2 from "node:http2";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { StreamIncompleteWorkflowsRequestSchema } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
+import { TENANT_HEADER } from "../../src/tenancy/tenant-interceptor.js";
+
+interface Spec {
+  url: string;
+  tenant: string;
+  markRows: number;
+}
+
+const spec = JSON.parse(process.argv[2]!) as Spec;
+const message = toBinary(StreamIncompleteWorkflowsRequestSchema, create(StreamIncompleteWorkflowsRequestSchema));
+const body = Buffer.alloc(5 + message.length);
+body.writeUInt32BE(message.length, 1);
+body.set(message, 5);
+
+const session = http2.connect(spec.url);
+const start = performance.now();
+let rows = 0;
+let markedAt: number | undefined;
+let status: string | undefined;
+// Envelope parsing across chunks: a 5-byte prefix (flag, length), then the message.
+let header = Buffer.alloc(0);
+let skip = 0;
+
+const stream = session.request({
+  ":method": "POST",
+  ":path": "/orchestration.state.v1.WorkflowStateService/StreamIncompleteWorkflows",
+  "content-type": "application/grpc",
+  te: "trailers",
+  [TENANT_HEADER]: spec.tenant,
+});
+stream.on("response", (h) => {
+  if (h["grpc-status"] !== undefined) status = String(h["grpc-status"]);
+});
+stream.on("trailers", (t) => (status = String(t["grpc-status"])));
+stream.on("data", (chunk: Buffer) => {
+  let at = 0;
+  while (at < chunk.length) {
+    if (skip > 0) {
+      const n = Math.min(skip, chunk.length - at);
+      skip -= n;
+      at += n;
+      continue;
+    }
+    const need = 5 - header.length;
+    header = Buffer.concat([header, chunk.subarray(at, at + need)]);
+    at += Math.min(need, chunk.length - at);
+    if (header.length < 5) break;
+    skip = header.readUInt32BE(1);
+    header = Buffer.alloc(0);
+    rows++;
+    if (rows === spec.markRows) markedAt = Date.now();
+  }
+});
+stream.end(body);
+await new Promise<void>((resolve) => stream.on("close", () => resolve()));
+const seconds = (performance.now() - start) / 1000;
+session.close();
+console.log(JSON.stringify({ rows, seconds, rate: rows / seconds, markedAt: markedAt ?? null, status: status ?? `rst:${stream.rstCode}` }));
