@@ -9,31 +9,51 @@ import {
   SummarizeAgentDecisionsResponseSchema,
 } from "../../gen/orchestration/state/v1/routing_audit_service_pb.js";
 import { timestampToDb } from "../db/convert.js";
+import type { RoutingDecisionModel } from "../db/models/routing-decision.js";
 import * as queries from "../db/queries/routing-decisions.js";
 import { keysetFromToken, pageSize, pageToken } from "../pagination/page-token.js";
-import type { TenantScope } from "../tenancy/tenant-scope.js";
 import { tenantScope } from "../tenancy/tenant-scope.js";
 import { decisionFromRow, decisionToColumns, summaryFromRow } from "./routing-audit/decision-row.js";
+import { DEFAULT_MAX_BATCH, GroupCommit } from "./routing-audit/group-commit.js";
 import { DECISION_ID, validateDelete, validateList, validateRecord, validateRecordBatch, validateSummarize } from "./routing-audit/validate.js";
 
 /** What RoutingAuditService needs besides the call's tenant scope. */
 export interface RoutingAuditDeps {
   /** Rows per DELETE statement of DeleteRoutingDecisions. */
   deleteBatchSize: number;
+  /**
+   * Most decisions per group commit of RecordRoutingDecision (see
+   * routing-audit/group-commit.ts); default DEFAULT_MAX_BATCH (500). 1: one
+   * decision per transaction.
+   */
+  groupCommitMaxBatch?: number;
 }
 
 /** The handlers of RoutingAuditService: validate, run one query module call, map to the response. */
 export function createRoutingAuditService(deps: RoutingAuditDeps): ServiceImpl<typeof RoutingAuditService> {
+  // Concurrent RecordRoutingDecision calls of a tenant share one transaction
+  // and one commit; each is answered after that commit with its own row.
+  const groupCommit = new GroupCommit(deps.groupCommitMaxBatch ?? DEFAULT_MAX_BATCH);
   return {
     async recordRoutingDecision(req, ctx) {
       const decision = validateRecord(req);
-      const [row] = await record(tenantScope(ctx), [decisionToColumns(decision)], req.updateStatistics, () => "decision.decision_id");
+      const columns = decisionToColumns(decision);
+      const [row] = await record(
+        [columns],
+        async () => [await groupCommit.record(tenantScope(ctx), columns, req.updateStatistics, ctx.signal)],
+        () => "decision.decision_id",
+      );
       return create(RecordRoutingDecisionResponseSchema, { decision: decisionFromRow(row!) });
     },
 
     async recordRoutingDecisions(req, ctx) {
       const decisions = validateRecordBatch(req);
-      const rows = await record(tenantScope(ctx), decisions.map(decisionToColumns), req.updateStatistics, (i) => `decisions[${i}].decision_id`);
+      const columns = decisions.map(decisionToColumns);
+      const rows = await record(
+        columns,
+        () => queries.insertDecisions(tenantScope(ctx), columns, req.updateStatistics),
+        (i) => `decisions[${i}].decision_id`,
+      );
       return create(RecordRoutingDecisionsResponseSchema, { decisions: rows.map(decisionFromRow) });
     },
 
@@ -87,15 +107,18 @@ export function createRoutingAuditService(deps: RoutingAuditDeps): ServiceImpl<t
   };
 }
 
-/** Stores decisions; a decision id already stored with other content answers ALREADY_EXISTS naming its field. */
+/**
+ * Stores decisions with `store`; a decision id already stored with other
+ * content (DecisionIdConflict, indexes into `columns`) answers ALREADY_EXISTS
+ * naming its field.
+ */
 async function record(
-  scope: TenantScope,
   columns: queries.DecisionColumns[],
-  updateStatistics: boolean,
+  store: () => Promise<RoutingDecisionModel[]>,
   fieldOf: (index: number) => string,
-) {
+): Promise<RoutingDecisionModel[]> {
   try {
-    return await queries.insertDecisions(scope, columns, updateStatistics);
+    return await store();
   } catch (err) {
     if (!(err instanceof queries.DecisionIdConflict)) throw err;
     const fields = err.indexes.map(fieldOf);

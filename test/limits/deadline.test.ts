@@ -1,46 +1,17 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+// Deadlines on both backends; test/limits/deadline.postgres.test.ts has the
+// PostgreSQL-only one (a statement blocked on a row lock is cancelled).
+import { Code } from "@connectrpc/connect";
 import type { Knex } from "knex";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { WorkflowStatus } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
 import { createDatabase, migrate } from "../../src/db/database.js";
 import { databaseErrorToConnect } from "../../src/errors/database-errors.js";
 import { silentLogger } from "../../src/logging/logger.js";
 import { TenantScope } from "../../src/tenancy/tenant-scope.js";
 import { backendName, createTestDatabase } from "../support/backend.js";
-import { workflowClient, type Protocol } from "../support/clients.js";
+import { workflowClient } from "../support/clients.js";
+import { timedCode } from "../support/errors.js";
 import { newTenant, startTestServer, type TestServer } from "../support/server.js";
-
-const DEADLINE_MS = 400;
-// How late after the deadline the answer may come: generous for slow CI machines.
-const SLACK_MS = 1_500;
-
-async function codeAndMs(call: Promise<unknown>): Promise<{ code: Code | "ok"; ms: number }> {
-  const start = Date.now();
-  try {
-    await call;
-    return { code: "ok", ms: Date.now() - start };
-  } catch (err) {
-    return { code: ConnectError.from(err).code, ms: Date.now() - start };
-  }
-}
-
-/**
- * The server's own answer (its log line) to the tenant's second save, the one
- * with a deadline; not the client's: a client gives up at its deadline
- * whatever the server does. Waits up to `ms`.
- */
-async function serverAnswer(t: TestServer, tenant: string, ms: number): Promise<Record<string, unknown> | undefined> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const lines = t.logs.filter((l) => l.msg === "rpc" && l.tenant === tenant && l.procedure === "orchestration.state.v1.WorkflowStateService/SaveWorkflowExecution");
-    if (lines.length >= 2 || Date.now() > end) return lines[1];
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-const execution = (errorMessage: string) => ({
-  execution: { executionId: "e", workflowName: "w", status: WorkflowStatus.RUNNING, errorMessage },
-});
+import { DEADLINE_MS, execution, serverAnswer, SLACK_MS } from "./support/deadline.js";
 
 describe("SQLSTATE 57014 (query_canceled)", () => {
   it("answers DEADLINE_EXCEEDED when the call's deadline passed, CANCELLED otherwise", () => {
@@ -77,58 +48,6 @@ describe(`a tenant transaction's deadline on ${backendName}`, () => {
   });
 });
 
-describe.runIf(backendName === "postgres")("on PostgreSQL only: a client deadline cancels the running SQL", () => {
-  let t: TestServer;
-  beforeAll(async () => {
-    t = await startTestServer();
-  });
-  afterAll(async () => {
-    await t.close();
-  });
-
-  it.each<Protocol>(["grpc", "connect"])(
-    "a save blocked on a row lock, with a %s deadline, answers DEADLINE_EXCEEDED, stops waiting in the database and never writes",
-    async (protocol) => {
-      const tenant = newTenant();
-      const client = workflowClient(t.baseUrl, tenant, protocol);
-      await client.saveWorkflowExecution(execution("original"));
-
-      // Another transaction holds the row's lock, so the save's upsert waits.
-      const holder = await t.knex.transaction();
-      try {
-        await holder.raw(`SELECT 1 FROM workflow_executions WHERE tenant_id = ? AND execution_id = 'e' FOR UPDATE`, [tenant]);
-        const holderPid = (await holder.raw<{ rows: { pid: number }[] }>(`SELECT pg_backend_pid() AS pid`)).rows[0]!.pid;
-        const blockedByHolder = async () =>
-          Number((await t.knex.raw<{ rows: { n: string }[] }>(
-            `SELECT count(*) AS n FROM pg_stat_activity WHERE ? = ANY(pg_blocking_pids(pid))`, [holderPid],
-          )).rows[0]!.n);
-
-        const call = codeAndMs(client.saveWorkflowExecution(execution("late write"), { timeoutMs: DEADLINE_MS }));
-        // The setup really blocks the save in the database (else this test proves nothing).
-        let blocked = 0;
-        for (let i = 0; i < 50 && blocked === 0; i++) {
-          blocked = await blockedByHolder();
-          if (blocked === 0) await new Promise((resolve) => setTimeout(resolve, 10));
-        }
-        expect(blocked).toBe(1);
-
-        const { code, ms } = await call;
-        expect(code).toBe(Code.DeadlineExceeded);
-        expect(ms).toBeLessThan(DEADLINE_MS + SLACK_MS);
-        // The server answered too, while the lock is still held: PostgreSQL cancelled the statement.
-        const answer = await serverAnswer(t, tenant, SLACK_MS);
-        expect(answer?.code).toBe("DEADLINE_EXCEEDED");
-        expect(await blockedByHolder()).toBe(0);
-      } finally {
-        await holder.commit();
-      }
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      const stored = await client.getWorkflowExecution({ executionId: "e" });
-      expect(stored.execution?.errorMessage).toBe("original");
-    },
-  );
-});
-
 describe(`on ${backendName}: a client deadline bounds the wait for a database connection`, () => {
   let t: TestServer;
   let knex: Knex;
@@ -152,7 +71,7 @@ describe(`on ${backendName}: a client deadline bounds the wait for a database co
     const holder = await knex.transaction();
     let answer: Record<string, unknown> | undefined;
     try {
-      const { code, ms } = await codeAndMs(client.saveWorkflowExecution(execution("late write"), { timeoutMs: DEADLINE_MS }));
+      const { code, ms } = await timedCode(client.saveWorkflowExecution(execution("late write"), { timeoutMs: DEADLINE_MS }));
       expect(code).toBe(Code.DeadlineExceeded);
       expect(ms).toBeLessThan(DEADLINE_MS + SLACK_MS);
       // The server answered at the deadline, while the connection is still held.

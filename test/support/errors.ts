@@ -12,6 +12,17 @@ export async function codeOf(call: Promise<unknown>): Promise<Code | "ok"> {
   }
 }
 
+/** The code a call ends with ("ok" on success), and how long it took (ms). */
+export async function timedCode(call: Promise<unknown>): Promise<{ code: Code | "ok"; ms: number }> {
+  const started = Date.now();
+  try {
+    await call;
+    return { code: "ok", ms: Date.now() - started };
+  } catch (err) {
+    return { code: ConnectError.from(err).code, ms: Date.now() - started };
+  }
+}
+
 /** The error a call fails with; fails the test when the call succeeds. */
 export async function errorOf(call: Promise<unknown>): Promise<ConnectError> {
   try {

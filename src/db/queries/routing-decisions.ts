@@ -53,11 +53,13 @@ const COLUMN_NAMES = INPUT_COLUMNS.split(",").map((c) => c.trim().split(/\s+/)[0
  * Stores decisions all or nothing and returns the stored rows in input order.
  * The caller guarantees distinct decision ids.
  *
- * One transaction of two statements:
- * 1. one multi-row INSERT ... ON CONFLICT DO NOTHING of the whole batch, which
- *    with `addOutcomes` also adds the outcomes of the rows it actually inserted
- *    to agent_statistics (so a retried decision is never counted twice);
- * 2. a read of every id, which sees what a concurrent recording of the same id
+ * One transaction of one or two statements:
+ * 1. one multi-row INSERT ... ON CONFLICT DO NOTHING of the whole batch,
+ *    returning the rows it inserted, which with `addOutcomes` also adds their
+ *    outcomes to agent_statistics (so a retried decision is never counted
+ *    twice);
+ * 2. only when some ids were already stored: a read of those ids, which (a
+ *    statement of its own) sees what a concurrent recording of the same id
  *    committed, to return the stored rows and to tell a retry (same
  *    content_hash) from a reused id (different: DecisionIdConflict, rollback).
  */
@@ -66,27 +68,53 @@ export async function insertDecisions(
   decisions: DecisionColumns[],
   addOutcomes: boolean,
 ): Promise<RoutingDecisionModel[]> {
+  return insertChosenDecisions(scope, () => decisions, addOutcomes);
+}
+
+/**
+ * insertDecisions, where the decisions are those `choose` returns when the
+ * transaction has its connection, just before its first statement; none:
+ * nothing is written and the result is empty. The group commit
+ * (src/services/routing-audit/group-commit.ts) chooses there: it adds the calls
+ * that arrived while the transaction waited for its connection and leaves out
+ * those that gave up meanwhile.
+ */
+export async function insertChosenDecisions(
+  scope: TenantScope,
+  choose: () => DecisionColumns[],
+  addOutcomes: boolean,
+): Promise<RoutingDecisionModel[]> {
   return scope.transaction(async (trx: Knex.Transaction) => {
     const tenant = scope.tenantId;
+    const decisions = choose();
+    if (decisions.length === 0) return [];
     if (addOutcomes) await trx.raw(ADD_OUTCOMES_LOCK_SQL, { tenant });
     // Rows are inserted in decision_id order, so that concurrent batches sharing
     // ids wait for each other in the same order and cannot deadlock.
-    await trx.raw(
+    const { rows: inserted } = await trx.raw<{ rows: Record<string, unknown>[] }>(
       `WITH input AS (
          SELECT * FROM jsonb_to_recordset(:rows::jsonb) AS x(${INPUT_COLUMNS})
        ), inserted AS (
          INSERT INTO routing_decisions (tenant_id, ${COLUMN_NAMES})
          SELECT :tenant, ${COLUMN_NAMES} FROM input ORDER BY decision_id
          ON CONFLICT (tenant_id, decision_id) DO NOTHING
-         RETURNING selected_agent AS agent_key, success, task_duration_us AS duration_us, routed_at AS task_time
-       )${addOutcomes ? `, added AS (${addOutcomesSql("inserted")})` : ""}
-       SELECT count(*) FROM inserted`,
+         RETURNING *
+       )${
+         addOutcomes
+           ? `, outcomes AS (
+         SELECT selected_agent AS agent_key, success, task_duration_us AS duration_us, routed_at AS task_time FROM inserted
+       ), added AS (${addOutcomesSql("outcomes")})`
+           : ""
+       }
+       SELECT * FROM inserted`,
       { tenant, rows: JSON.stringify(decisions) },
     );
-    const stored = await RoutingDecisionModel.query(trx)
-      .where("tenant_id", tenant)
-      .whereIn("decision_id", decisions.map((d) => d.decision_id));
-    const byId = new Map(stored.map((row) => [row.decision_id, row]));
+    const byId = new Map(inserted.map((row) => [row.decision_id as string, RoutingDecisionModel.fromDatabaseJson(row)]));
+    const notInserted = decisions.filter((d) => !byId.has(d.decision_id)).map((d) => d.decision_id);
+    if (notInserted.length > 0) {
+      const stored = await RoutingDecisionModel.query(trx).where("tenant_id", tenant).whereIn("decision_id", notInserted);
+      for (const row of stored) byId.set(row.decision_id, row);
+    }
     const conflicts = decisions.flatMap((d, i) => (byId.get(d.decision_id)?.content_hash === d.content_hash ? [] : [i]));
     if (conflicts.length > 0) throw new DecisionIdConflict(conflicts);
     return decisions.map((d) => byId.get(d.decision_id)!);

@@ -1,4 +1,4 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { ConnectError } from "@connectrpc/connect";
 import type { Knex } from "knex";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../../gen/health/v1/health_pb.js";
 import { defaultConfig } from "../../../src/config.js";
@@ -73,16 +73,5 @@ export async function waitFor<T>(probe: () => Promise<T>, expected: T, timeoutMs
       throw new Error(`expected ${String(expected)} within ${timeoutMs} ms, last saw ${String(last)}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-/** The code a call ends with ("ok" on success), and how long it took (ms). */
-export async function timedCode(call: Promise<unknown>): Promise<{ code: Code | "ok"; ms: number }> {
-  const started = Date.now();
-  try {
-    await call;
-    return { code: "ok", ms: Date.now() - started };
-  } catch (err) {
-    return { code: ConnectError.from(err).code, ms: Date.now() - started };
   }
 }

@@ -2,31 +2,35 @@
 // cuts and restores: it starts although the database is unreachable, serves
 // health NOT_SERVING and UNAVAILABLE until the database is back, then
 // migrates and serves by itself; a cut while it runs (idle pooled connections
-// dying included) does not crash it, and it recovers again.
+// dying included) does not crash it, and it recovers again. PostgreSQL only
+// (vitest.config.ts collects *.postgres.test.ts files only when
+// TEST_DATABASE_URL is set).
 import { Code } from "@connectrpc/connect";
 import { afterEach, describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
 import { WorkflowStatus } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
-import { backendName } from "../support/backend.js";
+import { postgresUrl } from "../support/backend.js";
 import { connectClient, workflowClient } from "../support/clients.js";
+import { timedCode } from "../support/errors.js";
 import { newTenant } from "../support/server.js";
-import { timedCode, waitFor } from "./support/available-server.js";
+import { waitFor } from "./support/available-server.js";
+import { MIGRATE_FAILED, UNREACHABLE } from "./support/availability.js";
 import { killAll, startServerProcess } from "./support/main-process.js";
 import { databaseTarget, proxiedUrl, TcpProxy } from "./support/tcp-proxy.js";
 
-const pgUrl = process.env.TEST_DATABASE_URL;
+const pgUrl = postgresUrl();
 let proxy: TcpProxy | undefined;
 afterEach(async () => {
   killAll();
   await proxy?.cut();
 });
 
-describe.runIf(backendName === "postgres")("src/main.ts with its database behind a TCP proxy (PostgreSQL only)", () => {
-  it("PostgreSQL only: starts without its database, recovers by itself when it comes back, survives a cut while running, and recovers again", async () => {
-    proxy = new TcpProxy(databaseTarget(pgUrl!));
+describe("src/main.ts with its PostgreSQL database behind a TCP proxy", () => {
+  it("starts without its database, recovers by itself when it comes back, survives a cut while running, and recovers again", async () => {
+    proxy = new TcpProxy(databaseTarget(pgUrl));
     const port = await proxy.reservePort();
     const main = await startServerProcess({
-      DATABASE_URL: proxiedUrl(pgUrl!, port),
+      DATABASE_URL: proxiedUrl(pgUrl, port),
       DATABASE_POOL_MAX: "4",
       DATABASE_RETRY_MAX_MS: "300",
       DATABASE_PROBE_INTERVAL_MS: "200",
@@ -57,7 +61,7 @@ describe.runIf(backendName === "postgres")("src/main.ts with its database behind
 
     main.child.kill("SIGTERM");
     expect(await main.exited).toEqual({ code: 0, signal: null });
-    expect(main.logs.some((l) => l.msg === "database unreachable: health is NOT_SERVING, calls answer UNAVAILABLE")).toBe(true);
-    expect(main.logs.filter((l) => l.level === "error" && l.msg !== "could not migrate the database; retrying (health is NOT_SERVING)")).toEqual([]);
+    expect(main.logs.some((l) => l.msg === UNREACHABLE)).toBe(true);
+    expect(main.logs.filter((l) => l.level === "error" && l.msg !== MIGRATE_FAILED)).toEqual([]);
   });
 });
