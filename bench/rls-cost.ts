@@ -1,37 +1,66 @@
 // Benchmark: what row-level security costs per call. Every unit of work of a
-// call runs in a tenant transaction (src/tenancy/row-level-security.ts):
-// BEGIN, one SELECT binding tenant, role and deadline, the statement, COMMIT:
-// four round trips where a bare statement needs one, plus the policy's
-// predicate. This measures GetWorkflowExecution's query both ways on
-// PostgreSQL:
+// call runs bound to its tenant (src/tenancy/row-level-security.ts): the
+// binding SELECT (tenant, role, deadline) travels with the unit's first
+// statement (src/tenancy/tenant-unit.ts). On PostgreSQL a single-statement
+// unit (TenantScope.run, most RPCs) is ONE round trip, [binding, statement,
+// Sync] as one implicit transaction, like the bare statement; it was four
+// (BEGIN, binding, statement, COMMIT) before. What remains is the binding's
+// execution and the policy's predicate.
 //
-//   plain   the same SELECT (with its tenant filter) straight on the pool, no transaction
-//   scoped  findExecution() through TenantScope, as the service runs it (RLS transaction)
-//   +deadl. the same with a call deadline (adds statement_timeout to the binding SELECT)
+// Three statements, those of B3 and B4 (bench/workloads.ts), each run three or
+// four ways on the same PostgreSQL:
+//
+//   get      GetWorkflowExecution's SELECT (findExecution)
+//   save     SaveWorkflowExecution's upsert (upsertExecution), over 1,000 executions
+//   outcome  RecordTaskOutcome's increment (recordOutcome), on 10 hot agents
+//
+//   pg       the same SQL from a bare `pg` pool: no Knex, no transaction, no binding
+//   plain    (get only) the same SELECT through Knex/Objection straight on the pool
+//   scoped   the query function through TenantScope, as the service runs it
+//            without a call deadline (the load generator sets none)
+//   +deadl.  the same with a call deadline (adds statement_timeout to the binding)
+//   legacy   scoped, the way every unit ran before tenant units (a Knex
+//            transaction: BEGIN, binding, statement, COMMIT: four round trips)
 //
 //   npx tsx bench/rls-cost.ts                       # DATABASE_URL or postgres://postgres@127.0.0.1:5432/test
-//   npx tsx bench/rls-cost.ts --seconds=5 --concurrency=1,10
+//   npx tsx bench/rls-cost.ts --seconds=3 --concurrency=1,32 --rounds=3 --workloads=get,save,outcome
 //
 // Each variant runs for the given seconds at each concurrency (workers calling
-// back to back over a pool of 10 connections), after a warm-up, over 1,000
-// executions of a fresh tenant among 1,000 of another; the rows are deleted at
-// the end. Prints calls/s for each and the ratio scoped / plain.
+// back to back over a pool of 10 connections, Knex's or pg's), after a
+// warm-up; variants alternate within a round, so that a machine busy with
+// other work slows them alike. Prints calls/s and this process's CPU time per
+// call (µs; less disturbed than calls/s by other processes on the machine), the
+// ratios of calls/s to pg (scoped / pg is the issue's measure) and, for get,
+// scoped / plain; with several rounds, the median ratios. The rows are deleted
+// at the end.
 import { randomUUID } from "node:crypto";
+import pg from "pg";
+import type { Knex } from "knex";
 import { createDatabase, migrate } from "../src/db/database.js";
 import { WorkflowExecutionModel } from "../src/db/models/workflow-execution.js";
-import { findExecution } from "../src/db/queries/workflow-executions.js";
+import { recordOutcome } from "../src/db/queries/agent-statistics.js";
+import { findExecution, upsertExecution, type SaveInput } from "../src/db/queries/workflow-executions.js";
 import { silentLogger } from "../src/logging/logger.js";
+import { TENANT_ROLE } from "../src/tenancy/row-level-security.js";
 import { TenantScope } from "../src/tenancy/tenant-scope.js";
 
 const args = process.argv.slice(2);
 const arg = (name: string, fallback: string) => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
 const seconds = Number(arg("seconds", "3"));
 const concurrencies = arg("concurrency", "1,10").split(",").map(Number);
+const rounds = Number(arg("rounds", "1"));
+const workloads = arg("workloads", "get,save,outcome").split(",");
 const databaseUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+// --json: print one JSON line at the end instead, {plain, scoped} calls/s of
+// get at the last concurrency (bench/run.ts reports their ratio).
+const json = args.includes("--json");
+const log = (line: string) => (json ? console.error(line) : console.log(line));
 const ROWS = 1_000;
+const AGENTS = 10;
 
 const knex = createDatabase({ databaseUrl, poolMax: 10, logger: silentLogger });
 await migrate(knex);
+const pool = new pg.Pool({ connectionString: databaseUrl, max: 10 });
 const tenant = randomUUID();
 const other = randomUUID();
 for (const t of [tenant, other]) {
@@ -42,46 +71,166 @@ for (const t of [tenant, other]) {
   );
 }
 
-type Variant = (id: string) => Promise<unknown>;
+// A save of 3-4 KB of JSON, like B3's: an 8-step definition, context, step executions and outputs.
+const steps = Array.from({ length: 8 }, (_, s) => ({
+  stepId: `step-${s}`,
+  name: `Step ${s}: gather, rank and summarize the sources`,
+  requiredCapability: "text.summarize",
+  dependsOn: s === 0 ? [] : [`step-${s - 1}`],
+  parameters: { model: "large", temperature: 0.2, prompt: "Summarize the documents below for an engineer.".repeat(4) },
+}));
+function saveInput(i: number): SaveInput {
+  return {
+    columns: {
+      execution_id: `s-${i % ROWS}`,
+      workflow_name: "research-report",
+      status: "RUNNING",
+      definition: { name: "research-report", version: "3", steps },
+      context: { customer: "acme", request: `Write a report on topic ${i}`, sources: [`https://example.com/${i}`] },
+      step_executions: steps.slice(0, (i % 8) + 1).map((s, k) => ({ stepId: s.stepId, status: k < i % 8 ? "COMPLETED" : "RUNNING", attempt: 1 })),
+      step_outputs: Object.fromEntries(steps.slice(0, i % 8).map((s) => [s.stepId, { summary: "The sources agree on the main points. ".repeat(6) }])),
+      error_message: "",
+      initiated_by: "orchestrator-7",
+      labels: { team: "research" },
+    },
+    startedAt: null,
+    completedAt: null,
+    terminal: false,
+  };
+}
+
+// The bare statements, positional (as bench/baselines/pg-workloads.ts sends them).
+const SELECT_EXECUTION = "SELECT * FROM workflow_executions WHERE tenant_id = $1 AND execution_id = $2";
+const UPSERT_EXECUTION = `INSERT INTO workflow_executions AS t
+    (tenant_id, execution_id, workflow_name, status, definition, context, step_executions, step_outputs,
+     error_message, initiated_by, labels, started_at, completed_at)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now(), NULL)
+  ON CONFLICT (tenant_id, execution_id) DO UPDATE SET
+    workflow_name = EXCLUDED.workflow_name, status = EXCLUDED.status, definition = EXCLUDED.definition,
+    context = EXCLUDED.context, step_executions = EXCLUDED.step_executions, step_outputs = EXCLUDED.step_outputs,
+    error_message = EXCLUDED.error_message, initiated_by = EXCLUDED.initiated_by, labels = EXCLUDED.labels,
+    started_at = t.started_at, completed_at = NULL, version = t.version + 1, update_time = now()
+  RETURNING *`;
+const ADD_OUTCOME = `INSERT INTO agent_statistics AS t
+    (tenant_id, agent_key, total_tasks, successful_tasks, failed_tasks, total_duration_us, last_task_time)
+  VALUES ($1, $2, 1, $3, $4, $5, now())
+  ON CONFLICT (tenant_id, agent_key) DO UPDATE SET
+    total_tasks = t.total_tasks + EXCLUDED.total_tasks,
+    successful_tasks = t.successful_tasks + EXCLUDED.successful_tasks,
+    failed_tasks = t.failed_tasks + EXCLUDED.failed_tasks,
+    total_duration_us = t.total_duration_us + EXCLUDED.total_duration_us,
+    last_task_time = GREATEST(t.last_task_time, EXCLUDED.last_task_time),
+    version = t.version + 1, update_time = now()
+  RETURNING *`;
+
+function saveValues(i: number): unknown[] {
+  const c = saveInput(i).columns;
+  const json = (v: unknown) => (v === null ? null : JSON.stringify(v));
+  return [tenant, c.execution_id, c.workflow_name, c.status, json(c.definition), json(c.context), json(c.step_executions),
+    json(c.step_outputs), c.error_message, c.initiated_by, json(c.labels)];
+}
+
+type Variant = (i: number) => Promise<unknown>;
 const scope = new TenantScope(tenant, knex);
-const variants: Record<string, Variant> = {
-  plain: async (id) => WorkflowExecutionModel.query(knex).findOne({ tenant_id: tenant, execution_id: id }),
-  scoped: (id) => findExecution(scope, id),
-  // A fresh deadline per call, as tenantScope(ctx) gives each call.
-  "scoped+deadline": (id) => findExecution(scope.withTimeout(10_000), id),
+// What every unit did before tenant units: a Knex transaction (BEGIN), the
+// binding as its first statement, the work, COMMIT. Four round trips.
+const legacy = {
+  tenantId: tenant,
+  run: <T>(work: (db: Knex) => Promise<T>): Promise<T> =>
+    knex.transaction(async (trx) => {
+      await trx.raw(`SELECT set_config('app.tenant_id', ?, true), set_config('role', '${TENANT_ROLE}', true)`, [tenant]);
+      return work(trx);
+    }),
+} as unknown as TenantScope;
+// A fresh deadline per call, as tenantScope(ctx) gives each call.
+const bounded = () => scope.withTimeout(10_000);
+const outcome = (i: number) => ({ agentKey: `hot-agent-${i % AGENTS}`, success: i % 4 !== 0, durationUs: 2_000_000 });
+const found = (row: unknown) => {
+  if (row === undefined) throw new Error("benchmark row not found");
+  return row;
+};
+const all: Record<string, Record<string, Variant>> = {
+  get: {
+    pg: async (i) => found((await pool.query(SELECT_EXECUTION, [tenant, `e-${(i % ROWS) + 1}`])).rows[0]),
+    plain: async (i) => found(await WorkflowExecutionModel.query(knex).findOne({ tenant_id: tenant, execution_id: `e-${(i % ROWS) + 1}` })),
+    scoped: async (i) => found(await findExecution(scope, `e-${(i % ROWS) + 1}`)),
+    "scoped+deadline": async (i) => found(await findExecution(bounded(), `e-${(i % ROWS) + 1}`)),
+    legacy: async (i) => found(await findExecution(legacy, `e-${(i % ROWS) + 1}`)),
+  },
+  save: {
+    pg: (i) => pool.query(UPSERT_EXECUTION, saveValues(i)),
+    scoped: (i) => upsertExecution(scope, saveInput(i)),
+    "scoped+deadline": (i) => upsertExecution(bounded(), saveInput(i)),
+    legacy: (i) => upsertExecution(legacy, saveInput(i)),
+  },
+  outcome: {
+    pg: (i) => {
+      const o = outcome(i);
+      return pool.query(ADD_OUTCOME, [tenant, o.agentKey, o.success ? 1 : 0, o.success ? 0 : 1, o.durationUs]);
+    },
+    scoped: (i) => recordOutcome(scope, outcome(i)),
+    "scoped+deadline": (i) => recordOutcome(bounded(), outcome(i)),
+    legacy: (i) => recordOutcome(legacy, outcome(i)),
+  },
 };
 
-async function run(variant: Variant, concurrency: number, ms: number): Promise<number> {
+/** Calls/s, and this process's CPU time per call (µs): Knex, Objection, pg, the unit. */
+async function run(variant: Variant, concurrency: number, ms: number): Promise<{ rate: number; cpuUs: number }> {
   const end = Date.now() + ms;
   let calls = 0;
+  const cpu = process.cpuUsage();
   await Promise.all(
     Array.from({ length: concurrency }, async (_, w) => {
       for (let i = w; Date.now() < end; i += concurrency) {
-        const row = await variant(`e-${(i % ROWS) + 1}`);
-        if (row === undefined) throw new Error("benchmark row not found");
+        await variant(i);
         calls++;
       }
     }),
   );
-  return calls / (ms / 1000);
+  const used = process.cpuUsage(cpu);
+  return { rate: calls / (ms / 1000), cpuUs: (used.user + used.system) / calls };
 }
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 try {
   const { rows: [{ version }] } = await knex.raw<{ rows: { version: string }[] }>("SELECT version()");
-  console.log(`${version.split(",")[0]}; ${seconds} s per measurement`);
-  for (const concurrency of concurrencies) {
-    const rates: Record<string, number> = {};
-    for (const [name, variant] of Object.entries(variants)) {
-      await run(variant, concurrency, 500); // warm-up: connections, plans
-      rates[name] = await run(variant, concurrency, seconds * 1000);
+  log(`${version.split(",")[0]}; ${seconds} s per measurement, ${rounds} round(s)`);
+  let getRates: Record<string, number> = {};
+  for (const workload of workloads) {
+    const variants = all[workload]!;
+    for (const concurrency of concurrencies) {
+      const ratios: Record<string, number[]> = {};
+      for (let round = 0; round < rounds; round++) {
+        const rates: Record<string, number> = {};
+        const cpus: Record<string, number> = {};
+        for (const [name, variant] of Object.entries(variants)) {
+          await run(variant, concurrency, 500); // warm-up: connections, plans
+          ({ rate: rates[name]!, cpuUs: cpus[name]! } = await run(variant, concurrency, seconds * 1000));
+        }
+        const line = Object.entries(rates).map(([name, rate]) => `${name} ${Math.round(rate)}/s ${Math.round(cpus[name]!)}µs`).join(", ");
+        const measured: Record<string, number> = {
+          "scoped/pg": rates.scoped! / rates.pg!,
+          "scoped+deadline/pg": rates["scoped+deadline"]! / rates.pg!,
+          "legacy/pg": rates.legacy! / rates.pg!,
+          ...(rates.plain === undefined ? {} : { "scoped/plain": rates.scoped! / rates.plain }),
+        };
+        for (const [k, v] of Object.entries(measured)) (ratios[k] ??= []).push(v);
+        const shown = Object.entries(measured).map(([k, v]) => `${k} = ${v.toFixed(2)}`).join(", ");
+        log(`${workload} concurrency ${concurrency}: ${line}; ${shown}`);
+        if (workload === "get") getRates = rates;
+      }
+      if (rounds > 1) {
+        const shown = Object.entries(ratios).map(([k, v]) => `${k} = ${median(v).toFixed(2)}`).join(", ");
+        log(`${workload} concurrency ${concurrency}, median of ${rounds}: ${shown}`);
+      }
     }
-    const line = Object.entries(rates).map(([name, rate]) => `${name} ${Math.round(rate)} calls/s`).join(", ");
-    const ratio = rates.scoped! / rates.plain!;
-    console.log(`concurrency ${concurrency}: ${line}; scoped/plain = ${ratio.toFixed(2)} (${Math.round((1 / ratio - 1) * 100)}% more time per call)`);
   }
+  if (json) console.log(JSON.stringify({ plain: getRates.plain, scoped: getRates.scoped }));
 } finally {
-  // Outside a tenant transaction: the benchmark connects as a superuser (or a
-  // role with BYPASSRLS) to clean up; otherwise row-level security hides the rows.
-  await knex("workflow_executions").whereIn("tenant_id", [tenant, other]).delete();
+  // Outside a tenant unit: the benchmark connects as a superuser (or a role
+  // with BYPASSRLS) to clean up; otherwise row-level security hides the rows.
+  for (const table of ["workflow_executions", "agent_statistics"]) await knex(table).whereIn("tenant_id", [tenant, other]).delete();
+  await pool.end();
   await knex.destroy();
 }

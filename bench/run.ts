@@ -239,10 +239,10 @@ async function runB5(): Promise<void> {
   record("B5 pg", { rate: base.rate, p50Ms: base.seconds * 1000, p99Ms: base.seconds * 1000, errors: 0 });
 }
 
-/** Row-level security: bench/rls-cost.ts (the tenant transaction against the bare SELECT), pinned to the server core. */
+/** Row-level security: bench/rls-cost.ts (GetWorkflowExecution's SELECT bound to its tenant against the same SELECT unbound), pinned to the server core. */
 async function runRls(): Promise<void> {
   const r = await runPinnedJson<{ plain: number; scoped: number }>(SERVER_CORE, "bench/rls-cost.ts", [
-    `--seconds=${seconds}`, `--concurrency=${INFLIGHT}`, "--json",
+    `--seconds=${seconds}`, `--concurrency=${INFLIGHT}`, "--workloads=get", "--rounds=1", "--json",
   ], { DATABASE_URL: databaseUrl });
   record("RLS plain", { rate: r.plain, p50Ms: Number.NaN, p99Ms: Number.NaN, errors: 0 });
   record("RLS scoped", { rate: r.scoped, p50Ms: Number.NaN, p99Ms: Number.NaN, errors: 0 });
@@ -270,7 +270,7 @@ function report(meta: Record<string, unknown>): string {
   ].filter((r): r is Result => r !== undefined);
   const costs = [
     line("auth", "B0 with an API key required, against B0 in development mode", "B0 ours+auth", "B0 without keys", "B0 ours", 0),
-    line("RLS", `GetWorkflowExecution's SELECT in a tenant transaction (RLS), against the bare SELECT, ${INFLIGHT} concurrent`, "RLS scoped", "bare SELECT on the pool", "RLS plain", 0),
+    line("RLS", `GetWorkflowExecution's SELECT bound to its tenant (RLS), ${INFLIGHT} concurrent`, "RLS scoped", "the same SELECT through Knex, unbound", "RLS plain", 0),
   ].filter((r): r is Result => r !== undefined);
 
   const n = (x: number, digits = 0) => (Number.isFinite(x) ? x.toLocaleString("en", { maximumFractionDigits: digits, minimumFractionDigits: digits }) : "–");

@@ -1,6 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Knex } from "knex";
 import { databaseErrorToConnect } from "../errors/database-errors.js";
+import { runTenantUnit, type TenantUnit } from "./tenant-unit.js";
 
 // How every unit of work of a call is bound to its tenant inside the database.
 //
@@ -9,16 +10,23 @@ import { databaseErrorToConnect } from "../errors/database-errors.js";
 // transaction's `app.tenant_id` setting (see the migration
 // 20261126030000_row_level_security). Superusers and roles with BYPASSRLS skip
 // every policy, and the connecting user may well be one (CI's `postgres`,
-// PGlite's only user), so each transaction also switches to TENANT_ROLE, a
-// NOLOGIN role without BYPASSRLS that holds just the table privileges the
-// queries need. Both settings are transaction-local (`set_config(..., true)`):
-// COMMIT or ROLLBACK restores the pooled connection to its login role and no
-// tenant, so a connection never carries one call's tenant into the next.
+// PGlite's only user), so each unit also switches to TENANT_ROLE, a NOLOGIN
+// role without BYPASSRLS that holds just the table privileges the queries
+// need. Both settings are transaction-local (`set_config(..., true)`): the end
+// of the unit's transaction restores the pooled connection to its login role
+// and no tenant, so a connection never carries one call's tenant into the next.
 //
-// The same first statement bounds every later statement of the transaction by
-// the call's deadline (`statement_timeout`): PostgreSQL cancels a statement
-// still running when the client has stopped waiting, so it neither keeps
-// locks nor writes after the call was answered DEADLINE_EXCEEDED.
+// The same binding SELECT bounds every later statement of the unit by the
+// call's deadline (`statement_timeout`): PostgreSQL cancels a statement still
+// running when the client has stopped waiting, so it neither keeps locks nor
+// writes after the call was answered DEADLINE_EXCEEDED.
+//
+// Round trips (src/tenancy/tenant-unit.ts): the binding is never sent on its
+// own but with the unit's first statement, in the same batch; on PostgreSQL a
+// single-statement unit (TenantScope.run) needs no BEGIN and no COMMIT at all,
+// because a batch closed by one Sync is one transaction: one round trip, as
+// many as the bare statement. The binding's values (tenant id, timeout) are
+// bind parameters, never part of the SQL text.
 
 /** The role every tenant transaction runs as: NOLOGIN, no BYPASSRLS, created by the migration. */
 export const TENANT_ROLE = "orchestrator_tenant";
@@ -26,10 +34,15 @@ export const TENANT_ROLE = "orchestrator_tenant";
 /** The transaction-local setting the policies compare tenant_id with. */
 export const TENANT_SETTING = "app.tenant_id";
 
-// One round trip binds the transaction: tenant, role and, with a deadline, the
-// statement timeout in milliseconds.
-const BIND_SQL = `SELECT set_config('${TENANT_SETTING}', ?, true), set_config('role', '${TENANT_ROLE}', true)`;
-const BIND_WITH_TIMEOUT_SQL = `${BIND_SQL}, set_config('statement_timeout', ?, true)`;
+// The binding: tenant, role and, with a deadline, the statement timeout in
+// milliseconds; the values are bind parameters.
+const BIND = `SELECT set_config('${TENANT_SETTING}', $1, true), set_config('role', '${TENANT_ROLE}', true)`;
+const BIND_WITH_TIMEOUT = `${BIND}, set_config('statement_timeout', $2, true)`;
+
+/** The binding statement of `tenantId`, with `timeoutMs` (an integer from 1 to MAX_TIMEOUT_MS) when given. */
+export function bindingStatement(tenantId: string, timeoutMs: number | undefined): { sql: string; values: string[] } {
+  return timeoutMs === undefined ? { sql: BIND, values: [tenantId] } : { sql: BIND_WITH_TIMEOUT, values: [tenantId, String(timeoutMs)] };
+}
 
 // statement_timeout and Node's timers both take at most 2^31-1 ms (~24.8 days);
 // a deadline further away than that is treated as none.
@@ -40,60 +53,78 @@ function deadlinePassed(): ConnectError {
   return new ConnectError("the call's deadline passed before the database could run it; nothing was written", Code.DeadlineExceeded);
 }
 
+/** What a unit of work may run: one statement (TenantScope.run), or any number in one transaction. */
+export type UnitKind = TenantUnit["kind"];
+
 /**
- * Runs `work` in one transaction bound to `tenantId` (row-level security) and,
- * when `deadline` (epoch ms) is given, to the call's deadline:
+ * Runs `work` as one unit bound to `tenantId` (row-level security) and, when
+ * `deadline` (epoch ms) is given, to the call's deadline:
+ * - kind "transaction": any number of statements, in one transaction, committed
+ *   when `work` resolves and rolled back when it rejects;
+ * - kind "statement": exactly one statement, which is its own transaction,
+ *   committed as soon as it succeeded (on PostgreSQL in the same round trip as
+ *   the binding, like the bare statement); a second statement is refused
+ *   before it reaches the database.
+ * With a deadline:
  * - each statement is cancelled by PostgreSQL when the deadline passes
  *   (SQLSTATE 57014, rethrown as DEADLINE_EXCEEDED);
  * - waiting for a pooled connection (PostgreSQL pool exhausted, or PGlite's one
  *   connection held by another transaction) ends at the deadline with
- *   DEADLINE_EXCEEDED; the transaction, when it gets its connection later,
- *   rolls back before running anything.
- * The deadline is checked once more before the transaction binds itself.
+ *   DEADLINE_EXCEEDED; the connection, when it comes later, goes straight
+ *   back to the pool;
+ * - the binding, sent with the first statement, carries the time left then as
+ *   statement_timeout, and is not sent at all if none is left
+ *   (DEADLINE_EXCEEDED, nothing written).
  */
 export async function tenantTransaction<T>(
   knex: Knex,
   tenantId: string,
   deadline: number | undefined,
   work: (trx: Knex.Transaction) => Promise<T>,
+  kind: UnitKind = "transaction",
 ): Promise<T> {
-  if (deadline === undefined || deadline - Date.now() > MAX_TIMEOUT_MS) {
-    return knex.transaction(async (trx) => {
-      await trx.raw(BIND_SQL, [tenantId]);
-      return work(trx);
-    });
-  }
-  if (deadline - Date.now() <= 0) throw deadlinePassed();
-  let started = false;
-  let abandoned = false;
-  const transaction = knex.transaction(async (trx) => {
-    const remaining = Math.ceil(deadline - Date.now());
-    if (abandoned || remaining <= 0) throw deadlinePassed();
-    started = true;
-    await trx.raw(BIND_WITH_TIMEOUT_SQL, [tenantId, String(remaining)]);
-    return work(trx);
-  });
-  let timer: NodeJS.Timeout | undefined;
-  // Settles only when the deadline passes before the transaction started; once
-  // it runs, statement_timeout ends it and it settles by itself.
-  const waiting = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      if (started) return;
-      abandoned = true;
-      reject(deadlinePassed());
-    }, deadline - Date.now());
-  });
+  const bounded = deadline !== undefined && deadline - Date.now() <= MAX_TIMEOUT_MS;
+  if (bounded && deadline - Date.now() <= 0) throw deadlinePassed();
+  const unit: TenantUnit = {
+    kind,
+    binding: () => {
+      if (!bounded) return bindingStatement(tenantId, undefined);
+      const remaining = Math.ceil(deadline - Date.now());
+      if (remaining <= 0) throw deadlinePassed();
+      return bindingStatement(tenantId, remaining);
+    },
+  };
+  const client = knex.client as { acquireConnection(): Promise<unknown>; releaseConnection(connection: unknown): Promise<unknown> };
+  const connection = bounded ? await acquireBefore(client, deadline) : await client.acquireConnection();
   try {
-    return await Promise.race([transaction, waiting]);
+    return await runTenantUnit(knex, connection, unit, work);
   } catch (err) {
     // The client may have cancelled at its own deadline, a moment before ours:
     // the clock, not the call's signal, tells that the deadline passed.
     const code = (err as { code?: unknown } | null)?.code;
-    if (code === "57014" && Date.now() >= deadline) throw databaseErrorToConnect(err, { deadlinePassed: true });
+    if (bounded && code === "57014" && Date.now() >= deadline) throw databaseErrorToConnect(err, { deadlinePassed: true });
+    throw err;
+  } finally {
+    await client.releaseConnection(connection);
+  }
+}
+
+/** A pooled connection, or DEADLINE_EXCEEDED at `deadline` (a connection that comes later goes back at once). */
+async function acquireBefore(
+  client: { acquireConnection(): Promise<unknown>; releaseConnection(connection: unknown): Promise<unknown> },
+  deadline: number,
+): Promise<unknown> {
+  const acquiring = client.acquireConnection();
+  let timer: NodeJS.Timeout | undefined;
+  const waiting = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(deadlinePassed()), deadline - Date.now());
+  });
+  try {
+    return await Promise.race([acquiring, waiting]);
+  } catch (err) {
+    acquiring.then((connection) => client.releaseConnection(connection), () => {});
     throw err;
   } finally {
     clearTimeout(timer);
-    // An abandoned transaction rejects later, when it gets its connection.
-    transaction.catch(() => {});
   }
 }

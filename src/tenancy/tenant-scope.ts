@@ -27,14 +27,24 @@ export class TenantScope {
     return timeoutMs === undefined ? this : new TenantScope(this.tenantId, this.knex, Date.now() + timeoutMs);
   }
 
-  /** Runs `work` in one transaction of this tenant. */
+  /**
+   * Runs `work` (any number of statements) in one transaction of this tenant:
+   * committed when `work` resolves, rolled back when it rejects.
+   */
   transaction<T>(work: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
-    return tenantTransaction(this.knex, this.tenantId, this.deadline, work);
+    return tenantTransaction(this.knex, this.tenantId, this.deadline, work, "transaction");
   }
 
-  /** Runs `work` (single statements) in one transaction of this tenant. */
+  /**
+   * Runs `work`, which sends exactly one statement, as this tenant: the
+   * statement is its own transaction, and commits once it succeeds (on
+   * PostgreSQL in the same round trip as the binding: as fast as the bare
+   * statement), whatever `work` does with its result. A second statement is
+   * refused (it would not be bound to the tenant): use `transaction` for
+   * several. Running no statement is fine.
+   */
   run<T>(work: (db: Knex) => Promise<T>): Promise<T> {
-    return tenantTransaction(this.knex, this.tenantId, this.deadline, work);
+    return tenantTransaction(this.knex, this.tenantId, this.deadline, work, "statement");
   }
 }
 

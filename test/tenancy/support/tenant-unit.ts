@@ -1,0 +1,46 @@
+import type { Knex } from "knex";
+import { createDatabase } from "../../../src/db/database.js";
+import { silentLogger } from "../../../src/logging/logger.js";
+import { createTestDatabase } from "../../support/backend.js";
+
+// Helpers of the tenant unit tests (tenant-unit.test.ts, tenant-unit.postgres.test.ts).
+
+const url = process.env.TEST_DATABASE_URL;
+
+/** A database with exactly one connection (PGlite only ever has one). */
+export async function singleConnection(): Promise<Knex> {
+  return url === undefined ? createTestDatabase() : createDatabase({ databaseUrl: url, poolMax: 1, logger: silentLogger });
+}
+
+export interface SessionState {
+  role: string;
+  tenant: string | null;
+  /** statement_timeout in ms ("0": none). */
+  timeout: string;
+}
+
+const STATE_SQL = `SELECT current_user AS role, NULLIF(current_setting('app.tenant_id', true), '') AS tenant,
+  (SELECT setting FROM pg_settings WHERE name = 'statement_timeout') AS timeout`;
+
+/** What a statement on `db` runs as. */
+export async function state(db: Knex | Knex.Transaction): Promise<SessionState> {
+  return (await db.raw<{ rows: SessionState[] }>(STATE_SQL)).rows[0]!;
+}
+
+/** The state of the pooled connection, outside any unit, and whether a transaction is left open on it. */
+export async function pooledState(knex: Knex): Promise<SessionState & { inTransaction: boolean }> {
+  // The first statement takes a transaction id; the second still has one only
+  // if both ran in the same transaction, i.e. one was left open.
+  await knex.raw("SELECT pg_current_xact_id()");
+  const { rows: [open] } = await knex.raw<{ rows: { open: boolean }[] }>("SELECT pg_current_xact_id_if_assigned() IS NOT NULL AS open");
+  return { ...(await state(knex)), inTransaction: open!.open };
+}
+
+export async function countOwnRows(knex: Knex, tenant: string): Promise<number> {
+  // As the login user (a superuser, or BYPASSRLS): every row of the tenant.
+  return Number((await knex("workflow_executions").where("tenant_id", tenant).count<{ n: string }[]>({ n: "*" }))[0]!.n);
+}
+
+export const insertExecution = (db: Knex | Knex.Transaction, tenant: string, id: string) =>
+  db.raw(`INSERT INTO workflow_executions (tenant_id, execution_id, workflow_name, status, started_at) VALUES (?, ?, 'w', 'RUNNING', now())`, [tenant, id]);
+
