@@ -9,7 +9,32 @@ import { type Duration, DurationSchema, type Timestamp, TimestampSchema } from "
  * any UTC offset) into a Timestamp, keeping every microsecond.
  */
 export function timestampFromDb(text: string): Timestamp {
-  const m = /^(\d{4,})-(\d\d)-(\d\d)[ T](\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?([+-])(\d\d)(?::?(\d\d))?(?::?(\d\d))?$/.exec(text);
+  const parts = timestampPartsFromDb(text);
+  return create(TimestampSchema, { seconds: BigInt(parts.seconds), nanos: parts.nanos });
+}
+
+/** Seconds since the epoch and nanoseconds of a timestamptz text (see timestampFromDb). */
+export interface TimestampParts {
+  /** Whole seconds since 1970-01-01T00:00:00Z (an integer; negative before 1970). */
+  seconds: number;
+  /** Nanoseconds, 0 to 999,999,000 (whole microseconds). */
+  nanos: number;
+}
+
+/**
+ * timestampFromDb's parsing without the message: streaming encodes the parts
+ * directly. Reads the form PostgreSQL sends (ISO DateStyle) without a regular
+ * expression; anything else takes the general parser, which accepts the same
+ * forms as before and throws for the rest.
+ */
+export function timestampPartsFromDb(text: string): TimestampParts {
+  return fastTimestampParts(text) ?? regexTimestampParts(text);
+}
+
+const TIMESTAMP_RE = /^(\d{4,})-(\d\d)-(\d\d)[ T](\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?([+-])(\d\d)(?::?(\d\d))?(?::?(\d\d))?$/;
+
+function regexTimestampParts(text: string): TimestampParts {
+  const m = TIMESTAMP_RE.exec(text);
   if (m === null) throw new Error(`unexpected timestamptz text "${text}"`);
   const [, y, mo, d, h, mi, s, frac = "", sign, oh, om = "0", os = "0"] = m;
   const utcMs = Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s));
@@ -17,8 +42,70 @@ export function timestampFromDb(text: string): Timestamp {
   const date = new Date(utcMs);
   if (Number(y) < 100) date.setUTCFullYear(Number(y));
   const offsetSeconds = (sign === "-" ? -1 : 1) * (Number(oh) * 3600 + Number(om) * 60 + Number(os));
-  const seconds = BigInt(date.getTime() / 1000 - offsetSeconds);
-  return create(TimestampSchema, { seconds, nanos: Number(frac.padEnd(6, "0")) * 1000 });
+  return checkedParts(date.getTime() / 1000 - offsetSeconds, Number(frac.padEnd(6, "0")) * 1000, text);
+}
+
+/**
+ * "YYYY-MM-DD HH:MM:SS[.f{1,6}]±HH[:MM]" with a year of 100 or later, the form
+ * PostgreSQL sends; undefined for any other text.
+ */
+function fastTimestampParts(text: string): TimestampParts | undefined {
+  const n = text.length;
+  if (n < 22) return undefined;
+  const y = digits(text, 0, 4);
+  const mo = digits(text, 5, 2);
+  const d = digits(text, 8, 2);
+  const h = digits(text, 11, 2);
+  const mi = digits(text, 14, 2);
+  const s = digits(text, 17, 2);
+  const sep = text.charCodeAt(10);
+  if (
+    y < 100 || mo < 0 || d < 0 || h < 0 || mi < 0 || s < 0 ||
+    text.charCodeAt(4) !== 45 || text.charCodeAt(7) !== 45 || (sep !== 32 && sep !== 84) ||
+    text.charCodeAt(13) !== 58 || text.charCodeAt(16) !== 58
+  ) {
+    return undefined;
+  }
+  let i = 19;
+  let micros = 0;
+  if (text.charCodeAt(i) === 46) {
+    // 1 to 6 fraction digits, read as a fraction of a second.
+    let scale = 100_000;
+    for (i++; i < n && scale >= 1; i++, scale /= 10) {
+      const c = text.charCodeAt(i) - 48;
+      if (c < 0 || c > 9) break;
+      micros += c * scale;
+    }
+    if (scale === 100_000) return undefined;
+  }
+  const sign = text.charCodeAt(i);
+  if (sign !== 43 && sign !== 45) return undefined;
+  const oh = digits(text, i + 1, 2);
+  let om = 0;
+  i += 3;
+  if (i + 3 === n && text.charCodeAt(i) === 58) {
+    om = digits(text, i + 1, 2);
+    i += 3;
+  }
+  if (oh < 0 || om < 0 || i !== n) return undefined;
+  const offsetSeconds = (sign === 45 ? -1 : 1) * (oh * 3600 + om * 60);
+  return checkedParts(Date.UTC(y, mo - 1, d, h, mi, s) / 1000 - offsetSeconds, micros * 1000, text);
+}
+
+/** The non-negative integer of `count` decimal digits at `start`, or -1. */
+function digits(text: string, start: number, count: number): number {
+  let value = 0;
+  for (let i = start; i < start + count; i++) {
+    const c = text.charCodeAt(i) - 48;
+    if (!(c >= 0 && c <= 9)) return -1;
+    value = value * 10 + c;
+  }
+  return value;
+}
+
+function checkedParts(seconds: number, nanos: number, text: string): TimestampParts {
+  if (!Number.isSafeInteger(seconds)) throw new Error(`timestamptz text "${text}" is out of range`);
+  return { seconds, nanos };
 }
 
 /** Like timestampFromDb, for a nullable column. */

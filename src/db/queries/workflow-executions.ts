@@ -1,5 +1,5 @@
 import type { Knex } from "knex";
-import { WorkflowExecutionModel } from "../models/workflow-execution.js";
+import { EXECUTION_JSON_COLUMNS, type ExecutionRow, WorkflowExecutionModel } from "../models/workflow-execution.js";
 import type { TenantScope } from "../../tenancy/tenant-scope.js";
 
 // Every SQL statement of WorkflowStateService. Each function takes the call's
@@ -146,22 +146,46 @@ export async function listExecutions(
  * One batch of incomplete executions, oldest started_at first (execution_id
  * breaks ties), strictly after the keyset `after`. Served by the partial
  * indexes on incomplete rows.
+ *
+ * The streaming hot path: plain rows as the driver returns them, without
+ * Objection's model instances (the rows are converted once, straight to the
+ * response, and dropped).
  */
 export async function incompleteExecutionsBatch(
   scope: TenantScope,
   workflowName: string,
   after: [string, string] | undefined,
   limit: number,
-): Promise<WorkflowExecutionModel[]> {
+): Promise<ExecutionRow[]> {
   return scope.run(async (db) => {
-    const q = WorkflowExecutionModel.query(db).where("tenant_id", scope.tenantId).whereIn("status", INCOMPLETE);
+    const q = db<ExecutionRow>("workflow_executions").select("*").where("tenant_id", scope.tenantId).whereIn("status", INCOMPLETE);
     if (workflowName !== "") q.where("workflow_name", workflowName);
     if (after !== undefined) q.whereRaw("(started_at, execution_id) > (?::timestamptz, ?)", after);
-    return q.orderBy([
+    const rows = (await q.orderBy([
       { column: "started_at", order: "asc" },
       { column: "execution_id", order: "asc" },
-    ]).limit(limit);
+    ]).limit(limit)) as ExecutionRow[];
+    for (const row of rows) parseJsonColumns(row);
+    return rows;
   });
+}
+
+/**
+ * What Objection does to a model's JSON attributes on read, for plain rows:
+ * a JSON column the driver returned as a string (a top-level JSON string) is
+ * parsed when it is JSON text. The drivers parse JSONB, so this is a type check per column.
+ */
+function parseJsonColumns(row: ExecutionRow): void {
+  const json = row as unknown as Record<string, unknown>;
+  for (const column of EXECUTION_JSON_COLUMNS) {
+    const value = json[column];
+    if (typeof value !== "string") continue;
+    try {
+      json[column] = JSON.parse(value);
+    } catch {
+      // Not JSON text: kept as the string, as Objection does.
+    }
+  }
 }
 
 /** Filters of deleteTerminalBatch. */

@@ -8,7 +8,7 @@ import {
   WorkflowStatus,
 } from "../../../gen/orchestration/state/v1/workflow_state_service_pb.js";
 import { optionalTimestampFromDb, timestampFromDb } from "../../db/convert.js";
-import type { WorkflowExecutionModel } from "../../db/models/workflow-execution.js";
+import type { ExecutionRow } from "../../db/models/workflow-execution.js";
 
 // The one place where a WorkflowExecution message and a workflow_executions row
 // are converted into each other. Structured parts are stored as protobuf JSON
@@ -54,7 +54,7 @@ export function executionToColumns(e: WorkflowExecution) {
 }
 
 /** The WorkflowExecution message of a stored row, with its etag and server times. */
-export function executionFromRow(row: WorkflowExecutionModel): WorkflowExecution {
+export function executionFromRow(row: ExecutionRow): WorkflowExecution {
   return create(WorkflowExecutionSchema, {
     executionId: row.execution_id,
     workflowName: row.workflow_name,

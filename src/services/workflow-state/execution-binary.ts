@@ -1,0 +1,490 @@
+import { fromJson, toBinary, type JsonValue } from "@bufbuild/protobuf";
+import {
+  StepExecutionSchema,
+  WorkflowDefinitionSchema,
+  WorkflowStatus,
+} from "../../../gen/orchestration/state/v1/workflow_state_service_pb.js";
+import { timestampPartsFromDb } from "../../db/convert.js";
+import type { ExecutionRow } from "../../db/models/workflow-execution.js";
+import { etagOf } from "./execution-row.js";
+
+// The protobuf binary encoding of a WorkflowExecution, written straight from a
+// stored row: the hot path of StreamIncompleteWorkflows.
+//
+// The bytes are exactly those of toBinary(WorkflowExecutionSchema,
+// executionFromRow(row)) (test/workflow-state/execution-binary.test.ts checks
+// that on generated rows): fields in field-number order, zero scalars left out,
+// map entries and Struct fields in the order of the row's JSON objects. What
+// the general path spends most of a row's time on is skipped: building the
+// messages, turning the context's JsonObject into Struct and Value messages,
+// and writing all of them reflectively. The definition, and step records that
+// are not in the canonical JSON form the server stores, still go through
+// @bufbuild/protobuf's fromJson and toBinary.
+
+/**
+ * fromJson's nesting limit (its default recursionLimit, counting the message
+ * itself): the general path reads step outputs with fromJson, so a value nested
+ * deeper fails there, and fails here too. The contract allows 32 levels.
+ */
+const RECURSION_LIMIT = 100;
+
+// Tags (field number << 3 | wire type) of the fields written here; all fit one byte.
+const VARINT = 0;
+const BIT64 = 1;
+const LEN = 2;
+const tag = (field: number, wireType: number) => (field << 3) | wireType;
+
+const textEncoder = new TextEncoder();
+
+/** Bytes of a fresh chunk of an ExecutionWriter (more when one message needs more). */
+const CHUNK_BYTES = 256 * 1024;
+
+/**
+ * An append-only protobuf writer, reused from row to row. Messages are written
+ * one after the other into a chunk and handed out as views of it (no copy per
+ * message); a message that does not fit moves to a fresh chunk, and the old
+ * chunk is collected once the messages viewing it are. Length-delimited
+ * values are written like @bufbuild/protobuf's BinaryWriter does: one byte is
+ * reserved for the length (begin), and the value is shifted when its length
+ * needs more (end).
+ */
+export class ExecutionWriter {
+  private buf = new Uint8Array(CHUNK_BYTES);
+  private view = new DataView(this.buf.buffer);
+  /** Where the next byte goes. */
+  private pos = 0;
+  /** Where the message being written starts; begin() positions are relative to it. */
+  private start = 0;
+
+  /** The message written since the last finish(), as a view that stays valid. */
+  finish(): Uint8Array {
+    const out = this.buf.subarray(this.start, this.pos);
+    this.start = this.pos;
+    return out;
+  }
+
+  /** Drops what was written since the last finish() (a message that failed part way). */
+  discard(): void {
+    this.pos = this.start;
+  }
+
+  /** Makes room for `bytes` more bytes. */
+  ensure(bytes: number): void {
+    if (this.pos + bytes > this.buf.length) this.grow(bytes);
+  }
+
+  private grow(bytes: number): void {
+    const used = this.pos - this.start;
+    let size = CHUNK_BYTES;
+    while (size < 2 * (used + bytes)) size *= 2;
+    const chunk = new Uint8Array(size);
+    chunk.set(this.buf.subarray(this.start, this.pos));
+    this.buf = chunk;
+    this.view = new DataView(chunk.buffer);
+    this.pos = used;
+    this.start = 0;
+  }
+
+  /** One byte: a tag of a field numbered up to 15, or a varint below 128. */
+  byte(value: number): void {
+    this.ensure(1);
+    this.buf[this.pos++] = value;
+  }
+
+  /** An unsigned varint below 2^32. */
+  uint32(value: number): void {
+    this.ensure(5);
+    const buf = this.buf;
+    let pos = this.pos;
+    while (value > 0x7f) {
+      buf[pos++] = (value & 0x7f) | 0x80;
+      value >>>= 7;
+    }
+    buf[pos++] = value;
+    this.pos = pos;
+  }
+
+  /** An int64 varint of a safe integer (negative: ten bytes, two's complement). */
+  int64(value: number): void {
+    if (value >= 0 && value <= 0xffff_ffff) {
+      this.uint32(value);
+      return;
+    }
+    // Rare (timestamps before 1970 or after 2106): BigInt is simplest.
+    let rest = BigInt.asUintN(64, BigInt(value));
+    this.ensure(10);
+    while (rest > 0x7fn) {
+      this.buf[this.pos++] = Number(rest & 0x7fn) | 0x80;
+      rest >>= 7n;
+    }
+    this.buf[this.pos++] = Number(rest);
+  }
+
+  double(value: number): void {
+    this.ensure(8);
+    this.view.setFloat64(this.pos, value, true);
+    this.pos += 8;
+  }
+
+  /** A length-prefixed UTF-8 string (lone surrogates become U+FFFD, as with TextEncoder). */
+  string(value: string): void {
+    const n = value.length;
+    if (n < 0x80) {
+      // ASCII fast path: one length byte.
+      this.ensure(n + 1);
+      const buf = this.buf;
+      const lengthAt = this.pos;
+      let p = lengthAt + 1;
+      let i = 0;
+      for (; i < n; i++) {
+        const c = value.charCodeAt(i);
+        if (c > 0x7f) break;
+        buf[p++] = c;
+      }
+      if (i === n) {
+        buf[lengthAt] = n;
+        this.pos = p;
+        return;
+      }
+    }
+    // A UTF-16 unit takes at most 3 bytes; guess the length prefix from the
+    // unit count and shift the text if the guess was wrong.
+    this.ensure(n * 3 + 5);
+    const at = this.pos;
+    const guess = varintSize(n);
+    const { written } = textEncoder.encodeInto(value, this.buf.subarray(at + guess, at + guess + n * 3));
+    const size = varintSize(written);
+    if (size !== guess) this.buf.copyWithin(at + size, at + guess, at + guess + written);
+    this.uint32(written);
+    this.pos += written;
+  }
+
+  /** Length-prefixed bytes. */
+  bytes(value: Uint8Array): void {
+    this.uint32(value.length);
+    this.raw(value);
+  }
+
+  /** Bytes as they are. */
+  raw(value: Uint8Array): void {
+    this.ensure(value.length);
+    this.buf.set(value, this.pos);
+    this.pos += value.length;
+  }
+
+  /** Starts a length-delimited value: returns its mark, to pass to end(). */
+  begin(): number {
+    this.ensure(1);
+    return this.pos++ - this.start;
+  }
+
+  /** Writes a one-byte tag and begins its length-delimited value (see begin). */
+  open(tagByte: number): number {
+    this.ensure(2);
+    this.buf[this.pos++] = tagByte;
+    return this.pos++ - this.start;
+  }
+
+  /** Ends the value begun at `mark`: writes its length before it. */
+  end(mark: number): void {
+    const at = this.start + mark;
+    const length = this.pos - at - 1;
+    if (length < 0x80) {
+      this.buf[at] = length;
+      return;
+    }
+    const size = varintSize(length);
+    this.ensure(size - 1);
+    const buf = this.buf; // ensure() may have moved the message: recompute
+    const from = this.start + mark;
+    buf.copyWithin(from + size, from + 1, this.pos);
+    let pos = from;
+    let value = length;
+    while (value > 0x7f) {
+      buf[pos++] = (value & 0x7f) | 0x80;
+      value >>>= 7;
+    }
+    buf[pos] = value;
+    this.pos += size - 1;
+  }
+}
+
+function varintSize(value: number): number {
+  return value < 0x80 ? 1 : value < 0x4000 ? 2 : value < 0x20_0000 ? 3 : value < 0x1000_0000 ? 4 : 5;
+}
+
+/**
+ * Writes one execution as a length-delimited field value (its byte length,
+ * then the WorkflowExecution message), without the field's tag, and returns
+ * those bytes. The writer is empty again afterwards.
+ */
+export function encodeExecutionDelimited(w: ExecutionWriter, row: ExecutionRow): Uint8Array {
+  try {
+    const mark = w.begin();
+    writeExecution(w, row);
+    w.end(mark);
+  } catch (err) {
+    w.discard();
+    throw err;
+  }
+  return w.finish();
+}
+
+/** The WorkflowExecution message of a row, as its bytes (see executionFromRow for the mapping). */
+export function encodeExecution(row: ExecutionRow): Uint8Array {
+  const w = new ExecutionWriter();
+  writeExecution(w, row);
+  return w.finish();
+}
+
+function writeExecution(w: ExecutionWriter, row: ExecutionRow): void {
+  writeString(w, 1, row.execution_id);
+  writeString(w, 2, row.workflow_name);
+  const status = WorkflowStatus[row.status as keyof typeof WorkflowStatus] as WorkflowStatus | undefined;
+  if (typeof status === "number" && status !== WorkflowStatus.UNSPECIFIED) {
+    w.byte(tag(3, VARINT));
+    w.uint32(status);
+  }
+  if (row.definition !== null && row.definition !== undefined) {
+    w.byte(tag(4, LEN));
+    w.bytes(toBinary(WorkflowDefinitionSchema, fromJson(WorkflowDefinitionSchema, row.definition as JsonValue)));
+  }
+  if (row.context !== null && row.context !== undefined) {
+    const mark = w.open(tag(5, LEN));
+    // A Struct field holds a JsonObject; anything else is written as an empty Struct.
+    if (isObject(row.context)) writeStructFields(w, row.context, 0);
+    w.end(mark);
+  }
+  for (const step of row.step_executions) {
+    const mark = w.open(tag(6, LEN));
+    writeStepExecution(w, step);
+    w.end(mark);
+  }
+  const outputs = row.step_outputs;
+  for (const stepId of Object.keys(outputs)) {
+    const entry = w.open(tag(7, LEN));
+    w.byte(tag(1, LEN));
+    w.string(stepId);
+    const value = w.open(tag(2, LEN));
+    // The message counts as the first level of fromJson(ValueSchema, value).
+    writeValue(w, outputs[stepId], 2);
+    w.end(value);
+    w.end(entry);
+  }
+  writeString(w, 8, row.error_message);
+  writeTimestampFromDb(w, 9, row.started_at);
+  if (row.completed_at !== null) writeTimestampFromDb(w, 10, row.completed_at);
+  writeString(w, 11, row.initiated_by);
+  const labels = row.labels;
+  for (const key of Object.keys(labels)) {
+    const entry = w.open(tag(12, LEN));
+    w.byte(tag(1, LEN));
+    w.string(key);
+    w.byte(tag(2, LEN));
+    w.string(String(labels[key]));
+    w.end(entry);
+  }
+  writeString(w, 13, etagOf(row.version));
+  writeTimestampFromDb(w, 14, row.create_time);
+  writeTimestampFromDb(w, 15, row.update_time);
+}
+
+/** A proto3 string field: left out when empty (or unset). */
+function writeString(w: ExecutionWriter, field: number, value: string | null | undefined): void {
+  if (value === "" || value === null || value === undefined) return;
+  w.byte(tag(field, LEN));
+  w.string(String(value));
+}
+
+/** A google.protobuf.Timestamp field; zero seconds and nanos are left out. */
+function writeTimestamp(w: ExecutionWriter, field: number, seconds: number, nanos: number): void {
+  const mark = w.open(tag(field, LEN));
+  if (seconds !== 0) {
+    w.byte(tag(1, VARINT));
+    w.int64(seconds);
+  }
+  if (nanos !== 0) {
+    w.byte(tag(2, VARINT));
+    w.uint32(nanos);
+  }
+  w.end(mark);
+}
+
+/** A google.protobuf.Timestamp field from timestamptz text. */
+function writeTimestampFromDb(w: ExecutionWriter, field: number, text: string): void {
+  const { seconds, nanos } = timestampPartsFromDb(text);
+  writeTimestamp(w, field, seconds, nanos);
+}
+
+/**
+ * The fields of a google.protobuf.Struct (map<string, Value> fields = 1) from
+ * a JSON object. `depth` > 0 checks fromJson's nesting limit (step outputs);
+ * 0 does not (the context, which is converted without a limit).
+ */
+function writeStructFields(w: ExecutionWriter, object: Record<string, unknown>, depth: number): void {
+  const keys = Object.keys(object);
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i]!;
+    const entry = w.open(tag(1, LEN));
+    w.byte(tag(1, LEN));
+    w.string(key);
+    const value = w.open(tag(2, LEN));
+    writeValue(w, object[key], depth === 0 ? 0 : depth + 1);
+    w.end(value);
+    w.end(entry);
+  }
+}
+
+/**
+ * The fields of a google.protobuf.Value from a JSON value: the one member of
+ * its `kind` oneof (null_value = 1, number_value = 2, string_value = 3,
+ * bool_value = 4, struct_value = 5, list_value = 6), written even when zero.
+ */
+function writeValue(w: ExecutionWriter, value: unknown, depth: number): void {
+  if (depth > RECURSION_LIMIT) {
+    throw new Error(`cannot decode google.protobuf.Value from JSON: maximum recursion depth of ${RECURSION_LIMIT} reached`);
+  }
+  switch (typeof value) {
+    case "string":
+      w.byte(tag(3, LEN));
+      w.string(value);
+      return;
+    case "number":
+      w.byte(tag(2, BIT64));
+      w.double(value);
+      return;
+    case "boolean":
+      w.byte(tag(4, VARINT));
+      w.byte(value ? 1 : 0);
+      return;
+    case "object":
+      if (value === null) {
+        w.byte(tag(1, VARINT));
+        w.byte(0); // NULL_VALUE
+      } else if (Array.isArray(value)) {
+        const list = w.open(tag(6, LEN));
+        const next = depth === 0 ? 0 : depth + 1;
+        for (let i = 0; i < value.length; i++) {
+          const item = w.open(tag(1, LEN));
+          writeValue(w, value[i], next);
+          w.end(item);
+        }
+        w.end(list);
+      } else {
+        const struct = w.open(tag(5, LEN));
+        writeStructFields(w, value as Record<string, unknown>, depth);
+        w.end(struct);
+      }
+      return;
+  }
+  // Not a JSON value (parsed JSON never holds one): the general path writes an
+  // empty Value in a Struct, and fromJson rejects it in a step output.
+  if (depth !== 0) throw new Error(`cannot decode message google.protobuf.Value from JSON ${String(value)}`);
+}
+
+// StepExecution in the JSON form executionToColumns stores (proto field
+// names, default values left out): written directly. Any other form (JSON
+// names, nulls, numbers as strings, unknown keys...) goes through fromJson,
+// which accepts or rejects it exactly as the general path does.
+
+/** WorkflowStatus by its JSON name ("WORKFLOW_STATUS_RUNNING"). */
+const STATUS_BY_JSON_NAME: ReadonlyMap<string, number> = new Map(
+  StepExecutionSchema.field.status.enum!.values.map((v) => [v.name, v.number]),
+);
+
+/** The RFC 3339 form fromJson accepts for a Timestamp, restricted to UTC ("Z"), as toJson writes it. */
+const RFC3339_UTC = /^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?Z$/;
+const TIMESTAMP_MS_MIN = Date.parse("0001-01-01T00:00:00Z");
+const TIMESTAMP_MS_MAX = Date.parse("9999-12-31T23:59:59Z");
+
+function writeStepExecution(w: ExecutionWriter, step: unknown): void {
+  if (!writeCanonicalStepExecution(w, step)) {
+    w.raw(toBinary(StepExecutionSchema, fromJson(StepExecutionSchema, step as JsonValue)));
+  }
+}
+
+/**
+ * Writes a step record in canonical form and returns true; returns false,
+ * having written nothing, for any other form.
+ */
+function writeCanonicalStepExecution(w: ExecutionWriter, step: unknown): boolean {
+  if (!isObject(step)) return false;
+  let stepId = "";
+  let status = 0;
+  let agentKey = "";
+  let attempt = 0;
+  let started: [number, number] | undefined;
+  let completed: [number, number] | undefined;
+  let errorMessage = "";
+  for (const key of Object.keys(step)) {
+    const value = step[key];
+    switch (key) {
+      case "step_id":
+        if (!isWellFormedString(value)) return false;
+        stepId = value;
+        break;
+      case "status": {
+        const number = typeof value === "string" ? STATUS_BY_JSON_NAME.get(value) : undefined;
+        if (number === undefined) return false;
+        status = number;
+        break;
+      }
+      case "agent_key":
+        if (!isWellFormedString(value)) return false;
+        agentKey = value;
+        break;
+      case "attempt":
+        if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > 0x7fff_ffff) return false;
+        attempt = value;
+        break;
+      case "started_at":
+        started = rfc3339Parts(value);
+        if (started === undefined) return false;
+        break;
+      case "completed_at":
+        completed = rfc3339Parts(value);
+        if (completed === undefined) return false;
+        break;
+      case "error_message":
+        if (!isWellFormedString(value)) return false;
+        errorMessage = value;
+        break;
+      default:
+        return false;
+    }
+  }
+  writeString(w, 1, stepId);
+  if (status !== 0) {
+    w.byte(tag(2, VARINT));
+    w.uint32(status);
+  }
+  writeString(w, 3, agentKey);
+  if (attempt !== 0) {
+    w.byte(tag(4, VARINT));
+    w.uint32(attempt);
+  }
+  if (started !== undefined) writeTimestamp(w, 5, started[0], started[1]);
+  if (completed !== undefined) writeTimestamp(w, 6, completed[0], completed[1]);
+  writeString(w, 7, errorMessage);
+  return true;
+}
+
+/** [seconds, nanos] of a Timestamp's JSON form, computed as fromJson does; undefined for anything it would not accept as is. */
+function rfc3339Parts(value: unknown): [number, number] | undefined {
+  if (typeof value !== "string") return undefined;
+  const m = RFC3339_UTC.exec(value);
+  if (m === null) return undefined;
+  const ms = Date.parse(`${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}Z`);
+  if (Number.isNaN(ms) || ms < TIMESTAMP_MS_MIN || ms > TIMESTAMP_MS_MAX) return undefined;
+  const frac = m[7];
+  return [ms / 1000, frac === undefined ? 0 : Number(frac.padEnd(9, "0"))];
+}
+
+/** A string fromJson takes for a string field: it rejects lone surrogates ("invalid UTF8"). */
+function isWellFormedString(value: unknown): value is string {
+  return typeof value === "string" && (value as string & { isWellFormed(): boolean }).isWellFormed();
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}

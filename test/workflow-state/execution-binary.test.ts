@@ -1,0 +1,386 @@
+import { create, fromBinary, toBinary, toJson } from "@bufbuild/protobuf";
+import { TimestampSchema } from "@bufbuild/protobuf/wkt";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import {
+  StepExecutionSchema,
+  StreamIncompleteWorkflowsResponseSchema,
+  WorkflowDefinitionSchema,
+  WorkflowExecutionSchema,
+} from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
+import { timestampFromDb } from "../../src/db/convert.js";
+import type { ExecutionRow } from "../../src/db/models/workflow-execution.js";
+import { encodeExecution, encodeExecutionDelimited, ExecutionWriter } from "../../src/services/workflow-state/execution-binary.js";
+import { executionFromRow } from "../../src/services/workflow-state/execution-row.js";
+import { isBinaryCodec, streamResponse } from "../../src/services/workflow-state/stream-response.js";
+
+// StreamIncompleteWorkflows encodes executions straight from their rows
+// (execution-binary.ts). These properties pin that the bytes are exactly those
+// of the general path, toBinary(executionFromRow(row)), for rows of every
+// shape the database can hold, and that a row the general path rejects is
+// rejected too. Failures print fast-check's seed and path; rerun with
+// FC_SEED=... FC_PATH=...
+
+const runs = (numRuns: number): fc.Parameters<unknown> => ({
+  numRuns,
+  seed: process.env.FC_SEED === undefined ? undefined : Number(process.env.FC_SEED),
+  path: process.env.FC_PATH,
+  endOnFailure: true,
+});
+
+type Outcome = { ok: true; bytes: Uint8Array } | { ok: false; error: string };
+function outcome(f: () => Uint8Array): Outcome {
+  try {
+    return { ok: true, bytes: f() };
+  } catch (err) {
+    return { ok: false, error: String(err) };
+  }
+}
+const why = (o: Outcome) => (o.ok ? "encoded" : o.error);
+
+/** The general path: the message of the row, encoded by @bufbuild/protobuf. */
+const reference = (row: ExecutionRow) => toBinary(WorkflowExecutionSchema, executionFromRow(row));
+
+function expectSameEncoding(row: ExecutionRow): void {
+  const want = outcome(() => reference(row));
+  const got = outcome(() => encodeExecution(row));
+  expect(got.ok, `general path: ${why(want)}; streaming: ${why(got)}`).toBe(want.ok);
+  if (want.ok && got.ok) expect(Buffer.from(got.bytes).toString("hex")).toBe(Buffer.from(want.bytes).toString("hex"));
+}
+
+// ---- arbitraries: rows as the drivers return them -------------------------
+
+const text: fc.Arbitrary<string> = fc.oneof(
+  { arbitrary: fc.constantFrom("", "a", "exec-0000001", "fulfil-order", "Musterstraße", "日本語", "😀", "\uD800", "x\uDFFFy", "\0"), weight: 4 },
+  { arbitrary: fc.string({ unit: "binary", maxLength: 12 }), weight: 3 },
+  { arbitrary: fc.string({ maxLength: 300 }), weight: 2 },
+  // Lengths around the varint steps of a length prefix (128, 16,384 bytes).
+  { arbitrary: fc.integer({ min: 40, max: 20_000 }).chain((n) => fc.constantFrom("a".repeat(n), "é".repeat(n), "€".repeat(n))), weight: 1 },
+);
+
+/** Object keys as JSON.parse makes them: array-index keys first, "__proto__" as an own key. */
+const key: fc.Arbitrary<string> = fc.oneof(
+  { arbitrary: fc.constantFrom("a", "b", "items", "0", "1", "10", "2", "4294967295", "-1", "01", "__proto__", "", "ключ", "k".repeat(200)), weight: 3 },
+  { arbitrary: fc.string({ maxLength: 8 }), weight: 1 },
+);
+
+/** Numbers JSON.parse gives: a numeric too large for a double (jsonb keeps it) is Infinity. */
+const jsonNumber: fc.Arbitrary<number> = fc.oneof(
+  fc.constantFrom(0, -0, 1, -1, 0.1, 19.99, 1e308, -1e308, 5e-324, 2 ** 53, Infinity, -Infinity),
+  fc.double({ noNaN: true }),
+  fc.integer(),
+);
+
+const objectOf = (entries: fc.Arbitrary<[string, unknown][]>) => entries.map((e) => Object.fromEntries(e) as Record<string, unknown>);
+
+const jsonOf = (numbers: fc.Arbitrary<number>): fc.Arbitrary<unknown> =>
+  fc.letrec<{ value: unknown }>((tie) => ({
+    value: fc.oneof(
+      { depthSize: "small", withCrossShrink: true },
+      fc.constantFrom(null, true, false),
+      numbers,
+      text,
+      fc.array(tie("value"), { maxLength: 4 }),
+      objectOf(fc.array(fc.tuple(key, tie("value")), { maxLength: 4 })),
+    ),
+  })).value;
+const json = jsonOf(jsonNumber);
+/** What toJson can write (a definition's parameters are written by toJson). */
+const finiteJson = jsonOf(jsonNumber.filter(Number.isFinite));
+
+/** `depth` levels of Values: lists and objects alternating around a leaf. */
+function nested(depth: number): unknown {
+  let v: unknown = "leaf";
+  for (let i = 1; i < depth; i++) v = i % 2 === 0 ? [v] : { k: v };
+  return v;
+}
+
+// fromJson's recursion limit, which the general path applies to step outputs
+// and not to the context, lies around 99 levels: both sides of it.
+const deep = fc.integer({ min: 95, max: 103 }).map(nested);
+
+const context = fc.oneof(
+  { arbitrary: fc.constant(null), weight: 2 },
+  { arbitrary: objectOf(fc.array(fc.tuple(key, json), { maxLength: 6 })), weight: 6 },
+  { arbitrary: deep.map((v) => ({ deep: v })), weight: 1 },
+  // Not an object: never written by the API, converted as an empty Struct.
+  { arbitrary: fc.constantFrom<unknown>([], [1], "text", 5), weight: 1 },
+);
+
+const stepOutputs = objectOf(fc.array(fc.tuple(key, fc.oneof({ arbitrary: json, weight: 5 }, { arbitrary: deep, weight: 1 })), { maxLength: 4 }));
+
+const labels = objectOf(fc.array(fc.tuple(key, text), { maxLength: 4 })) as fc.Arbitrary<Record<string, string>>;
+
+/** A Timestamp in the range of the contract, with any nanos (toJson writes 0, 3, 6 or 9 digits). */
+const timestamp = fc.record({
+  seconds: fc.oneof(fc.bigInt({ min: -62_135_596_800n, max: 253_402_300_799n }), fc.constantFrom(0n, -1n, 1n, 4_294_967_295n, 4_294_967_296n)),
+  nanos: fc.oneof(fc.integer({ min: 0, max: 999_999_999 }), fc.constantFrom(0, 1_000, 500_000_000)),
+});
+
+/** A step record as executionToColumns stores it (proto field names, defaults left out). */
+const canonicalStep = fc
+  .record(
+    {
+      stepId: text,
+      status: fc.integer({ min: 0, max: 6 }),
+      agentKey: text,
+      attempt: fc.oneof(fc.integer({ min: 0, max: 1000 }), fc.constant(2 ** 31 - 1)),
+      startedAt: timestamp,
+      completedAt: timestamp,
+      errorMessage: text,
+    },
+    { requiredKeys: [] },
+  )
+  .map((init) => toJson(StepExecutionSchema, create(StepExecutionSchema, init), { useProtoFieldName: true }) as Record<string, unknown>);
+
+/** Other JSON forms fromJson accepts, or rejects: each takes (or fails on) the general path. */
+const otherStep = fc.oneof(
+  canonicalStep.map((s) => ({ ...s, attempt: String(s.attempt ?? 3) })),
+  canonicalStep.map((s) => ({ ...s, status: 2 })),
+  canonicalStep.map(({ step_id, ...s }) => ({ ...s, stepId: step_id ?? "x" })),
+  canonicalStep.map((s) => ({ ...s, started_at: "2026-11-26T19:33:29.5+01:00" })),
+  canonicalStep.map((s) => ({ ...s, started_at: "2026-02-30T00:00:00Z" })),
+  canonicalStep.map((s) => ({ ...s, completed_at: "0000-01-01T00:00:00Z" })),
+  canonicalStep.map((s) => ({ ...s, error_message: null })),
+  canonicalStep.map((s) => ({ ...s, attempt: -1 })),
+  canonicalStep.map((s) => ({ ...s, attempt: 1.5 })),
+  canonicalStep.map((s) => ({ ...s, status: "RUNNING" })),
+  canonicalStep.map((s) => ({ ...s, unknown_field: 1 })),
+  fc.constantFrom<unknown>(null, "step", [], 7),
+);
+
+const definition = fc.oneof(
+  { arbitrary: fc.constant(null), weight: 3 },
+  {
+    arbitrary: fc
+      .record({
+        name: text,
+        version: fc.constantFrom("", "1.4.0"),
+        steps: fc.array(
+          fc.record({
+            stepId: text,
+            dependsOn: fc.array(text, { maxLength: 2 }),
+            parameters: objectOf(fc.array(fc.tuple(key, finiteJson), { maxLength: 3 })),
+            timeout: fc.constantFrom(undefined, { seconds: 30n, nanos: 0 }, { seconds: 1n, nanos: 500_000_000 }),
+            retryPolicy: fc.constantFrom(undefined, { maxAttempts: 3, backoffMultiplier: 2 }),
+          }),
+          { maxLength: 3 },
+        ),
+      })
+      .map((init) => toJson(WorkflowDefinitionSchema, create(WorkflowDefinitionSchema, init as never), { useProtoFieldName: true }) as object),
+    weight: 2,
+  },
+  { arbitrary: fc.constantFrom<unknown>({ name: "w", unknown: 1 }, { steps: "x" }), weight: 1 },
+);
+
+/** PostgreSQL's text of a timestamptz in a session time zone at `offsetSeconds` from UTC. */
+function pgTimestamp(utcMicros: bigint, offsetSeconds: number, fractionDigits: number, separator: string): string {
+  const localMs = Number(utcMicros / 1000n) + offsetSeconds * 1000;
+  const iso = new Date(Math.floor(localMs / 1000) * 1000).toISOString(); // +YYYYYY or YYYY
+  const micros = Number(((utcMicros % 1_000_000n) + 1_000_000n) % 1_000_000n);
+  const frac = fractionDigits === 0 ? "" : `.${String(micros).padStart(6, "0").slice(0, fractionDigits)}`;
+  const sign = offsetSeconds < 0 ? "-" : "+";
+  const abs = Math.abs(offsetSeconds);
+  const [h, m, s] = [Math.floor(abs / 3600), Math.floor((abs % 3600) / 60), abs % 60].map((n) => String(n).padStart(2, "0"));
+  const offset = abs % 60 !== 0 ? `${sign}${h}:${m}:${s}` : abs % 3600 !== 0 ? `${sign}${h}:${m}` : `${sign}${h}`;
+  return `${iso.slice(0, 10)}${separator}${iso.slice(11, 19)}${frac}${offset}`;
+}
+
+const dbTimestamp: fc.Arbitrary<string> = fc.oneof(
+  {
+    arbitrary: fc
+      .record({
+        // Years 1 to 9999, as PostgreSQL prints them (4 digits, zero-padded).
+        micros: fc.bigInt({ min: -62_135_596_800_000_000n + 86_400_000_000n, max: 253_402_300_799_000_000n - 86_400_000_000n }),
+        offset: fc.constantFrom(0, 0, 0, 3600, -28_800, 19_800, 20_700, -12_600, 3208, -17_762),
+        digits: fc.integer({ min: 0, max: 6 }),
+        separator: fc.constantFrom(" ", " ", "T"),
+      })
+      .map(({ micros, offset, digits, separator }) => pgTimestamp(micros, offset, digits, separator)),
+    weight: 8,
+  },
+  {
+    arbitrary: fc.constantFrom(
+      "2026-11-26 19:33:29.692123+00",
+      "2026-11-26 19:33:29+05:30",
+      "2026-11-26 19:33:29.1-08",
+      "2026-11-26 19:33:29+0530",
+      "2026-11-26 19:33:29.692123+00:53:28",
+      "0001-01-01 00:00:00+00",
+      "0099-12-31 23:59:59.999999+00",
+      "1969-12-31 23:59:59.999999+00",
+      "1970-01-01 00:00:00+00",
+      "10000-01-01 00:00:00+00",
+      "2026-11-26 19:33:29.1234567+00",
+      "2026-11-26 19:33:29.+00",
+      "2026-11-26 19:33:29",
+      "0044-03-15 12:00:00+00 BC",
+      "infinity",
+    ),
+    weight: 2,
+  },
+);
+
+const row: fc.Arbitrary<ExecutionRow> = fc.record({
+  tenant_id: fc.constant("00000000-0000-4000-8000-000000000000"),
+  execution_id: text,
+  workflow_name: text,
+  status: fc.constantFrom("PENDING", "RUNNING", "BLOCKED", "COMPLETED", "FAILED", "CANCELLED"),
+  definition: definition as fc.Arbitrary<object | null>,
+  context: context as fc.Arbitrary<object | null>,
+  step_executions: fc.array(fc.oneof({ arbitrary: canonicalStep, weight: 4 }, { arbitrary: otherStep, weight: 1 }), { maxLength: 4 }) as fc.Arbitrary<object[]>,
+  step_outputs: stepOutputs,
+  error_message: text,
+  started_at: dbTimestamp,
+  completed_at: fc.option(dbTimestamp, { nil: null }),
+  initiated_by: text,
+  labels,
+  version: fc.oneof(fc.constantFrom("1", "2", "9007199254740993"), fc.bigInt({ min: 1n, max: 2n ** 63n - 1n }).map(String)),
+  create_time: dbTimestamp,
+  update_time: dbTimestamp,
+});
+
+/** A row that the general path accepts, in the form the server writes. */
+function plainRow(overrides: Partial<ExecutionRow> = {}): ExecutionRow {
+  return {
+    tenant_id: "00000000-0000-4000-8000-000000000000",
+    execution_id: "exec-1",
+    workflow_name: "fulfil-order",
+    status: "RUNNING",
+    definition: null,
+    context: { order: { items: [{ sku: "SKU-1", quantity: 2 }] } },
+    step_executions: [{ step_id: "fetch", status: "WORKFLOW_STATUS_COMPLETED", agent_key: "erp-agent", attempt: 1 }],
+    step_outputs: {},
+    error_message: "",
+    started_at: "2026-01-01 00:00:00.0005+00",
+    completed_at: null,
+    initiated_by: "service:bench",
+    labels: { team: "fulfilment" },
+    version: "1",
+    create_time: "2026-11-26 19:33:29.692123+00",
+    update_time: "2026-11-26 19:33:29.692123+00",
+    ...overrides,
+  };
+}
+
+// ---- properties ------------------------------------------------------------
+
+describe("a streamed execution's bytes", () => {
+  it("are those of toBinary(executionFromRow(row)) for any row, and a row the general path rejects is rejected", () => {
+    fc.assert(fc.property(row, expectSameEncoding), runs(2_000));
+  });
+
+  it("are the same when one writer encodes many rows one after the other, across chunks", () => {
+    const writer = new ExecutionWriter();
+    // Views handed out earlier stay valid while later rows are written (and chunks replaced).
+    const written: [Uint8Array, Uint8Array][] = [];
+    fc.assert(
+      fc.property(row, (r) => {
+        const want = outcome(() => toBinary(StreamIncompleteWorkflowsResponseSchema, create(StreamIncompleteWorkflowsResponseSchema, { execution: executionFromRow(r) })));
+        const got = outcome(() => toBinary(StreamIncompleteWorkflowsResponseSchema, streamResponse(r, writer)));
+        expect(got.ok, `general path: ${why(want)}; streaming: ${why(got)}`).toBe(want.ok);
+        if (want.ok && got.ok) {
+          expect(Buffer.from(got.bytes).toString("hex")).toBe(Buffer.from(want.bytes).toString("hex"));
+          written.push([encodeExecutionDelimited(writer, r), want.bytes]);
+        }
+      }),
+      runs(1_000),
+    );
+    for (const [view, response] of written) {
+      // The response is tag 0x0a, then the delimited execution.
+      expect(Buffer.from(view).equals(Buffer.from(response.subarray(1)))).toBe(true);
+    }
+  });
+
+  it("are right for messages larger than a writer's chunk, and for lengths at each varint step", () => {
+    const writer = new ExecutionWriter();
+    for (const n of [0, 1, 100, 127, 128, 16_383, 16_384, 200_000, 300_000, 2_097_152, 5_000_000]) {
+      for (const r of [plainRow({ error_message: "x".repeat(n) }), plainRow({ context: { big: "é".repeat(n / 2) } }), plainRow({ context: { list: Array.from({ length: Math.min(n, 50_000) }, (_, i) => i) } })]) {
+        expectSameEncoding(r);
+        const response = toBinary(StreamIncompleteWorkflowsResponseSchema, streamResponse(r, writer));
+        expect(Buffer.from(response).equals(Buffer.from(toBinary(StreamIncompleteWorkflowsResponseSchema, create(StreamIncompleteWorkflowsResponseSchema, { execution: executionFromRow(r) }))))).toBe(true);
+      }
+    }
+  });
+
+  it("decode to the message executionFromRow builds", () => {
+    const r = plainRow({
+      definition: { name: "w", steps: [{ step_id: "a", parameters: { k: [1, "x", null] }, timeout: "30s" }] },
+      step_outputs: { fetch: { rows: 3 }, "": null },
+      labels: { team: "fulfilment", "": "" },
+      completed_at: "1900-01-01 00:00:00.000001+00",
+    });
+    const decoded = fromBinary(WorkflowExecutionSchema, encodeExecution(r));
+    expect(toJson(WorkflowExecutionSchema, decoded)).toEqual(toJson(WorkflowExecutionSchema, executionFromRow(r)));
+  });
+
+  it("fail, like the general path, on step outputs nested past fromJson's limit, and not on a context nested as deep", () => {
+    for (let depth = 90; depth <= 110; depth++) {
+      expectSameEncoding(plainRow({ step_outputs: { s: nested(depth) } }));
+      expectSameEncoding(plainRow({ context: { s: nested(depth) } }));
+    }
+    expect(() => encodeExecution(plainRow({ step_outputs: { s: nested(100) } }))).toThrow();
+    expect(() => encodeExecution(plainRow({ context: { s: nested(500) } }))).not.toThrow();
+  });
+
+  it("fail, like the general path, on timestamptz text it cannot read", () => {
+    for (const text of ["infinity", "0044-03-15 12:00:00+00 BC", "2026-11-26", ""]) {
+      expect(() => reference(plainRow({ started_at: text }))).toThrow();
+      expect(() => encodeExecution(plainRow({ started_at: text }))).toThrow();
+    }
+  });
+});
+
+describe("timestampFromDb", () => {
+  /** The parser as it was before the fast path, kept as the reference. */
+  function previousTimestampFromDb(text: string) {
+    const m = /^(\d{4,})-(\d\d)-(\d\d)[ T](\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?([+-])(\d\d)(?::?(\d\d))?(?::?(\d\d))?$/.exec(text);
+    if (m === null) throw new Error(`unexpected timestamptz text "${text}"`);
+    const [, y, mo, d, h, mi, s, frac = "", sign, oh, om = "0", os = "0"] = m;
+    const utcMs = Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s));
+    const date = new Date(utcMs);
+    if (Number(y) < 100) date.setUTCFullYear(Number(y));
+    const offsetSeconds = (sign === "-" ? -1 : 1) * (Number(oh) * 3600 + Number(om) * 60 + Number(os));
+    const seconds = BigInt(date.getTime() / 1000 - offsetSeconds);
+    return create(TimestampSchema, { seconds, nanos: Number(frac.padEnd(6, "0")) * 1000 });
+  }
+
+  const anyText = fc.oneof(
+    dbTimestamp,
+    // Near misses: a character changed, dropped or added.
+    fc.tuple(dbTimestamp, fc.nat(), fc.constantFrom("", "0", "9", " ", ":", "-", "+", ".", "T", "x")).map(([t, i, c]) => t.slice(0, i % (t.length + 1)) + c + t.slice((i % (t.length + 1)) + 1)),
+    fc.tuple(dbTimestamp, fc.nat()).map(([t, i]) => t.slice(0, i % (t.length + 1)) + t.slice((i % (t.length + 1)) + 1)),
+  );
+
+  it("reads every text as the previous parser did, and rejects what it rejected", () => {
+    fc.assert(
+      fc.property(anyText, (text) => {
+        let want: unknown;
+        let got: unknown;
+        try {
+          want = previousTimestampFromDb(text);
+        } catch {
+          want = "rejected";
+        }
+        try {
+          got = timestampFromDb(text);
+        } catch {
+          got = "rejected";
+        }
+        expect(got).toEqual(want);
+      }),
+      runs(5_000),
+    );
+  });
+});
+
+describe("isBinaryCodec", () => {
+  it("is true only for the protobuf binary content types of gRPC, gRPC-Web and Connect streaming", () => {
+    for (const type of ["application/grpc", "application/grpc+proto", "application/grpc-web", "application/grpc-web+proto", "application/connect+proto", "Application/GRPC"]) {
+      expect(isBinaryCodec(type), type).toBe(true);
+    }
+    for (const type of [null, "", "application/grpc+json", "application/grpc-web+json", "application/connect+json", "application/json", "application/proto", "application/grpc-web-text", "application/grpc+proto; charset=utf-8", "application/grpc+protobuf"]) {
+      expect(isBinaryCodec(type), String(type)).toBe(false);
+    }
+  });
+});
