@@ -43,6 +43,7 @@ import { findExecution, upsertExecution, type SaveInput } from "../src/db/querie
 import { silentLogger } from "../src/logging/logger.js";
 import { TENANT_ROLE } from "../src/tenancy/row-level-security.js";
 import { TenantScope } from "../src/tenancy/tenant-scope.js";
+import { ADD_OUTCOME, SELECT_EXECUTION, UPSERT_EXECUTION } from "./lib/bare-sql.js";
 
 const args = process.argv.slice(2);
 const arg = (name: string, fallback: string) => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
@@ -98,30 +99,6 @@ function saveInput(i: number): SaveInput {
     terminal: false,
   };
 }
-
-// The bare statements, positional (as bench/baselines/pg-workloads.ts sends them).
-const SELECT_EXECUTION = "SELECT * FROM workflow_executions WHERE tenant_id = $1 AND execution_id = $2";
-const UPSERT_EXECUTION = `INSERT INTO workflow_executions AS t
-    (tenant_id, execution_id, workflow_name, status, definition, context, step_executions, step_outputs,
-     error_message, initiated_by, labels, started_at, completed_at)
-  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now(), NULL)
-  ON CONFLICT (tenant_id, execution_id) DO UPDATE SET
-    workflow_name = EXCLUDED.workflow_name, status = EXCLUDED.status, definition = EXCLUDED.definition,
-    context = EXCLUDED.context, step_executions = EXCLUDED.step_executions, step_outputs = EXCLUDED.step_outputs,
-    error_message = EXCLUDED.error_message, initiated_by = EXCLUDED.initiated_by, labels = EXCLUDED.labels,
-    started_at = t.started_at, completed_at = NULL, version = t.version + 1, update_time = now()
-  RETURNING *`;
-const ADD_OUTCOME = `INSERT INTO agent_statistics AS t
-    (tenant_id, agent_key, total_tasks, successful_tasks, failed_tasks, total_duration_us, last_task_time)
-  VALUES ($1, $2, 1, $3, $4, $5, now())
-  ON CONFLICT (tenant_id, agent_key) DO UPDATE SET
-    total_tasks = t.total_tasks + EXCLUDED.total_tasks,
-    successful_tasks = t.successful_tasks + EXCLUDED.successful_tasks,
-    failed_tasks = t.failed_tasks + EXCLUDED.failed_tasks,
-    total_duration_us = t.total_duration_us + EXCLUDED.total_duration_us,
-    last_task_time = GREATEST(t.last_task_time, EXCLUDED.last_task_time),
-    version = t.version + 1, update_time = now()
-  RETURNING *`;
 
 function saveValues(i: number): unknown[] {
   const c = saveInput(i).columns;

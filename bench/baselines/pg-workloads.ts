@@ -9,6 +9,7 @@
 import pg from "pg";
 import { decisionToColumns } from "../../src/services/routing-audit/decision-row.js";
 import { executionToColumns } from "../../src/services/workflow-state/execution-row.js";
+import { ADD_OUTCOME, SELECT_EXECUTION, UPSERT_EXECUTION } from "../lib/bare-sql.js";
 import { LatencyRecorder, type Measurement } from "../lib/stats.js";
 import { B2_BATCH, B3_EXECUTIONS, B4_AGENTS, decision, execution, type UnaryWorkload } from "../workloads.js";
 
@@ -43,33 +44,6 @@ const INSERT_DECISION = `INSERT INTO routing_decisions (tenant_id, ${DECISION_CO
 // The fastest bulk insert from pg: one array parameter per column, UNNEST.
 const INSERT_DECISIONS_UNNEST = `INSERT INTO routing_decisions (tenant_id, ${DECISION_COLUMNS.join(", ")})
   SELECT $1, * FROM unnest(${DECISION_TYPES.map((t, k) => `$${k + 2}::${t}[]`).join(", ")})`;
-
-// SaveWorkflowExecution's upsert (src/db/queries/workflow-executions.ts upsertExecution), positional.
-const UPSERT_EXECUTION = `INSERT INTO workflow_executions AS t
-    (tenant_id, execution_id, workflow_name, status, definition, context, step_executions, step_outputs,
-     error_message, initiated_by, labels, started_at, completed_at)
-  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now(), NULL)
-  ON CONFLICT (tenant_id, execution_id) DO UPDATE SET
-    workflow_name = EXCLUDED.workflow_name, status = EXCLUDED.status, definition = EXCLUDED.definition,
-    context = EXCLUDED.context, step_executions = EXCLUDED.step_executions, step_outputs = EXCLUDED.step_outputs,
-    error_message = EXCLUDED.error_message, initiated_by = EXCLUDED.initiated_by, labels = EXCLUDED.labels,
-    started_at = t.started_at, completed_at = NULL, version = t.version + 1, update_time = now()
-  RETURNING *`;
-
-const SELECT_EXECUTION = "SELECT * FROM workflow_executions WHERE tenant_id = $1 AND execution_id = $2";
-
-// RecordTaskOutcome's increment (src/db/queries/agent-statistics.ts addOutcomesSql) for one outcome.
-const ADD_OUTCOME = `INSERT INTO agent_statistics AS t
-    (tenant_id, agent_key, total_tasks, successful_tasks, failed_tasks, total_duration_us, last_task_time)
-  VALUES ($1, $2, 1, $3, $4, $5, now())
-  ON CONFLICT (tenant_id, agent_key) DO UPDATE SET
-    total_tasks = t.total_tasks + EXCLUDED.total_tasks,
-    successful_tasks = t.successful_tasks + EXCLUDED.successful_tasks,
-    failed_tasks = t.failed_tasks + EXCLUDED.failed_tasks,
-    total_duration_us = t.total_duration_us + EXCLUDED.total_duration_us,
-    last_task_time = GREATEST(t.last_task_time, EXCLUDED.last_task_time),
-    version = t.version + 1, update_time = now()
-  RETURNING *`;
 
 /** The statement and parameters of call `i`: built before the clock starts, like the load generator's bodies. */
 function statement(spec: Spec, i: number): [string, unknown[]] {
