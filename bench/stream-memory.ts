@@ -15,7 +15,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { PGlite, types as pgliteTypes } from "@electric-sql/pglite";
@@ -28,6 +27,7 @@ import { createDatabase, migrate } from "../src/db/database.js";
 import { migrationSource } from "../src/db/migrations/index.js";
 import { silentLogger } from "../src/logging/logger.js";
 import { TENANT_HEADER } from "../src/tenancy/tenant-interceptor.js";
+import { freePort } from "./lib/processes.js";
 import { CONTEXT, seedExecutions } from "./lib/seed.js";
 
 const root = path.resolve(import.meta.dirname, "..");
@@ -67,14 +67,6 @@ function procStatusKb(pid: number, field: "VmRSS" | "VmHWM"): number | undefined
   } catch {
     return undefined;
   }
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /**

@@ -6,7 +6,7 @@
 // child uses that PostgreSQL database (DATABASE_URL).
 import { type ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs/promises";
-import * as net from "node:net";
+import { freePort } from "./failures/support/main-process.js";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -50,14 +50,6 @@ afterAll(async () => {
 });
 
 /** A port nobody listens on right now (PORT=0 would hide the port from us). */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 /** Starts the entry point and waits for its "serving" line. */
 async function startMain(): Promise<MainProcess> {
   const port = await freePort();
