@@ -3,7 +3,7 @@ import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { compressionBrotli, compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Knex } from "knex";
 import { CircuitBreakerService } from "../../gen/orchestration/state/v1/circuit_breaker_service_pb.js";
 import { RoutingAuditService } from "../../gen/orchestration/state/v1/routing_audit_service_pb.js";
@@ -28,6 +28,7 @@ import { createWorkflowStateService } from "../services/workflow-state-service.j
 import { createTenantInterceptor } from "../tenancy/tenant-interceptor.js";
 import { strictJsonOptions, withRequestDecodeErrors } from "../validation/request-decoding.js";
 import { CallDrain } from "./drain.js";
+import { createGrpcUnaryFastPath, serveGrpcUnaryFirst, serviceRegistration, type ServiceRegistration } from "./grpc-unary-fast-path.js";
 import { loadTls } from "./tls.js";
 
 /** What the server is built from. */
@@ -40,6 +41,11 @@ export interface ServerDeps {
    * is unavailable. Without it the database is assumed migrated (tests).
    */
   database?: DatabaseAvailability;
+  /**
+   * Whether unary gRPC calls take the fast path (default true). Tests turn it
+   * off to compare its answers with Connect's own gRPC handler.
+   */
+  grpcFastPath?: boolean;
   config: Pick<
     Config,
     | "shutdownDrainDelayMs"
@@ -69,8 +75,11 @@ export interface AppServer {
   shutdown(): Promise<void>;
   /** The health service, to report status changes. */
   readonly health: HealthService;
-  /** Open HTTP/2 sessions and calls in flight of our services; lets tests see that none leak. */
-  stats(): { sessions: number; calls: number };
+  /**
+   * Open HTTP/2 sessions and calls in flight of our services (lets tests see
+   * that none leak), and the gRPC unary calls the fast path has served.
+   */
+  stats(): { sessions: number; calls: number; grpcFastPathCalls: number };
 }
 
 /** The services of our contract; each acts for exactly one tenant. */
@@ -112,35 +121,50 @@ export function createServer(deps: ServerDeps): AppServer {
   deps.database?.onChange((available) => health.setDependency("database", available));
   const healthCall = { interceptors: [...common, ...auth.health] };
   const reflectionCall = { interceptors: [...common, ...auth.reflection] };
-  const routes = (router: ConnectRouter) => {
-    router.service(
+  // Each service with its implementation and interceptors: registered on
+  // Connect's router, and the same registrations serve the gRPC unary fast path.
+  const services: ServiceRegistration[] = [
+    serviceRegistration(
       WorkflowStateService,
       createWorkflowStateService({ streamBatchSize: config.streamBatchSize, deleteBatchSize: config.deleteBatchSize }),
       tenantCall,
-    );
-    router.service(RoutingAuditService, createRoutingAuditService({ deleteBatchSize: config.deleteBatchSize }), tenantCall);
-    router.service(StatisticsService, createStatisticsService(), tenantCall);
-    router.service(
+    ),
+    serviceRegistration(RoutingAuditService, createRoutingAuditService({ deleteBatchSize: config.deleteBatchSize }), tenantCall),
+    serviceRegistration(StatisticsService, createStatisticsService(), tenantCall),
+    serviceRegistration(
       CircuitBreakerService,
       createCircuitBreakerService({ feed: breakerFeed, streamBatchSize: config.streamBatchSize }),
       tenantCall,
-    );
-    router.service(Health, health.impl, healthCall);
-    router.service(ServerReflectionV1, reflection.v1, reflectionCall);
-    router.service(ServerReflectionV1alpha, reflection.v1alpha, reflectionCall);
+    ),
+    serviceRegistration(Health, health.impl, healthCall),
+    serviceRegistration(ServerReflectionV1, reflection.v1, reflectionCall),
+    serviceRegistration(ServerReflectionV1alpha, reflection.v1alpha, reflectionCall),
+  ];
+  const routes = (router: ConnectRouter) => {
+    for (const { service, impl, options } of services) router.service(service, impl, options);
   };
 
-  const handler = connectNodeAdapter({
-    routes: withRequestDecodeErrors(routes),
-    jsonOptions: strictJsonOptions,
+  // The options both paths share: the fast path must limit and negotiate exactly as Connect does.
+  const handlerOptions = {
     // Larger request messages answer RESOURCE_EXHAUSTED before they are decoded.
     readMaxBytes: config.maxRequestBytes,
     shutdownSignal: shutdownController.signal,
+    // connectNodeAdapter's default, spelled out for the fast path.
+    acceptCompression: [compressionGzip, compressionBrotli],
+  };
+  const handler = connectNodeAdapter({
+    ...handlerOptions,
+    routes: withRequestDecodeErrors(routes),
+    jsonOptions: strictJsonOptions,
   });
   // With a certificate: h2 over TLS, and HTTP/1.1 (ALPN) for the Connect and
   // gRPC-Web protocols; without: h2c.
   const server: http2.Http2Server | http2.Http2SecureServer =
     tls === undefined ? http2.createServer(handler) : http2.createSecureServer({ ...tls, allowHTTP1: true }, handler);
+  // Unary gRPC calls skip Connect's streaming pipeline (src/server/grpc-unary-fast-path.ts
+  // says why); every other request still goes to `handler`. deps.grpcFastPath: false (tests) leaves all to Connect.
+  const fastPath = deps.grpcFastPath === false ? undefined : createGrpcUnaryFastPath(services, handlerOptions);
+  if (fastPath !== undefined) serveGrpcUnaryFirst(server, fastPath);
   // HTTP/1.1 connections (TLS only) have no HTTP/2 session to close here:
   // server.close() closes the idle keep-alive ones itself (allowHTTP1).
   const sessions = new Set<http2.ServerHttp2Session>();
@@ -151,7 +175,7 @@ export function createServer(deps: ServerDeps): AppServer {
 
   return {
     health,
-    stats: () => ({ sessions: sessions.size, calls: drain.active }),
+    stats: () => ({ sessions: sessions.size, calls: drain.active, grpcFastPathCalls: fastPath?.served ?? 0 }),
     listen(port, host) {
       return new Promise((resolve, reject) => {
         server.once("error", reject);

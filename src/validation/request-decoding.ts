@@ -107,7 +107,12 @@ async function rewrite(res: UniversalServerResponse): Promise<UniversalServerRes
   return res;
 }
 
-function rewriteGrpcTrailer(trailer: Headers): void {
+/**
+ * Rewrites a gRPC trailer (or a gRPC-Web trailer frame's fields) in place when
+ * it carries Connect's INTERNAL for undecodable request bytes: it then says
+ * INVALID_ARGUMENT (see requestDecodeError). Other trailers are left alone.
+ */
+export function rewriteGrpcTrailer(trailer: Headers): void {
   const found = findTrailerError(trailer);
   const replacement = found === undefined ? undefined : requestDecodeError(found);
   if (replacement === undefined) return;
