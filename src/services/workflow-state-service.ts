@@ -5,6 +5,7 @@ import {
   GetWorkflowExecutionResponseSchema,
   ListWorkflowExecutionsResponseSchema,
   SaveWorkflowExecutionResponseSchema,
+  StreamIncompleteWorkflowsResponseSchema,
   type WorkflowStateService,
 } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
 import { timestampToDb } from "../db/convert.js";
@@ -20,7 +21,7 @@ import {
   versionOfEtag,
 } from "./workflow-state/execution-row.js";
 import { ExecutionWriter } from "./workflow-state/execution-binary.js";
-import { isBinaryCodec, streamResponse } from "./workflow-state/stream-response.js";
+import { executionResponse, isBinaryCodec, unaryExecutionWriter } from "./workflow-state/execution-response.js";
 import { validateDelete, validateGet, validateList, validateSave, validateStream } from "./workflow-state/validate.js";
 import { throwIfStopped } from "./streaming.js";
 
@@ -57,7 +58,7 @@ export function createWorkflowStateService(deps: WorkflowStateDeps): ServiceImpl
           );
         }
       }
-      return create(SaveWorkflowExecutionResponseSchema, { execution: executionFromRow(row) });
+      return executionResponse(SaveWorkflowExecutionResponseSchema, row, unaryExecutionWriter(ctx.requestHeader.get("content-type")));
     },
 
     async getWorkflowExecution(req, ctx) {
@@ -66,7 +67,7 @@ export function createWorkflowStateService(deps: WorkflowStateDeps): ServiceImpl
       if (row === undefined) {
         throw new ConnectError(`workflow execution "${req.executionId}" not found`, Code.NotFound);
       }
-      return create(GetWorkflowExecutionResponseSchema, { execution: executionFromRow(row) });
+      return executionResponse(GetWorkflowExecutionResponseSchema, row, unaryExecutionWriter(ctx.requestHeader.get("content-type")));
     },
 
     async listWorkflowExecutions(req, ctx) {
@@ -93,7 +94,7 @@ export function createWorkflowStateService(deps: WorkflowStateDeps): ServiceImpl
       const scope = tenantScope(ctx);
       const batchSize = deps.streamBatchSize;
       // Binary codecs get each execution encoded straight from its row (see
-      // streamResponse); JSON codecs get the message built by executionFromRow.
+      // executionResponse); JSON codecs get the message built by executionFromRow.
       const writer = isBinaryCodec(ctx.requestHeader.get("content-type")) ? new ExecutionWriter() : undefined;
       const read = (after: [string, string] | undefined) => {
         const batch = queries.incompleteExecutionsBatch(scope, req.workflowName, after, batchSize);
@@ -119,7 +120,7 @@ export function createWorkflowStateService(deps: WorkflowStateDeps): ServiceImpl
           const row = rows[i]!;
           // Dropped once converted: the batch holds only the rows still to send.
           rows[i] = undefined as never;
-          yield streamResponse(row, writer);
+          yield executionResponse(StreamIncompleteWorkflowsResponseSchema, row, writer);
           throwIfStopped(ctx.signal);
         }
       }

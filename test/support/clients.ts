@@ -17,14 +17,19 @@ function tenantHeader(tenant: string | undefined): Interceptor {
   };
 }
 
-/** A Connect client of one of our services, acting for `tenant`, over HTTP/2. */
+/**
+ * A Connect client of one of our services, acting for `tenant`, over HTTP/2.
+ * `useBinaryFormat` picks the codec (default: the transport's own, binary for
+ * gRPC and gRPC-Web, JSON for Connect).
+ */
 export function connectClient<S extends Parameters<typeof createClient>[0]>(
   service: S,
   baseUrl: string,
   tenant: string | undefined,
   protocol: Protocol = "grpc",
+  useBinaryFormat?: boolean,
 ): Client<S> {
-  const options = { baseUrl, httpVersion: "2" as const, interceptors: [tenantHeader(tenant)] };
+  const options = { baseUrl, httpVersion: "2" as const, interceptors: [tenantHeader(tenant)], ...(useBinaryFormat === undefined ? {} : { useBinaryFormat }) };
   const transport =
     protocol === "grpc"
       ? createGrpcTransport(options)
@@ -35,8 +40,8 @@ export function connectClient<S extends Parameters<typeof createClient>[0]>(
 }
 
 /** A Connect gRPC client of WorkflowStateService. */
-export function workflowClient(baseUrl: string, tenant: string | undefined, protocol: Protocol = "grpc") {
-  return connectClient(WorkflowStateService, baseUrl, tenant, protocol);
+export function workflowClient(baseUrl: string, tenant: string | undefined, protocol: Protocol = "grpc", useBinaryFormat?: boolean) {
+  return connectClient(WorkflowStateService, baseUrl, tenant, protocol, useBinaryFormat);
 }
 
 /**

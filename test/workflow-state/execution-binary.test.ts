@@ -12,7 +12,7 @@ import { timestampFromDb } from "../../src/db/convert.js";
 import type { ExecutionRow } from "../../src/db/models/workflow-execution.js";
 import { encodeExecution, encodeExecutionDelimited, ExecutionWriter } from "../../src/services/workflow-state/execution-binary.js";
 import { executionFromRow } from "../../src/services/workflow-state/execution-row.js";
-import { isBinaryCodec, streamResponse } from "../../src/services/workflow-state/stream-response.js";
+import { executionResponse, isBinaryCodec } from "../../src/services/workflow-state/execution-response.js";
 
 // StreamIncompleteWorkflows encodes executions straight from their rows
 // (execution-binary.ts). These properties pin that the bytes are exactly those
@@ -277,7 +277,7 @@ describe("a streamed execution's bytes", () => {
     fc.assert(
       fc.property(row, (r) => {
         const want = outcome(() => toBinary(StreamIncompleteWorkflowsResponseSchema, create(StreamIncompleteWorkflowsResponseSchema, { execution: executionFromRow(r) })));
-        const got = outcome(() => toBinary(StreamIncompleteWorkflowsResponseSchema, streamResponse(r, writer)));
+        const got = outcome(() => toBinary(StreamIncompleteWorkflowsResponseSchema, executionResponse(StreamIncompleteWorkflowsResponseSchema, r, writer)));
         expect(got.ok, `general path: ${why(want)}; streaming: ${why(got)}`).toBe(want.ok);
         if (want.ok && got.ok) {
           expect(Buffer.from(got.bytes).toString("hex")).toBe(Buffer.from(want.bytes).toString("hex"));
@@ -297,7 +297,7 @@ describe("a streamed execution's bytes", () => {
     for (const n of [0, 1, 100, 127, 128, 16_383, 16_384, 200_000, 300_000, 2_097_152, 5_000_000]) {
       for (const r of [plainRow({ error_message: "x".repeat(n) }), plainRow({ context: { big: "é".repeat(n / 2) } }), plainRow({ context: { list: Array.from({ length: Math.min(n, 50_000) }, (_, i) => i) } })]) {
         expectSameEncoding(r);
-        const response = toBinary(StreamIncompleteWorkflowsResponseSchema, streamResponse(r, writer));
+        const response = toBinary(StreamIncompleteWorkflowsResponseSchema, executionResponse(StreamIncompleteWorkflowsResponseSchema, r, writer));
         expect(Buffer.from(response).equals(Buffer.from(toBinary(StreamIncompleteWorkflowsResponseSchema, create(StreamIncompleteWorkflowsResponseSchema, { execution: executionFromRow(r) }))))).toBe(true);
       }
     }
@@ -375,11 +375,11 @@ describe("timestampFromDb", () => {
 });
 
 describe("isBinaryCodec", () => {
-  it("is true only for the protobuf binary content types of gRPC, gRPC-Web and Connect streaming", () => {
-    for (const type of ["application/grpc", "application/grpc+proto", "application/grpc-web", "application/grpc-web+proto", "application/connect+proto", "Application/GRPC"]) {
+  it("is true only for the protobuf binary content types of gRPC, gRPC-Web and Connect (unary and streaming)", () => {
+    for (const type of ["application/grpc", "application/grpc+proto", "application/grpc-web", "application/grpc-web+proto", "application/connect+proto", "application/proto", "Application/GRPC"]) {
       expect(isBinaryCodec(type), type).toBe(true);
     }
-    for (const type of [null, "", "application/grpc+json", "application/grpc-web+json", "application/connect+json", "application/json", "application/proto", "application/grpc-web-text", "application/grpc+proto; charset=utf-8", "application/grpc+protobuf"]) {
+    for (const type of [null, "", "application/grpc+json", "application/grpc-web+json", "application/connect+json", "application/json", "application/grpc-web-text", "application/grpc+proto; charset=utf-8", "application/grpc+protobuf"]) {
       expect(isBinaryCodec(type), String(type)).toBe(false);
     }
   });

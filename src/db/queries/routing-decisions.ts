@@ -85,40 +85,97 @@ export async function insertChosenDecisions(
   addOutcomes: boolean,
 ): Promise<RoutingDecisionModel[]> {
   return scope.transaction(async (trx: Knex.Transaction) => {
-    const tenant = scope.tenantId;
     const decisions = choose();
     if (decisions.length === 0) return [];
-    if (addOutcomes) await trx.raw(ADD_OUTCOMES_LOCK_SQL, { tenant });
-    // Rows are inserted in decision_id order, so that concurrent batches sharing
-    // ids wait for each other in the same order and cannot deadlock.
-    const { rows: inserted } = await trx.raw<{ rows: Record<string, unknown>[] }>(
-      `WITH input AS (
-         SELECT * FROM jsonb_to_recordset(:rows::jsonb) AS x(${INPUT_COLUMNS})
-       ), inserted AS (
-         INSERT INTO routing_decisions (tenant_id, ${COLUMN_NAMES})
-         SELECT :tenant, ${COLUMN_NAMES} FROM input ORDER BY decision_id
-         ON CONFLICT (tenant_id, decision_id) DO NOTHING
-         RETURNING *
-       )${
-         addOutcomes
-           ? `, outcomes AS (
-         SELECT selected_agent AS agent_key, success, task_duration_us AS duration_us, routed_at AS task_time FROM inserted
-       ), added AS (${addOutcomesSql("outcomes")})`
-           : ""
-       }
-       SELECT * FROM inserted`,
-      { tenant, rows: JSON.stringify(decisions) },
-    );
-    const byId = new Map(inserted.map((row) => [row.decision_id as string, RoutingDecisionModel.fromDatabaseJson(row)]));
-    const notInserted = decisions.filter((d) => !byId.has(d.decision_id)).map((d) => d.decision_id);
-    if (notInserted.length > 0) {
-      const stored = await RoutingDecisionModel.query(trx).where("tenant_id", tenant).whereIn("decision_id", notInserted);
-      for (const row of stored) byId.set(row.decision_id, row);
-    }
+    if (addOutcomes) await trx.raw(ADD_OUTCOMES_LOCK_SQL, { tenant: scope.tenantId });
+    const byId = await insertNew(trx, scope.tenantId, decisions, addOutcomes);
+    await addStored(trx, scope.tenantId, decisions, byId);
     const conflicts = decisions.flatMap((d, i) => (byId.get(d.decision_id)?.content_hash === d.content_hash ? [] : [i]));
     if (conflicts.length > 0) throw new DecisionIdConflict(conflicts);
     return decisions.map((d) => byId.get(d.decision_id)!);
   });
+}
+
+/**
+ * Stores decisions each on its own (not all or nothing), for the group commit
+ * of RecordRoutingDecision, and returns per decision its stored row, or
+ * undefined when its id is stored with other content (nothing was written for
+ * it). The caller guarantees distinct decision ids; the decisions are those
+ * `choose` returns when the write has its connection (see
+ * insertChosenDecisions).
+ *
+ * Without statistics this is ONE statement, which is its own transaction: on
+ * PostgreSQL, one round trip with the tenant binding and its commit
+ * (TenantScope.run), against three for a transaction. No rollback is needed
+ * when some ids are stored already: the INSERT wrote only the others. Only
+ * then does a second statement read the stored rows (see insertChosenDecisions
+ * for why a statement of its own). With statistics, the INSERT runs in a
+ * transaction after the statistics lock, as in insertChosenDecisions.
+ */
+export async function insertEachDecision(
+  scope: TenantScope,
+  choose: () => DecisionColumns[],
+  addOutcomes: boolean,
+): Promise<{ decisions: DecisionColumns[]; rows: (RoutingDecisionModel | undefined)[] }> {
+  const tenant = scope.tenantId;
+  let decisions: DecisionColumns[] = [];
+  const insert = async (db: Knex) => {
+    decisions = choose();
+    if (decisions.length === 0) return new Map<string, RoutingDecisionModel>();
+    if (addOutcomes) await db.raw(ADD_OUTCOMES_LOCK_SQL, { tenant });
+    return insertNew(db, tenant, decisions, addOutcomes);
+  };
+  const byId = addOutcomes ? await scope.transaction(insert) : await scope.run(insert);
+  if (byId.size < decisions.length) await scope.run((db) => addStored(db, tenant, decisions, byId));
+  return {
+    decisions,
+    rows: decisions.map((d) => {
+      const row = byId.get(d.decision_id);
+      return row?.content_hash === d.content_hash ? row : undefined;
+    }),
+  };
+}
+
+/**
+ * The one INSERT of a recording: the decisions not stored yet, with (when
+ * `addOutcomes`) their outcomes added to agent_statistics, so that a retried
+ * decision is never counted twice. Returns the inserted rows by decision id.
+ */
+async function insertNew(
+  db: Knex,
+  tenant: string,
+  decisions: DecisionColumns[],
+  addOutcomes: boolean,
+): Promise<Map<string, RoutingDecisionModel>> {
+  // Rows are inserted in decision_id order, so that concurrent batches sharing
+  // ids wait for each other in the same order and cannot deadlock.
+  const { rows: inserted } = await db.raw<{ rows: Record<string, unknown>[] }>(
+    `WITH input AS (
+       SELECT * FROM jsonb_to_recordset(:rows::jsonb) AS x(${INPUT_COLUMNS})
+     ), inserted AS (
+       INSERT INTO routing_decisions (tenant_id, ${COLUMN_NAMES})
+       SELECT :tenant, ${COLUMN_NAMES} FROM input ORDER BY decision_id
+       ON CONFLICT (tenant_id, decision_id) DO NOTHING
+       RETURNING *
+     )${
+       addOutcomes
+         ? `, outcomes AS (
+       SELECT selected_agent AS agent_key, success, task_duration_us AS duration_us, routed_at AS task_time FROM inserted
+     ), added AS (${addOutcomesSql("outcomes")})`
+         : ""
+     }
+     SELECT * FROM inserted`,
+    { tenant, rows: JSON.stringify(decisions) },
+  );
+  return new Map(inserted.map((row) => [row.decision_id as string, RoutingDecisionModel.fromDatabaseJson(row)]));
+}
+
+/** Adds to `byId` the stored rows of the decisions the INSERT did not insert (their ids were taken). */
+async function addStored(db: Knex, tenant: string, decisions: DecisionColumns[], byId: Map<string, RoutingDecisionModel>): Promise<void> {
+  const notInserted = decisions.filter((d) => !byId.has(d.decision_id)).map((d) => d.decision_id);
+  if (notInserted.length === 0) return;
+  const stored = await RoutingDecisionModel.query(db).where("tenant_id", tenant).whereIn("decision_id", notInserted);
+  for (const row of stored) byId.set(row.decision_id, row);
 }
 
 /** Filters of listDecisions; empty strings and nulls match anything. */

@@ -1,28 +1,31 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { RoutingDecisionModel } from "../../db/models/routing-decision.js";
-import { type DecisionColumns, DecisionIdConflict, insertChosenDecisions } from "../../db/queries/routing-decisions.js";
+import { type DecisionColumns, DecisionIdConflict, insertEachDecision } from "../../db/queries/routing-decisions.js";
 import type { TenantScope } from "../../tenancy/tenant-scope.js";
 
 // Group commit of RecordRoutingDecision: concurrent single-decision calls of
-// one tenant share one transaction, one INSERT and one COMMIT.
+// one tenant share one INSERT and one commit.
 //
-// Alone, a call costs a whole tenant transaction (BEGIN, the binding SELECT,
-// perhaps the statistics lock, the INSERT, COMMIT): 4-5 round trips and one
-// WAL flush for one row. Here, per lane (a tenant, with or without statistics:
-// see `laneKey`):
+// Alone, a call costs one INSERT and one WAL flush for one row (and, with
+// statistics, a transaction: BEGIN, the statistics lock, the INSERT, COMMIT).
+// Here, per lane (a tenant, with or without statistics: see `laneKey`):
 //
-// - Leader/follower. A call that finds its lane idle starts a transaction at
-//   once: no added latency when idle, no timer. Calls that arrive while that
-//   transaction waits for its connection join it when it has one, just before
-//   its first statement (late joining, see `join` and insertChosenDecisions'
-//   `choose`); calls that arrive after that queue up and go
-//   as the next batch when it has committed, and so on until the queue is
-//   empty. One transaction at a time per lane, at most `maxBatch` distinct
+// - Leader/follower. A call that finds its lane idle leads: its batch starts
+//   at the end of the current turn of the event loop (setImmediate, no
+//   timer), so that the requests read off a connection together share it.
+//   Calls that arrive while that batch waits for its connection join it when
+//   it has one, just before its statement (late joining, see `join` and
+//   insertEachDecision's `choose`); calls that arrive after that queue up and
+//   go as the next batch when it has committed, and so on until the queue is
+//   empty. One batch at a time per lane, at most `maxBatch` distinct
 //   decisions each: under load a batch carries whatever arrived during the
-//   previous one, so the batch size follows the load by itself.
+//   previous one, so the batch size follows the load by itself. (Two batches
+//   at a time per lane, each half the queue, measured no faster: see
+//   docs/performance.md.)
 // - Each call is answered only after the commit of the batch that stored its
-//   decision, with its own stored row (insertChosenDecisions returns rows in
-//   input order).
+//   decision, with its own stored row (insertEachDecision returns rows in
+//   input order). Without statistics a batch is one statement, its own
+//   transaction (src/tenancy/tenant-unit.ts): one round trip.
 // - Per-call answers are exactly those of the call alone:
 //   * Concurrent calls with the same decision_id and content (retries) take one
 //     slot of the batch and all get the stored row, counted once in the
@@ -30,14 +33,15 @@ import type { TenantScope } from "../../tenancy/tenant-scope.js";
 //   * A call reusing an id queued with other content waits for a later batch,
 //     i.e. it runs after the first one, as if it had come a moment later:
 //     it then gets ALREADY_EXISTS (or is stored, if the first one failed).
-//   * DecisionIdConflict (an id stored earlier with other content): those calls
-//     get ALREADY_EXISTS, which is what they would get alone (stored decisions
-//     never change), and the rest of the batch is written again without them.
+//   * An id stored earlier with other content: that call gets ALREADY_EXISTS,
+//     which is what it would get alone (stored decisions never change); the
+//     INSERT wrote the rest of the batch (ON CONFLICT DO NOTHING skips only
+//     taken ids), so nothing is written again.
 //   * Any other failure of a batch of several calls: each call is written again
-//     alone, in its own transaction with its own deadline, and gets that
-//     answer; a batch that might have committed before failing (lost COMMIT
-//     reply) is safe to redo: recording is idempotent (ON CONFLICT DO NOTHING,
-//     outcomes counted only for rows actually inserted).
+//     alone, with its own deadline, and gets that answer; a batch that might
+//     have committed before failing (lost reply) is safe to redo: recording is
+//     idempotent (ON CONFLICT DO NOTHING, outcomes counted only for rows
+//     actually inserted).
 //
 // Deadlines and cancellation:
 // - A call whose deadline passes, or whose client cancels, while it is queued
@@ -47,13 +51,13 @@ import type { TenantScope } from "../../tenancy/tenant-scope.js";
 //   (src/tenancy/row-level-security.ts). The server's shutdown also aborts the
 //   call's signal: that is not a cancellation, a queued call then still runs to
 //   completion like every unary call in the grace period.
-// - Once the batch's transaction holds its connection, just before its first
-//   statement, calls that gave up while it waited for the connection are left
-//   out the same way (insertChosenDecisions' `choose`).
+// - Once the batch holds its connection, just before its first statement,
+//   calls that gave up while it waited for the connection are left out the
+//   same way (insertEachDecision's `choose`).
 // - A batch runs under the scope of the member with the LATEST deadline among
 //   those it starts with (no deadline counts as latest): its statement_timeout
 //   then never cancels the write of a call whose deadline has not passed. The
-//   earliest deadline would let one impatient call roll back everyone's write;
+//   earliest deadline would let one impatient call cancel everyone's write;
 //   none would drop the bound although every member has one. For the same
 //   reason a call joins late only when its deadline is not later than the
 //   batch's (any call, when the batch has none); else it waits for the next.
@@ -124,11 +128,14 @@ export class GroupCommit {
         this.arm(lane, waiter);
         return;
       }
-      // Idle: lead. The writer takes this call synchronously, as the first
-      // batch, so a lone call goes to the database at once.
+      // Idle: lead. The writer starts once the calls that arrived in this
+      // turn of the event loop (requests read off the same connection at once)
+      // have queued, so that they share the first batch; a lone call waits
+      // only for the rest of this turn, not for a timer.
       lane = { addOutcomes, queue: [waiter] };
       this.lanes.set(key, lane);
-      void this.writeLane(key, lane);
+      const leading = lane;
+      setImmediate(() => void this.writeLane(key, leading));
     });
   }
 
@@ -185,11 +192,11 @@ export class GroupCommit {
   /** Writes one batch (plus the calls that join it late) and answers each of its calls; never rejects. */
   private async writeBatch(lane: Lane, slots: Slot[]): Promise<void> {
     const scope = latestScope(slots);
-    // What the transaction wrote: set by `choose`; the starting slots when
-    // the transaction failed before it got there.
+    // What the write wrote: set by `choose`; the starting slots when it
+    // failed before it got there.
     let written = slots;
     try {
-      const rows = await insertChosenDecisions(
+      const { rows } = await insertEachDecision(
         scope,
         () => {
           // Ready to write: take the calls that queued up meanwhile, unless
@@ -202,18 +209,13 @@ export class GroupCommit {
         },
         lane.addOutcomes,
       );
+      // An id stored earlier with other content: ALREADY_EXISTS, what the
+      // call gets alone (stored decisions never change); the others were stored.
       written.forEach((slot, i) => {
-        for (const w of slot.waiters) settle(w, undefined, rows[i]);
+        const row = rows[i];
+        for (const w of slot.waiters) settle(w, row === undefined ? new DecisionIdConflict([0]) : undefined, row);
       });
     } catch (err) {
-      if (err instanceof DecisionIdConflict) {
-        const conflicting = new Set(err.indexes);
-        for (const i of conflicting) for (const w of written[i]!.waiters) settle(w, new DecisionIdConflict([0]));
-        const rest = written.filter((_, i) => !conflicting.has(i));
-        // Each round answers at least one slot: this ends.
-        if (rest.length > 0) await this.writeBatch(lane, rest);
-        return;
-      }
       const waiters = written.flatMap((s) => s.waiters).filter((w) => w.state !== "settled");
       if (waiters.length === 1 && waiters[0]!.scope === scope) {
         // It was written alone, under its own scope: this is its own answer.
@@ -278,7 +280,7 @@ function leaveOutGivenUp(slots: Slot[]): Slot[] {
 /** A call written on its own (after its batch failed): exactly what it would get without group commit. */
 async function writeAlone(w: Waiter, addOutcomes: boolean): Promise<void> {
   try {
-    const [row] = await insertChosenDecisions(
+    const { decisions, rows } = await insertEachDecision(
       w.scope,
       () => {
         const err = givenUp(w);
@@ -288,7 +290,7 @@ async function writeAlone(w: Waiter, addOutcomes: boolean): Promise<void> {
       },
       addOutcomes,
     );
-    if (row !== undefined) settle(w, undefined, row);
+    if (decisions.length > 0) settle(w, rows[0] === undefined ? new DecisionIdConflict([0]) : undefined, rows[0]);
   } catch (err) {
     settle(w, err);
   }
