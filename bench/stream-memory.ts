@@ -231,7 +231,7 @@ const results: Row[] = [];
 for (const n of sizes) results.push(await measure(n));
 
 const backend = usePglite ? "PGlite (embedded)" : "PostgreSQL";
-console.log(`\nStreamIncompleteWorkflows, ${backend}, server STREAM_BATCH_SIZE default (500), context ~${(JSON.stringify(CONTEXT).length / 1024).toFixed(1)} KB/row, RSS sampled every ${SAMPLE_MS} ms\n`);
+console.log(`\nStreamIncompleteWorkflows, ${backend}, server STREAM_BATCH_SIZE default (100), context ~${(JSON.stringify(CONTEXT).length / 1024).toFixed(1)} KB/row, RSS sampled every ${SAMPLE_MS} ms\n`);
 console.log("| rows (5% terminal) | streamed, in order | rows/s | server RSS before streaming | server peak RSS | growth | server VmHWM |");
 console.log("|---:|---:|---:|---:|---:|---:|---:|");
 for (const r of results) {

@@ -59,7 +59,9 @@ export const defaultConfig: Config = {
   databaseProbeIntervalMs: 5_000,
   shutdownDrainDelayMs: 0,
   shutdownGraceMs: 10_000,
-  streamBatchSize: 500,
+  // Rows of a batch wait in memory while they are sent: 100 kept StreamIncompleteWorkflows'
+  // peak RSS about 30 MB lower than 500 over 1,000,000 rows, at the same rows/s (docs/performance.md).
+  streamBatchSize: 100,
   deleteBatchSize: 1_000,
   logLevel: "info",
   maxRequestBytes: 4 * 1024 * 1024,
