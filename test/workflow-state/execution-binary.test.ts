@@ -159,10 +159,19 @@ const definition = fc.oneof(
         steps: fc.array(
           fc.record({
             stepId: text,
+            name: text,
+            requiredCapability: fc.constantFrom("", "erp-read"),
+            taskType: text,
             dependsOn: fc.array(text, { maxLength: 2 }),
             parameters: objectOf(fc.array(fc.tuple(key, finiteJson), { maxLength: 3 })),
-            timeout: fc.constantFrom(undefined, { seconds: 30n, nanos: 0 }, { seconds: 1n, nanos: 500_000_000 }),
-            retryPolicy: fc.constantFrom(undefined, { maxAttempts: 3, backoffMultiplier: 2 }),
+            timeout: fc.constantFrom(undefined, { seconds: 0n, nanos: 0 }, { seconds: 30n, nanos: 0 }, { seconds: 1n, nanos: 500_000_000 }, { seconds: 315_576_000_000n, nanos: 1 }),
+            retryPolicy: fc.constantFrom(
+              undefined,
+              {},
+              { maxAttempts: 3, backoffMultiplier: 2 },
+              { maxAttempts: 2_147_483_647, initialBackoff: { seconds: 1n }, maxBackoff: { seconds: 10n, nanos: 250_000 }, backoffMultiplier: 1.5 },
+              { backoffMultiplier: -0.25 },
+            ),
           }),
           { maxLength: 3 },
         ),
@@ -170,7 +179,39 @@ const definition = fc.oneof(
       .map((init) => toJson(WorkflowDefinitionSchema, create(WorkflowDefinitionSchema, init as never), { useProtoFieldName: true }) as object),
     weight: 2,
   },
-  { arbitrary: fc.constantFrom<unknown>({ name: "w", unknown: 1 }, { steps: "x" }), weight: 1 },
+  {
+    // Forms toJson does not write: fromJson takes some (JSON names, nulls, other
+    // number and duration forms) and rejects others, and the stream must do the same.
+    arbitrary: fc.constantFrom<unknown>(
+      { name: "w", unknown: 1 },
+      { steps: "x" },
+      {},
+      { name: null },
+      { steps: [{ stepId: "camel" }] },
+      { steps: [null] },
+      { steps: [{ step_id: "a", depends_on: ["b", null] }] },
+      { steps: [{ step_id: "a", parameters: null }] },
+      { steps: [{ step_id: "a", parameters: [1] }] },
+      { steps: [{ step_id: "a", timeout: "1.5s" }] },
+      { steps: [{ step_id: "a", timeout: "-1s" }] },
+      { steps: [{ step_id: "a", timeout: "1.0000000001s" }] },
+      { steps: [{ step_id: "a", timeout: "315576000001s" }] },
+      { steps: [{ step_id: "a", timeout: "30" }] },
+      { steps: [{ step_id: "a", timeout: 30 }] },
+      { steps: [{ step_id: "a", retry_policy: { max_attempts: "3" } }] },
+      { steps: [{ step_id: "a", retry_policy: { max_attempts: -1 } }] },
+      { steps: [{ step_id: "a", retry_policy: { max_attempts: 2_147_483_648 } }] },
+      { steps: [{ step_id: "a", retry_policy: { max_attempts: 1.5 } }] },
+      { steps: [{ step_id: "a", retry_policy: { backoff_multiplier: "NaN" } }] },
+      { steps: [{ step_id: "a", retry_policy: { backoff_multiplier: -0 } }] },
+      { steps: [{ step_id: "a", retry_policy: { maxAttempts: 3 } }] },
+      { steps: [{ step_id: "\ud800" }] },
+      { name: "\udfff" },
+      { version: 1 },
+      ...[63, 64, 65, 97, 98, 99, 100].map((depth) => ({ steps: [{ step_id: "deep", parameters: { p: nested(depth) } }] })),
+    ),
+    weight: 2,
+  },
 );
 
 /** PostgreSQL's text of a timestamptz in a session time zone at `offsetSeconds` from UTC. */

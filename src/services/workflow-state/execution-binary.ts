@@ -9,7 +9,8 @@ import type { ExecutionRow } from "../../db/models/workflow-execution.js";
 import { etagOf } from "./execution-row.js";
 
 // The protobuf binary encoding of a WorkflowExecution, written straight from a
-// stored row: the hot path of StreamIncompleteWorkflows.
+// stored row: the hot path of StreamIncompleteWorkflows, and of the answers of
+// GetWorkflowExecution and SaveWorkflowExecution to binary clients.
 //
 // The bytes are exactly those of toBinary(WorkflowExecutionSchema,
 // executionFromRow(row)) (test/workflow-state/execution-binary.test.ts checks
@@ -17,8 +18,8 @@ import { etagOf } from "./execution-row.js";
 // map entries and Struct fields in the order of the row's JSON objects. What
 // the general path spends most of a row's time on is skipped: building the
 // messages, turning the context's JsonObject into Struct and Value messages,
-// and writing all of them reflectively. The definition, and step records that
-// are not in the canonical JSON form the server stores, still go through
+// and writing all of them reflectively. Definitions and step records that are
+// not in the canonical JSON form the server stores still go through
 // @bufbuild/protobuf's fromJson and toBinary.
 
 /**
@@ -246,8 +247,14 @@ function writeExecution(w: ExecutionWriter, row: ExecutionRow): void {
     w.uint32(status);
   }
   if (row.definition !== null && row.definition !== undefined) {
-    w.byte(tag(4, LEN));
-    w.bytes(toBinary(WorkflowDefinitionSchema, fromJson(WorkflowDefinitionSchema, row.definition as JsonValue)));
+    if (isCanonicalDefinition(row.definition)) {
+      const mark = w.open(tag(4, LEN));
+      writeCanonicalDefinition(w, row.definition);
+      w.end(mark);
+    } else {
+      w.byte(tag(4, LEN));
+      w.bytes(toBinary(WorkflowDefinitionSchema, fromJson(WorkflowDefinitionSchema, row.definition as JsonValue)));
+    }
   }
   if (row.context !== null && row.context !== undefined) {
     const mark = w.open(tag(5, LEN));
@@ -467,6 +474,160 @@ function writeCanonicalStepExecution(w: ExecutionWriter, step: unknown): boolean
   if (completed !== undefined) writeTimestamp(w, 6, completed[0], completed[1]);
   writeString(w, 7, errorMessage);
   return true;
+}
+
+// WorkflowDefinition in the JSON form executionToColumns stores (proto field
+// names, default values left out, parameters nested no deeper than the
+// contract allows): written directly, as for step records. Any other form goes
+// through fromJson and toBinary, which accept or reject it exactly as the
+// general path does. The check runs first and writes nothing, so that a
+// definition is written one way or the other, never half of each.
+
+type JsonObject = Record<string, unknown>;
+
+/** Parameters nested deeper than this (far beyond the contract's 32 levels) take the general path, which owns fromJson's limit. */
+const DIRECT_PARAMETERS_DEPTH = 64;
+
+function isCanonicalDefinition(definition: unknown): definition is JsonObject {
+  if (!isObject(definition)) return false;
+  for (const key of Object.keys(definition)) {
+    const value = definition[key];
+    switch (key) {
+      case "name":
+      case "version":
+        if (!isWellFormedString(value)) return false;
+        break;
+      case "steps":
+        if (!Array.isArray(value) || !value.every(isCanonicalStep)) return false;
+        break;
+      default:
+        return false;
+    }
+  }
+  return true;
+}
+
+function isCanonicalStep(step: unknown): boolean {
+  if (!isObject(step)) return false;
+  for (const key of Object.keys(step)) {
+    const value = step[key];
+    switch (key) {
+      case "step_id":
+      case "name":
+      case "required_capability":
+      case "task_type":
+        if (!isWellFormedString(value)) return false;
+        break;
+      case "depends_on":
+        if (!Array.isArray(value) || !value.every(isWellFormedString)) return false;
+        break;
+      case "parameters":
+        if (!isObject(value) || !nestedWithin(value, DIRECT_PARAMETERS_DEPTH)) return false;
+        break;
+      case "timeout":
+        if (durationParts(value) === undefined) return false;
+        break;
+      case "retry_policy":
+        if (!isCanonicalRetryPolicy(value)) return false;
+        break;
+      default:
+        return false;
+    }
+  }
+  return true;
+}
+
+function isCanonicalRetryPolicy(policy: unknown): boolean {
+  if (!isObject(policy)) return false;
+  for (const key of Object.keys(policy)) {
+    const value = policy[key];
+    switch (key) {
+      case "max_attempts":
+        if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > 0x7fff_ffff) return false;
+        break;
+      case "initial_backoff":
+      case "max_backoff":
+        if (durationParts(value) === undefined) return false;
+        break;
+      case "backoff_multiplier":
+        // -0: protobuf-es writes it (not zero to it), rare enough for the general path.
+        if (typeof value !== "number" || !Number.isFinite(value) || Object.is(value, -0)) return false;
+        break;
+      default:
+        return false;
+    }
+  }
+  return true;
+}
+
+/** Writes a definition isCanonicalDefinition accepted, fields in field-number order. */
+function writeCanonicalDefinition(w: ExecutionWriter, definition: JsonObject): void {
+  writeString(w, 1, definition.name as string | undefined);
+  writeString(w, 2, definition.version as string | undefined);
+  for (const step of (definition.steps as JsonObject[] | undefined) ?? []) {
+    const mark = w.open(tag(3, LEN));
+    writeString(w, 1, step.step_id as string | undefined);
+    writeString(w, 2, step.name as string | undefined);
+    writeString(w, 3, step.required_capability as string | undefined);
+    writeString(w, 4, step.task_type as string | undefined);
+    // Repeated strings are written even when empty.
+    for (const dependency of (step.depends_on as string[] | undefined) ?? []) {
+      w.byte(tag(5, LEN));
+      w.string(dependency);
+    }
+    if (step.parameters !== undefined) {
+      const parameters = w.open(tag(6, LEN));
+      writeStructFields(w, step.parameters as JsonObject, 0);
+      w.end(parameters);
+    }
+    if (step.timeout !== undefined) writeDuration(w, 7, durationParts(step.timeout)!);
+    const policy = step.retry_policy as JsonObject | undefined;
+    if (policy !== undefined) {
+      const mark = w.open(tag(8, LEN));
+      const attempts = (policy.max_attempts as number | undefined) ?? 0;
+      if (attempts !== 0) {
+        w.byte(tag(1, VARINT));
+        w.uint32(attempts);
+      }
+      if (policy.initial_backoff !== undefined) writeDuration(w, 2, durationParts(policy.initial_backoff)!);
+      if (policy.max_backoff !== undefined) writeDuration(w, 3, durationParts(policy.max_backoff)!);
+      const multiplier = (policy.backoff_multiplier as number | undefined) ?? 0;
+      if (multiplier !== 0) {
+        w.byte(tag(4, BIT64));
+        w.double(multiplier);
+      }
+      w.end(mark);
+    }
+    w.end(mark);
+  }
+}
+
+/** A google.protobuf.Duration field; zero seconds and nanos are left out. */
+function writeDuration(w: ExecutionWriter, field: number, [seconds, nanos]: [number, number]): void {
+  writeTimestamp(w, field, seconds, nanos);
+}
+
+// The Duration JSON form toJson writes for a non-negative duration: seconds,
+// then 0, 3, 6 or 9 fraction digits, then "s" (fromJson takes 1 to 9).
+const DURATION = /^([0-9]{1,12})(?:\.([0-9]{1,9}))?s$/;
+const DURATION_SECONDS_MAX = 315_576_000_000;
+
+/** [seconds, nanos] of a non-negative Duration's JSON form, as fromJson reads it; undefined for any other form. */
+function durationParts(value: unknown): [number, number] | undefined {
+  if (typeof value !== "string") return undefined;
+  const m = DURATION.exec(value);
+  if (m === null) return undefined;
+  const seconds = Number(m[1]);
+  if (seconds > DURATION_SECONDS_MAX) return undefined;
+  return [seconds, m[2] === undefined ? 0 : Number(m[2].padEnd(9, "0"))];
+}
+
+/** Whether a JSON value nests objects and arrays at most `levels` deep. */
+function nestedWithin(value: unknown, levels: number): boolean {
+  if (value === null || typeof value !== "object") return true;
+  if (levels === 0) return false;
+  const children = Array.isArray(value) ? value : Object.values(value);
+  return children.every((child) => nestedWithin(child, levels - 1));
 }
 
 /** [seconds, nanos] of a Timestamp's JSON form, computed as fromJson does; undefined for anything it would not accept as is. */
