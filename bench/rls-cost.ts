@@ -15,7 +15,7 @@
 //   outcome  RecordTaskOutcome's increment (recordOutcome), on 10 hot agents
 //
 //   pg       the same SQL from a bare `pg` pool: no Knex, no transaction, no binding
-//   plain    (get only) the same SELECT through Knex/Objection straight on the pool
+//   plain    (get only) the same SELECT through Knex straight on the pool (findExecution's, unbound)
 //   scoped   the query function through TenantScope, as the service runs it
 //            without a call deadline (the load generator sets none)
 //   +deadl.  the same with a call deadline (adds statement_timeout to the binding)
@@ -37,7 +37,6 @@ import { randomUUID } from "node:crypto";
 import pg from "pg";
 import type { Knex } from "knex";
 import { createDatabase, migrate } from "../src/db/database.js";
-import { WorkflowExecutionModel } from "../src/db/models/workflow-execution.js";
 import { recordOutcome } from "../src/db/queries/agent-statistics.js";
 import { findExecution, upsertExecution, type SaveInput } from "../src/db/queries/workflow-executions.js";
 import { silentLogger } from "../src/logging/logger.js";
@@ -129,7 +128,7 @@ const found = (row: unknown) => {
 const all: Record<string, Record<string, Variant>> = {
   get: {
     pg: async (i) => found((await pool.query(SELECT_EXECUTION, [tenant, `e-${(i % ROWS) + 1}`])).rows[0]),
-    plain: async (i) => found(await WorkflowExecutionModel.query(knex).findOne({ tenant_id: tenant, execution_id: `e-${(i % ROWS) + 1}` })),
+    plain: async (i) => found((await knex.raw("SELECT * FROM workflow_executions WHERE tenant_id = ? AND execution_id = ?", [tenant, `e-${(i % ROWS) + 1}`])).rows[0]),
     scoped: async (i) => found(await findExecution(scope, `e-${(i % ROWS) + 1}`)),
     "scoped+deadline": async (i) => found(await findExecution(bounded(), `e-${(i % ROWS) + 1}`)),
     legacy: async (i) => found(await findExecution(legacy, `e-${(i % ROWS) + 1}`)),

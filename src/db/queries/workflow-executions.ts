@@ -49,10 +49,10 @@ function json(columns: ExecutionColumns) {
  * leaves it unset; `completed_at` defaults to now() for terminal statuses and
  * is cleared for incomplete ones.
  */
-export async function upsertExecution(scope: TenantScope, input: SaveInput): Promise<WorkflowExecutionModel> {
+export async function upsertExecution(scope: TenantScope, input: SaveInput): Promise<ExecutionRow> {
   return scope.run(async (db) => {
     const cols = json(input.columns);
-    const { rows } = await db.raw<{ rows: WorkflowExecutionModel[] }>(
+    const { rows } = await db.raw<{ rows: ExecutionRow[] }>(
       `INSERT INTO workflow_executions AS t
          (tenant_id, execution_id, workflow_name, status, definition, context, step_executions, step_outputs,
           error_message, initiated_by, labels, started_at, completed_at)
@@ -71,7 +71,10 @@ export async function upsertExecution(scope: TenantScope, input: SaveInput): Pro
        RETURNING *`,
       { tenant: scope.tenantId, ...cols, started_at: input.startedAt, completed_at: input.completedAt, terminal: input.terminal },
     );
-    return WorkflowExecutionModel.fromDatabaseJson(rows[0]!);
+    // A plain row (see findExecution).
+    const row = rows[0]!;
+    parseJsonColumns(row);
+    return row;
   });
 }
 
@@ -103,10 +106,19 @@ export async function updateExecutionIfVersion(
 }
 
 /** One execution of the tenant, or undefined. */
-export async function findExecution(scope: TenantScope, executionId: string): Promise<WorkflowExecutionModel | undefined> {
-  return scope.run(async (db) =>
-    WorkflowExecutionModel.query(db).findOne({ tenant_id: scope.tenantId, execution_id: executionId }),
-  );
+export async function findExecution(scope: TenantScope, executionId: string): Promise<ExecutionRow | undefined> {
+  // A plain row, as the stream reads them: building a model (Objection's query
+  // builder and fromDatabaseJson) was a visible part of a call's CPU, and the
+  // row is only encoded into the answer.
+  return scope.run(async (db) => {
+    const { rows } = await db.raw<{ rows: ExecutionRow[] }>(
+      "SELECT * FROM workflow_executions WHERE tenant_id = ? AND execution_id = ?",
+      [scope.tenantId, executionId],
+    );
+    const row = rows[0];
+    if (row !== undefined) parseJsonColumns(row);
+    return row;
+  });
 }
 
 /** Filters of listExecutions. */
