@@ -68,26 +68,7 @@ export async function insertDecisions(
   decisions: DecisionColumns[],
   addOutcomes: boolean,
 ): Promise<RoutingDecisionModel[]> {
-  return insertChosenDecisions(scope, () => decisions, addOutcomes);
-}
-
-/**
- * insertDecisions, where the decisions are those `choose` returns when the
- * transaction has its connection, just before its first statement; none:
- * nothing is written and the result is empty. The group commit
- * (src/services/routing-audit/group-commit.ts) chooses there: it adds the calls
- * that arrived while the transaction waited for its connection and leaves out
- * those that gave up meanwhile.
- */
-export async function insertChosenDecisions(
-  scope: TenantScope,
-  choose: () => DecisionColumns[],
-  addOutcomes: boolean,
-): Promise<RoutingDecisionModel[]> {
   return scope.transaction(async (trx: Knex.Transaction) => {
-    const decisions = choose();
-    if (decisions.length === 0) return [];
-    if (addOutcomes) await trx.raw(ADD_OUTCOMES_LOCK_SQL, { tenant: scope.tenantId });
     const byId = await insertNew(trx, scope.tenantId, decisions, addOutcomes);
     await addStored(trx, scope.tenantId, decisions, byId);
     const conflicts = decisions.flatMap((d, i) => (byId.get(d.decision_id)?.content_hash === d.content_hash ? [] : [i]));
@@ -100,17 +81,20 @@ export async function insertChosenDecisions(
  * Stores decisions each on its own (not all or nothing), for the group commit
  * of RecordRoutingDecision, and returns per decision its stored row, or
  * undefined when its id is stored with other content (nothing was written for
- * it). The caller guarantees distinct decision ids; the decisions are those
- * `choose` returns when the write has its connection (see
- * insertChosenDecisions).
+ * it). The caller guarantees distinct decision ids. The decisions are those
+ * `choose` returns when the write has its connection, just before its first
+ * statement (none: nothing is written): the group commit
+ * (src/services/routing-audit/group-commit.ts) adds there the calls that
+ * arrived while the write waited for its connection, and leaves out those
+ * that gave up meanwhile.
  *
  * Without statistics this is ONE statement, which is its own transaction: on
  * PostgreSQL, one round trip with the tenant binding and its commit
  * (TenantScope.run), against three for a transaction. No rollback is needed
  * when some ids are stored already: the INSERT wrote only the others. Only
- * then does a second statement read the stored rows (see insertChosenDecisions
- * for why a statement of its own). With statistics, the INSERT runs in a
- * transaction after the statistics lock, as in insertChosenDecisions.
+ * then does a second statement read the stored rows (see insertDecisions for
+ * why a statement of its own). With statistics, the statistics lock and the
+ * INSERT run in a transaction, as in insertDecisions.
  */
 export async function insertEachDecision(
   scope: TenantScope,
@@ -122,7 +106,6 @@ export async function insertEachDecision(
   const insert = async (db: Knex) => {
     decisions = choose();
     if (decisions.length === 0) return new Map<string, RoutingDecisionModel>();
-    if (addOutcomes) await db.raw(ADD_OUTCOMES_LOCK_SQL, { tenant });
     return insertNew(db, tenant, decisions, addOutcomes);
   };
   const byId = addOutcomes ? await scope.transaction(insert) : await scope.run(insert);
@@ -137,9 +120,10 @@ export async function insertEachDecision(
 }
 
 /**
- * The one INSERT of a recording: the decisions not stored yet, with (when
+ * The INSERT of a recording: the decisions not stored yet, with (when
  * `addOutcomes`) their outcomes added to agent_statistics, so that a retried
- * decision is never counted twice. Returns the inserted rows by decision id.
+ * decision is never counted twice; that takes the statistics lock first, so
+ * it must run in a transaction. Returns the inserted rows by decision id.
  */
 async function insertNew(
   db: Knex,
@@ -147,6 +131,7 @@ async function insertNew(
   decisions: DecisionColumns[],
   addOutcomes: boolean,
 ): Promise<Map<string, RoutingDecisionModel>> {
+  if (addOutcomes) await db.raw(ADD_OUTCOMES_LOCK_SQL, { tenant });
   // Rows are inserted in decision_id order, so that concurrent batches sharing
   // ids wait for each other in the same order and cannot deadlock.
   const { rows: inserted } = await db.raw<{ rows: Record<string, unknown>[] }>(

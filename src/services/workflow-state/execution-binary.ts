@@ -602,7 +602,7 @@ function writeCanonicalDefinition(w: ExecutionWriter, definition: JsonObject): v
   }
 }
 
-/** A google.protobuf.Duration field; zero seconds and nanos are left out. */
+/** A google.protobuf.Duration field; zero seconds and nanos are left out (the wire shape of a Timestamp: seconds = 1, nanos = 2). */
 function writeDuration(w: ExecutionWriter, field: number, [seconds, nanos]: [number, number]): void {
   writeTimestamp(w, field, seconds, nanos);
 }
