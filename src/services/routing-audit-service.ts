@@ -7,15 +7,24 @@ import {
   RecordRoutingDecisionsResponseSchema,
   type RoutingAuditService,
   SummarizeAgentDecisionsResponseSchema,
+  SummarizeDecisionsOverTimeResponseSchema,
 } from "../../gen/orchestration/state/v1/routing_audit_service_pb.js";
 import { timestampToDb } from "../db/convert.js";
 import type { RoutingDecisionModel } from "../db/models/routing-decision.js";
 import * as queries from "../db/queries/routing-decisions.js";
 import { keysetFromToken, pageSize, pageToken } from "../pagination/page-token.js";
 import { tenantScope } from "../tenancy/tenant-scope.js";
-import { decisionFromRow, decisionToColumns, summaryFromRow } from "./routing-audit/decision-row.js";
+import { decisionFromRow, decisionToColumns, summaryFromRow, timeBucketFromRow } from "./routing-audit/decision-row.js";
 import { DEFAULT_MAX_BATCH, GroupCommit } from "./routing-audit/group-commit.js";
-import { DECISION_ID, validateDelete, validateList, validateRecord, validateRecordBatch, validateSummarize } from "./routing-audit/validate.js";
+import {
+  DECISION_ID,
+  validateDelete,
+  validateList,
+  validateRecord,
+  validateRecordBatch,
+  validateSummarize,
+  validateSummarizeOverTime,
+} from "./routing-audit/validate.js";
 
 /** What RoutingAuditService needs besides the call's tenant scope. */
 export interface RoutingAuditDeps {
@@ -103,6 +112,18 @@ export function createRoutingAuditService(deps: RoutingAuditDeps): ServiceImpl<t
         if (n < deps.deleteBatchSize) break;
       }
       return create(DeleteRoutingDecisionsResponseSchema, { deletedCount: BigInt(deleted) });
+    },
+
+    async summarizeDecisionsOverTime(req, ctx) {
+      const range = validateSummarizeOverTime(req);
+      const rows = await queries.summarizeByTime(
+        tenantScope(ctx),
+        timestampToDb(req.routedAfter!),
+        timestampToDb(req.routedBefore!),
+        range.widthUs,
+        { selectedAgent: req.selectedAgent, taskType: req.taskType },
+      );
+      return create(SummarizeDecisionsOverTimeResponseSchema, { buckets: rows.map((row) => timeBucketFromRow(row, range)) });
     },
   };
 }

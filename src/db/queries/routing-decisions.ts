@@ -243,6 +243,56 @@ export async function summarizeByAgent(scope: TenantScope, after: string | null,
   });
 }
 
+/** One time bucket's row; the bucket's index, counts and the mean task duration (microseconds) are int8 text. */
+export interface TimeBucketRow {
+  bucket: string;
+  total: string;
+  successful: string;
+  failed: string;
+  average_task_us: string;
+}
+
+/** Filters of summarizeByTime; empty strings match anything. */
+export interface TimeBucketFilters {
+  selectedAgent: string;
+  taskType: string;
+}
+
+/**
+ * Per bucket of `widthUs` microseconds from `after` (bucket 0 starts there),
+ * over decisions routed in [after, before): counts and the mean task duration
+ * rounded to the microsecond, in one aggregate query. Buckets without
+ * decisions have no row. The caller bounds the number of buckets.
+ */
+export async function summarizeByTime(
+  scope: TenantScope,
+  after: string,
+  before: string,
+  widthUs: bigint,
+  filters: TimeBucketFilters,
+): Promise<TimeBucketRow[]> {
+  return scope.run(async (db) => {
+    // extract(epoch from interval) is numeric: exact to the microsecond.
+    const { rows } = await db.raw<{ rows: TimeBucketRow[] }>(
+      `SELECT floor(extract(epoch FROM routed_at - :after::timestamptz) * 1000000 / :width::int8)::int8 AS bucket,
+              count(*) AS total,
+              count(*) FILTER (WHERE success) AS successful,
+              count(*) FILTER (WHERE NOT success) AS failed,
+              round(avg(task_duration_us))::int8 AS average_task_us
+         FROM routing_decisions
+        WHERE tenant_id = :tenant
+          AND routed_at >= :after::timestamptz
+          AND routed_at < :before::timestamptz
+          ${filters.selectedAgent === "" ? "" : "AND selected_agent = :agent"}
+          ${filters.taskType === "" ? "" : "AND task_type = :taskType"}
+        GROUP BY 1
+        ORDER BY 1`,
+      { tenant: scope.tenantId, after, before, width: widthUs.toString(), agent: filters.selectedAgent, taskType: filters.taskType },
+    );
+    return rows;
+  });
+}
+
 /**
  * Deletes at most `limit` decisions routed before the cutoff (ISO string) and
  * returns how many it deleted.

@@ -3,12 +3,16 @@ import { create } from "@bufbuild/protobuf";
 import {
   type AgentDecisionSummary,
   AgentDecisionSummarySchema,
+  type DecisionTimeBucket,
+  DecisionTimeBucketSchema,
   type RoutingDecision,
   RoutingDecisionSchema,
 } from "../../../gen/orchestration/state/v1/routing_audit_service_pb.js";
+import { type Timestamp, TimestampSchema } from "@bufbuild/protobuf/wkt";
 import { durationFromMicros, durationToMicros, timestampFromDb, timestampToDb } from "../../db/convert.js";
 import type { RoutingDecisionModel } from "../../db/models/routing-decision.js";
-import type { DecisionColumns, SummaryRow } from "../../db/queries/routing-decisions.js";
+import type { DecisionColumns, SummaryRow, TimeBucketRow } from "../../db/queries/routing-decisions.js";
+import type { BucketedRange } from "./validate.js";
 
 // The one place where RoutingDecision messages and routing_decisions rows (and
 // summary rows) are converted into each other.
@@ -87,4 +91,27 @@ export function summaryFromRow(row: SummaryRow): AgentDecisionSummary {
     p50RoutingDuration: durationFromMicros(row.p50_us),
     p95RoutingDuration: durationFromMicros(row.p95_us),
   });
+}
+
+/** The DecisionTimeBucket of one bucket row: its index placed on the request's range. */
+export function timeBucketFromRow(row: TimeBucketRow, range: BucketedRange): DecisionTimeBucket {
+  const total = BigInt(row.total);
+  const successful = BigInt(row.successful);
+  const startUs = range.afterUs + BigInt(row.bucket) * range.widthUs;
+  const endUs = startUs + range.widthUs < range.beforeUs ? startUs + range.widthUs : range.beforeUs;
+  return create(DecisionTimeBucketSchema, {
+    startTime: timestampFromMicros(startUs),
+    endTime: timestampFromMicros(endUs),
+    totalDecisions: total,
+    successfulDecisions: successful,
+    failedDecisions: BigInt(row.failed),
+    successRate: Number(successful) / Number(total),
+    averageTaskDuration: durationFromMicros(row.average_task_us),
+  });
+}
+
+/** Microseconds since the epoch as a Timestamp (nanos never negative, also before 1970). */
+function timestampFromMicros(us: bigint): Timestamp {
+  const seconds = us >= 0n ? us / 1_000_000n : -((-us + 999_999n) / 1_000_000n);
+  return create(TimestampSchema, { seconds, nanos: Number(us - seconds * 1_000_000n) * 1000 });
 }

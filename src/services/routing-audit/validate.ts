@@ -1,3 +1,4 @@
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import type {
   DeleteRoutingDecisionsRequest,
   ListRoutingDecisionsRequest,
@@ -5,6 +6,7 @@ import type {
   RecordRoutingDecisionsRequest,
   RoutingDecision,
   SummarizeAgentDecisionsRequest,
+  SummarizeDecisionsOverTimeRequest,
 } from "../../../gen/orchestration/state/v1/routing_audit_service_pb.js";
 import { invalidArgument } from "../../errors/invalid-argument.js";
 import { Violations } from "../../validation/checks.js";
@@ -96,6 +98,54 @@ export function validateSummarize(req: SummarizeAgentDecisionsRequest): void {
   v.timestamp("routed_after", req.routedAfter);
   v.timestamp("routed_before", req.routedBefore);
   v.throwIfAny();
+}
+
+/** Most buckets one SummarizeDecisionsOverTime call may ask for. */
+export const MAX_BUCKETS = 1_000;
+const MIN_BUCKET_US = 1_000_000n;
+const MAX_BUCKET_US = 366n * 24n * 3600n * 1_000_000n;
+
+/** The validated range and buckets of a SummarizeDecisionsOverTimeRequest, in whole microseconds since the epoch. */
+export interface BucketedRange {
+  afterUs: bigint;
+  beforeUs: bigint;
+  widthUs: bigint;
+}
+
+/**
+ * Validates a SummarizeDecisionsOverTimeRequest: a range, a bucket width from
+ * 1 second to 366 days, at most MAX_BUCKETS buckets (checked before any work
+ * starts), and the filters. Times are truncated to the microsecond, as stored.
+ */
+export function validateSummarizeOverTime(req: SummarizeDecisionsOverTimeRequest): BucketedRange {
+  const v = new Violations();
+  if (req.routedAfter === undefined) v.add("routed_after", "is required");
+  if (req.routedBefore === undefined) v.add("routed_before", "is required");
+  if (req.bucketWidth === undefined) v.add("bucket_width", "is required");
+  v.timestamp("routed_after", req.routedAfter);
+  v.timestamp("routed_before", req.routedBefore);
+  v.duration("bucket_width", req.bucketWidth);
+  v.string("selected_agent", req.selectedAgent, 0, MAX_KEY);
+  v.string("task_type", req.taskType, 0, MAX_KEY);
+  v.throwIfAny();
+  const afterUs = timestampMicros(req.routedAfter!);
+  const beforeUs = timestampMicros(req.routedBefore!);
+  const widthUs = durationMicros(req.bucketWidth!);
+  if (beforeUs <= afterUs) v.add("routed_before", "must be after routed_after");
+  if (widthUs < MIN_BUCKET_US || widthUs > MAX_BUCKET_US) v.add("bucket_width", "must be from 1 second to 366 days");
+  else if (beforeUs > afterUs && (beforeUs - afterUs + widthUs - 1n) / widthUs > BigInt(MAX_BUCKETS)) {
+    v.add("bucket_width", `makes more than ${MAX_BUCKETS} buckets of the range; widen the buckets or narrow the range`);
+  }
+  v.throwIfAny();
+  return { afterUs, beforeUs, widthUs };
+}
+
+function timestampMicros(ts: Timestamp): bigint {
+  return ts.seconds * 1_000_000n + BigInt(Math.floor(ts.nanos / 1000));
+}
+
+function durationMicros(d: Duration): bigint {
+  return d.seconds * 1_000_000n + BigInt(Math.floor(d.nanos / 1000));
 }
 
 /** Validates a DeleteRoutingDecisionsRequest. */

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file orchestration/state/v1/routing_audit_service.proto.
  */
 export const file_orchestration_state_v1_routing_audit_service: GenFile = /*@__PURE__*/
-  fileDesc("CjJvcmNoZXN0cmF0aW9uL3N0YXRlL3YxL3JvdXRpbmdfYXVkaXRfc2VydmljZS5wcm90bxIWb3JjaGVzdHJhdGlvbi5zdGF0ZS52MSIyCg5DYW5kaWRhdGVBZ2VudBIRCglhZ2VudF9rZXkYASABKAkSDQoFc2NvcmUYAiABKAEimQQKD1JvdXRpbmdEZWNpc2lvbhITCgtkZWNpc2lvbl9pZBgBIAEoCRIPCgd0YXNrX2lkGAIgASgJEhEKCXRhc2tfdHlwZRgDIAEoCRIbChNyZXF1aXJlZF9jYXBhYmlsaXR5GAQgASgJEhYKDnNlbGVjdGVkX2FnZW50GAUgASgJEhAKCHByaW9yaXR5GAYgASgFEhMKC2FnZW50X3Njb3JlGAcgASgBEjoKCmNhbmRpZGF0ZXMYCCADKAsyJi5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkNhbmRpZGF0ZUFnZW50Eg8KB3N1Y2Nlc3MYCSABKAgSFQoNZXJyb3JfbWVzc2FnZRgKIAEoCRIWCg5yZXRyeV9hdHRlbXB0cxgLIAEoBRIzChByb3V0aW5nX2R1cmF0aW9uGAwgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi0KCXJvdXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHQoVd29ya2Zsb3dfZXhlY3V0aW9uX2lkGA4gASgJEg8KB3N0ZXBfaWQYDyABKAkSLwoLY3JlYXRlX3RpbWUYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDXRhc2tfZHVyYXRpb24YESABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24idAocUmVjb3JkUm91dGluZ0RlY2lzaW9uUmVxdWVzdBI5CghkZWNpc2lvbhgBIAEoCzInLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuUm91dGluZ0RlY2lzaW9uEhkKEXVwZGF0ZV9zdGF0aXN0aWNzGAIgASgIIloKHVJlY29yZFJvdXRpbmdEZWNpc2lvblJlc3BvbnNlEjkKCGRlY2lzaW9uGAEgASgLMicub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5Sb3V0aW5nRGVjaXNpb24idgodUmVjb3JkUm91dGluZ0RlY2lzaW9uc1JlcXVlc3QSOgoJZGVjaXNpb25zGAEgAygLMicub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5Sb3V0aW5nRGVjaXNpb24SGQoRdXBkYXRlX3N0YXRpc3RpY3MYAiABKAgiXAoeUmVjb3JkUm91dGluZ0RlY2lzaW9uc1Jlc3BvbnNlEjoKCWRlY2lzaW9ucxgBIAMoCzInLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuUm91dGluZ0RlY2lzaW9uIrcCChtMaXN0Um91dGluZ0RlY2lzaW9uc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSDwoHdGFza19pZBgDIAEoCRIRCgl0YXNrX3R5cGUYBCABKAkSFgoOc2VsZWN0ZWRfYWdlbnQYBSABKAkSHQoVd29ya2Zsb3dfZXhlY3V0aW9uX2lkGAYgASgJEg8KB3N0ZXBfaWQYByABKAkSFAoHc3VjY2VzcxgIIAEoCEgAiAEBEjAKDHJvdXRlZF9hZnRlchgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNcm91dGVkX2JlZm9yZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCgoIX3N1Y2Nlc3MicwocTGlzdFJvdXRpbmdEZWNpc2lvbnNSZXNwb25zZRI6CglkZWNpc2lvbnMYASADKAsyJy5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLlJvdXRpbmdEZWNpc2lvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkihQEKHlN1bW1hcml6ZUFnZW50RGVjaXNpb25zUmVxdWVzdBIwCgxyb3V0ZWRfYWZ0ZXIYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDXJvdXRlZF9iZWZvcmUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIr8CChRBZ2VudERlY2lzaW9uU3VtbWFyeRIRCglhZ2VudF9rZXkYASABKAkSFwoPdG90YWxfZGVjaXNpb25zGAIgASgDEhwKFHN1Y2Nlc3NmdWxfZGVjaXNpb25zGAMgASgDEhgKEGZhaWxlZF9kZWNpc2lvbnMYBCABKAMSFAoMc3VjY2Vzc19yYXRlGAUgASgBEjsKGGF2ZXJhZ2Vfcm91dGluZ19kdXJhdGlvbhgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI3ChRwNTBfcm91dGluZ19kdXJhdGlvbhgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI3ChRwOTVfcm91dGluZ19kdXJhdGlvbhgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJiCh9TdW1tYXJpemVBZ2VudERlY2lzaW9uc1Jlc3BvbnNlEj8KCXN1bW1hcmllcxgBIAMoCzIsLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuQWdlbnREZWNpc2lvblN1bW1hcnkiUgodRGVsZXRlUm91dGluZ0RlY2lzaW9uc1JlcXVlc3QSMQoNcm91dGVkX2JlZm9yZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiNwoeRGVsZXRlUm91dGluZ0RlY2lzaW9uc1Jlc3BvbnNlEhUKDWRlbGV0ZWRfY291bnQYASABKAMy2gUKE1JvdXRpbmdBdWRpdFNlcnZpY2USiQEKFVJlY29yZFJvdXRpbmdEZWNpc2lvbhI0Lm9yY2hlc3RyYXRpb24uc3RhdGUudjEuUmVjb3JkUm91dGluZ0RlY2lzaW9uUmVxdWVzdBo1Lm9yY2hlc3RyYXRpb24uc3RhdGUudjEuUmVjb3JkUm91dGluZ0RlY2lzaW9uUmVzcG9uc2UiA5ACAhKMAQoWUmVjb3JkUm91dGluZ0RlY2lzaW9ucxI1Lm9yY2hlc3RyYXRpb24uc3RhdGUudjEuUmVjb3JkUm91dGluZ0RlY2lzaW9uc1JlcXVlc3QaNi5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLlJlY29yZFJvdXRpbmdEZWNpc2lvbnNSZXNwb25zZSIDkAICEoYBChRMaXN0Um91dGluZ0RlY2lzaW9ucxIzLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuTGlzdFJvdXRpbmdEZWNpc2lvbnNSZXF1ZXN0GjQub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5MaXN0Um91dGluZ0RlY2lzaW9uc1Jlc3BvbnNlIgOQAgESjwEKF1N1bW1hcml6ZUFnZW50RGVjaXNpb25zEjYub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5TdW1tYXJpemVBZ2VudERlY2lzaW9uc1JlcXVlc3QaNy5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLlN1bW1hcml6ZUFnZW50RGVjaXNpb25zUmVzcG9uc2UiA5ACARKMAQoWRGVsZXRlUm91dGluZ0RlY2lzaW9ucxI1Lm9yY2hlc3RyYXRpb24uc3RhdGUudjEuRGVsZXRlUm91dGluZ0RlY2lzaW9uc1JlcXVlc3QaNi5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkRlbGV0ZVJvdXRpbmdEZWNpc2lvbnNSZXNwb25zZSIDkAICYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("CjJvcmNoZXN0cmF0aW9uL3N0YXRlL3YxL3JvdXRpbmdfYXVkaXRfc2VydmljZS5wcm90bxIWb3JjaGVzdHJhdGlvbi5zdGF0ZS52MSIyCg5DYW5kaWRhdGVBZ2VudBIRCglhZ2VudF9rZXkYASABKAkSDQoFc2NvcmUYAiABKAEimQQKD1JvdXRpbmdEZWNpc2lvbhITCgtkZWNpc2lvbl9pZBgBIAEoCRIPCgd0YXNrX2lkGAIgASgJEhEKCXRhc2tfdHlwZRgDIAEoCRIbChNyZXF1aXJlZF9jYXBhYmlsaXR5GAQgASgJEhYKDnNlbGVjdGVkX2FnZW50GAUgASgJEhAKCHByaW9yaXR5GAYgASgFEhMKC2FnZW50X3Njb3JlGAcgASgBEjoKCmNhbmRpZGF0ZXMYCCADKAsyJi5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkNhbmRpZGF0ZUFnZW50Eg8KB3N1Y2Nlc3MYCSABKAgSFQoNZXJyb3JfbWVzc2FnZRgKIAEoCRIWCg5yZXRyeV9hdHRlbXB0cxgLIAEoBRIzChByb3V0aW5nX2R1cmF0aW9uGAwgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi0KCXJvdXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHQoVd29ya2Zsb3dfZXhlY3V0aW9uX2lkGA4gASgJEg8KB3N0ZXBfaWQYDyABKAkSLwoLY3JlYXRlX3RpbWUYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDXRhc2tfZHVyYXRpb24YESABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24idAocUmVjb3JkUm91dGluZ0RlY2lzaW9uUmVxdWVzdBI5CghkZWNpc2lvbhgBIAEoCzInLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuUm91dGluZ0RlY2lzaW9uEhkKEXVwZGF0ZV9zdGF0aXN0aWNzGAIgASgIIloKHVJlY29yZFJvdXRpbmdEZWNpc2lvblJlc3BvbnNlEjkKCGRlY2lzaW9uGAEgASgLMicub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5Sb3V0aW5nRGVjaXNpb24idgodUmVjb3JkUm91dGluZ0RlY2lzaW9uc1JlcXVlc3QSOgoJZGVjaXNpb25zGAEgAygLMicub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5Sb3V0aW5nRGVjaXNpb24SGQoRdXBkYXRlX3N0YXRpc3RpY3MYAiABKAgiXAoeUmVjb3JkUm91dGluZ0RlY2lzaW9uc1Jlc3BvbnNlEjoKCWRlY2lzaW9ucxgBIAMoCzInLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuUm91dGluZ0RlY2lzaW9uIrcCChtMaXN0Um91dGluZ0RlY2lzaW9uc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSDwoHdGFza19pZBgDIAEoCRIRCgl0YXNrX3R5cGUYBCABKAkSFgoOc2VsZWN0ZWRfYWdlbnQYBSABKAkSHQoVd29ya2Zsb3dfZXhlY3V0aW9uX2lkGAYgASgJEg8KB3N0ZXBfaWQYByABKAkSFAoHc3VjY2VzcxgIIAEoCEgAiAEBEjAKDHJvdXRlZF9hZnRlchgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNcm91dGVkX2JlZm9yZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCgoIX3N1Y2Nlc3MicwocTGlzdFJvdXRpbmdEZWNpc2lvbnNSZXNwb25zZRI6CglkZWNpc2lvbnMYASADKAsyJy5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLlJvdXRpbmdEZWNpc2lvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkihQEKHlN1bW1hcml6ZUFnZW50RGVjaXNpb25zUmVxdWVzdBIwCgxyb3V0ZWRfYWZ0ZXIYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDXJvdXRlZF9iZWZvcmUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIr8CChRBZ2VudERlY2lzaW9uU3VtbWFyeRIRCglhZ2VudF9rZXkYASABKAkSFwoPdG90YWxfZGVjaXNpb25zGAIgASgDEhwKFHN1Y2Nlc3NmdWxfZGVjaXNpb25zGAMgASgDEhgKEGZhaWxlZF9kZWNpc2lvbnMYBCABKAMSFAoMc3VjY2Vzc19yYXRlGAUgASgBEjsKGGF2ZXJhZ2Vfcm91dGluZ19kdXJhdGlvbhgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI3ChRwNTBfcm91dGluZ19kdXJhdGlvbhgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI3ChRwOTVfcm91dGluZ19kdXJhdGlvbhgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJiCh9TdW1tYXJpemVBZ2VudERlY2lzaW9uc1Jlc3BvbnNlEj8KCXN1bW1hcmllcxgBIAMoCzIsLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuQWdlbnREZWNpc2lvblN1bW1hcnkiUgodRGVsZXRlUm91dGluZ0RlY2lzaW9uc1JlcXVlc3QSMQoNcm91dGVkX2JlZm9yZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiNwoeRGVsZXRlUm91dGluZ0RlY2lzaW9uc1Jlc3BvbnNlEhUKDWRlbGV0ZWRfY291bnQYASABKAMi5AEKIVN1bW1hcml6ZURlY2lzaW9uc092ZXJUaW1lUmVxdWVzdBIwCgxyb3V0ZWRfYWZ0ZXIYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDXJvdXRlZF9iZWZvcmUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KDGJ1Y2tldF93aWR0aBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIWCg5zZWxlY3RlZF9hZ2VudBgEIAEoCRIRCgl0YXNrX3R5cGUYBSABKAkikwIKEkRlY2lzaW9uVGltZUJ1Y2tldBIuCgpzdGFydF90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPdG90YWxfZGVjaXNpb25zGAMgASgDEhwKFHN1Y2Nlc3NmdWxfZGVjaXNpb25zGAQgASgDEhgKEGZhaWxlZF9kZWNpc2lvbnMYBSABKAMSFAoMc3VjY2Vzc19yYXRlGAYgASgBEjgKFWF2ZXJhZ2VfdGFza19kdXJhdGlvbhgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJhCiJTdW1tYXJpemVEZWNpc2lvbnNPdmVyVGltZVJlc3BvbnNlEjsKB2J1Y2tldHMYASADKAsyKi5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkRlY2lzaW9uVGltZUJ1Y2tldDL1BgoTUm91dGluZ0F1ZGl0U2VydmljZRKJAQoVUmVjb3JkUm91dGluZ0RlY2lzaW9uEjQub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5SZWNvcmRSb3V0aW5nRGVjaXNpb25SZXF1ZXN0GjUub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5SZWNvcmRSb3V0aW5nRGVjaXNpb25SZXNwb25zZSIDkAICEowBChZSZWNvcmRSb3V0aW5nRGVjaXNpb25zEjUub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5SZWNvcmRSb3V0aW5nRGVjaXNpb25zUmVxdWVzdBo2Lm9yY2hlc3RyYXRpb24uc3RhdGUudjEuUmVjb3JkUm91dGluZ0RlY2lzaW9uc1Jlc3BvbnNlIgOQAgIShgEKFExpc3RSb3V0aW5nRGVjaXNpb25zEjMub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5MaXN0Um91dGluZ0RlY2lzaW9uc1JlcXVlc3QaNC5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkxpc3RSb3V0aW5nRGVjaXNpb25zUmVzcG9uc2UiA5ACARKPAQoXU3VtbWFyaXplQWdlbnREZWNpc2lvbnMSNi5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLlN1bW1hcml6ZUFnZW50RGVjaXNpb25zUmVxdWVzdBo3Lm9yY2hlc3RyYXRpb24uc3RhdGUudjEuU3VtbWFyaXplQWdlbnREZWNpc2lvbnNSZXNwb25zZSIDkAIBEowBChZEZWxldGVSb3V0aW5nRGVjaXNpb25zEjUub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5EZWxldGVSb3V0aW5nRGVjaXNpb25zUmVxdWVzdBo2Lm9yY2hlc3RyYXRpb24uc3RhdGUudjEuRGVsZXRlUm91dGluZ0RlY2lzaW9uc1Jlc3BvbnNlIgOQAgISmAEKGlN1bW1hcml6ZURlY2lzaW9uc092ZXJUaW1lEjkub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5TdW1tYXJpemVEZWNpc2lvbnNPdmVyVGltZVJlcXVlc3QaOi5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLlN1bW1hcml6ZURlY2lzaW9uc092ZXJUaW1lUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * An agent that was considered for a task, with its score.
@@ -569,6 +569,149 @@ export const DeleteRoutingDecisionsResponseSchema: GenMessage<DeleteRoutingDecis
   messageDesc(file_orchestration_state_v1_routing_audit_service, 12);
 
 /**
+ * Request of RoutingAuditService.SummarizeDecisionsOverTime. Filters combine
+ * with AND; an empty string filter matches anything.
+ *
+ * @generated from message orchestration.state.v1.SummarizeDecisionsOverTimeRequest
+ */
+export type SummarizeDecisionsOverTimeRequest = Message<"orchestration.state.v1.SummarizeDecisionsOverTimeRequest"> & {
+  /**
+   * Start of the range and of the first bucket: decisions routed at or after
+   * this time. Required.
+   *
+   * @generated from field: google.protobuf.Timestamp routed_after = 1;
+   */
+  routedAfter?: Timestamp | undefined;
+
+  /**
+   * End of the range: decisions routed strictly before this time. Required,
+   * after `routed_after`. The last bucket ends here, so it may be shorter than
+   * `bucket_width`.
+   *
+   * @generated from field: google.protobuf.Timestamp routed_before = 2;
+   */
+  routedBefore?: Timestamp | undefined;
+
+  /**
+   * Width of each bucket: bucket i covers [routed_after + i * bucket_width,
+   * routed_after + (i + 1) * bucket_width). Required, whole microseconds (finer
+   * nanos are truncated), from 1 second to 366 days, and at most 1,000
+   * buckets in the range.
+   *
+   * @generated from field: google.protobuf.Duration bucket_width = 3;
+   */
+  bucketWidth?: Duration | undefined;
+
+  /**
+   * Only decisions that selected this agent. At most 200 characters.
+   *
+   * @generated from field: string selected_agent = 4;
+   */
+  selectedAgent: string;
+
+  /**
+   * Only decisions of this task type. At most 200 characters.
+   *
+   * @generated from field: string task_type = 5;
+   */
+  taskType: string;
+};
+
+/**
+ * Describes the message orchestration.state.v1.SummarizeDecisionsOverTimeRequest.
+ * Use `create(SummarizeDecisionsOverTimeRequestSchema)` to create a new message.
+ */
+export const SummarizeDecisionsOverTimeRequestSchema: GenMessage<SummarizeDecisionsOverTimeRequest> = /*@__PURE__*/
+  messageDesc(file_orchestration_state_v1_routing_audit_service, 13);
+
+/**
+ * The decisions routed in one time bucket. Durations are whole microseconds.
+ *
+ * @generated from message orchestration.state.v1.DecisionTimeBucket
+ */
+export type DecisionTimeBucket = Message<"orchestration.state.v1.DecisionTimeBucket"> & {
+  /**
+   * Start of the bucket (inclusive).
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 1;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * End of the bucket (exclusive): `start_time` + `bucket_width`, or the
+   * request's `routed_before` for a last, shorter bucket.
+   *
+   * @generated from field: google.protobuf.Timestamp end_time = 2;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * Number of decisions. At least 1.
+   *
+   * @generated from field: int64 total_decisions = 3;
+   */
+  totalDecisions: bigint;
+
+  /**
+   * Number of successful decisions.
+   *
+   * @generated from field: int64 successful_decisions = 4;
+   */
+  successfulDecisions: bigint;
+
+  /**
+   * Number of failed decisions.
+   *
+   * @generated from field: int64 failed_decisions = 5;
+   */
+  failedDecisions: bigint;
+
+  /**
+   * successful_decisions / total_decisions, from 0 to 1.
+   *
+   * @generated from field: double success_rate = 6;
+   */
+  successRate: number;
+
+  /**
+   * Mean task duration (`task_duration`), rounded to the nearest microsecond
+   * (halves up).
+   *
+   * @generated from field: google.protobuf.Duration average_task_duration = 7;
+   */
+  averageTaskDuration?: Duration | undefined;
+};
+
+/**
+ * Describes the message orchestration.state.v1.DecisionTimeBucket.
+ * Use `create(DecisionTimeBucketSchema)` to create a new message.
+ */
+export const DecisionTimeBucketSchema: GenMessage<DecisionTimeBucket> = /*@__PURE__*/
+  messageDesc(file_orchestration_state_v1_routing_audit_service, 14);
+
+/**
+ * Response of RoutingAuditService.SummarizeDecisionsOverTime.
+ *
+ * @generated from message orchestration.state.v1.SummarizeDecisionsOverTimeResponse
+ */
+export type SummarizeDecisionsOverTimeResponse = Message<"orchestration.state.v1.SummarizeDecisionsOverTimeResponse"> & {
+  /**
+   * One entry per bucket with at least one decision, oldest first; buckets
+   * without decisions are left out. Empty when the range has no decisions.
+   *
+   * @generated from field: repeated orchestration.state.v1.DecisionTimeBucket buckets = 1;
+   */
+  buckets: DecisionTimeBucket[];
+};
+
+/**
+ * Describes the message orchestration.state.v1.SummarizeDecisionsOverTimeResponse.
+ * Use `create(SummarizeDecisionsOverTimeResponseSchema)` to create a new message.
+ */
+export const SummarizeDecisionsOverTimeResponseSchema: GenMessage<SummarizeDecisionsOverTimeResponse> = /*@__PURE__*/
+  messageDesc(file_orchestration_state_v1_routing_audit_service, 15);
+
+/**
  * RoutingAuditService keeps an append-only trail of every routing decision: which
  * agent a task went to, which agents were considered, and how it turned out. It
  * answers "why was this task sent to that agent?" and, summarized per agent,
@@ -665,6 +808,24 @@ export const RoutingAuditService: GenService<{
     methodKind: "unary";
     input: typeof DeleteRoutingDecisionsRequestSchema;
     output: typeof DeleteRoutingDecisionsResponseSchema;
+  },
+  /**
+   * Summarizes decisions per time bucket: how many were routed and how many
+   * succeeded in each interval of `bucket_width` from `routed_after` to
+   * `routed_before`, for a trend of volume and success rate over time.
+   * Optionally only one selected agent's, or one task type's, decisions.
+   *
+   * Errors: INVALID_ARGUMENT naming the field when `routed_after`,
+   * `routed_before` or `bucket_width` is missing or malformed, when
+   * `routed_before` is not after `routed_after`, or when the range would hold
+   * more than 1,000 buckets (`bucket_width`).
+   *
+   * @generated from rpc orchestration.state.v1.RoutingAuditService.SummarizeDecisionsOverTime
+   */
+  summarizeDecisionsOverTime: {
+    methodKind: "unary";
+    input: typeof SummarizeDecisionsOverTimeRequestSchema;
+    output: typeof SummarizeDecisionsOverTimeResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_orchestration_state_v1_routing_audit_service, 0);
