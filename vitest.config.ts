@@ -6,11 +6,13 @@ import { configDefaults, defineConfig } from "vitest/config";
 // test that does not apply to a backend is absent from that run rather than
 // reported as skipped, so any skipped test is one to look at.
 const otherBackend = process.env.TEST_DATABASE_URL ? "pglite" : "postgres";
+// Tests that drive Chromium (test/browser/) need a Debian package and run
+// under npm run test:browser (vitest.browser.config.ts), not npm test.
 
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
-    exclude: [...configDefaults.exclude, `test/**/*.${otherBackend}.test.ts`],
+    exclude: [...configDefaults.exclude, `test/**/*.${otherBackend}.test.ts`, "test/browser/**"],
     // Each file starts its own server and database; files run in parallel
     // processes, tests inside a file run in order.
     pool: "forks",

@@ -8,6 +8,8 @@ export interface Config {
   host: string;
   /** Port serving gRPC, gRPC-Web and Connect (h2c). */
   port: number;
+  /** Port of the browser dashboard (HTTP/1.1, or HTTPS with TLS); undefined: no dashboard. */
+  dashboardPort: number | undefined;
   /** PostgreSQL connection string; when unset the embedded PGlite is used. */
   databaseUrl: string | undefined;
   /** Directory of the embedded PGlite database (when `databaseUrl` is unset). */
@@ -52,6 +54,7 @@ const logLevels: readonly LogLevel[] = ["debug", "info", "warn", "error"];
 export const defaultConfig: Config = {
   host: "0.0.0.0",
   port: 50051,
+  dashboardPort: undefined,
   databaseUrl: undefined,
   dataDir: "./data",
   databasePoolMax: 10,
@@ -79,9 +82,15 @@ export const defaultConfig: Config = {
  * startup instead of being silently replaced by a default.
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const port = int(env, "PORT", 0, 65_535) ?? defaultConfig.port;
+  const dashboardPort = int(env, "DASHBOARD_PORT", 0, 65_535);
+  if (dashboardPort !== undefined && dashboardPort !== 0 && dashboardPort === port) {
+    throw new Error(`DASHBOARD_PORT must differ from PORT (both are ${port})`);
+  }
   return {
     host: str(env, "HOST") ?? defaultConfig.host,
-    port: int(env, "PORT", 0, 65_535) ?? defaultConfig.port,
+    port,
+    dashboardPort,
     databaseUrl: str(env, "DATABASE_URL"),
     dataDir: str(env, "DATA_DIR") ?? defaultConfig.dataDir,
     databasePoolMax: int(env, "DATABASE_POOL_MAX", 1, 1_000) ?? defaultConfig.databasePoolMax,

@@ -32,6 +32,11 @@ const server = createServer({ knex, logger, config, database });
 const port = await server.listen(config.port, config.host);
 const transport = config.tlsCertFile === undefined ? "h2c" : "TLS (h2, and HTTP/1.1 for Connect and gRPC-Web)";
 logger.info(`serving gRPC, gRPC-Web and Connect over ${transport}`, { host: config.host, port, backend });
+if (config.dashboardPort !== undefined) {
+  const dashboardPort = await server.listenDashboard(config.dashboardPort, config.host);
+  const scheme = config.tlsCertFile === undefined ? "http" : "https";
+  logger.info("serving the dashboard over HTTP/1.1", { host: config.host, port: dashboardPort, url: `${scheme}://localhost:${dashboardPort}/` });
+}
 
 let stopping = false;
 const stop = async (signal: string) => {

@@ -1,4 +1,5 @@
 import { setMaxListeners } from "node:events";
+import type * as http from "node:http";
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import type { DescService } from "@bufbuild/protobuf";
@@ -14,6 +15,8 @@ import { ServerReflection as ServerReflectionV1alpha } from "../../gen/grpc/refl
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
 import { createServerAuth } from "../auth/server-auth.js";
 import type { Config } from "../config.js";
+import { createDashboardServer } from "../dashboard/dashboard-server.js";
+import { defaultAssetsDir, loadStaticAssets } from "../dashboard/static-assets.js";
 import type { DatabaseAvailability } from "../db/availability.js";
 import { createErrorInterceptor } from "../errors/error-interceptor.js";
 import { createHealthService, type HealthService } from "../health/health-service.js";
@@ -46,6 +49,8 @@ export interface ServerDeps {
    * off to compare its answers with Connect's own gRPC handler.
    */
   grpcFastPath?: boolean;
+  /** Where the built dashboard is (default: dist/dashboard of this package). */
+  dashboardAssetsDir?: string;
   config: Pick<
     Config,
     | "shutdownDrainDelayMs"
@@ -66,6 +71,12 @@ export interface ServerDeps {
 export interface AppServer {
   /** Starts listening; resolves with the bound port (useful with port 0). */
   listen(port: number, host: string): Promise<number>;
+  /**
+   * Serves the dashboard (the page, and the same RPCs for it) over HTTP/1.1
+   * on a port of its own, HTTPS when TLS is configured; resolves with the
+   * bound port. Throws when the dashboard is not built.
+   */
+  listenDashboard(port: number, host: string): Promise<number>;
   /**
    * Graceful shutdown: health turns NOT_SERVING; after the drain delay new
    * calls answer UNAVAILABLE; in-flight unary calls get the grace period to
@@ -167,6 +178,8 @@ export function createServer(deps: ServerDeps): AppServer {
   if (fastPath !== undefined) serveGrpcUnaryFirst(server, fastPath);
   // HTTP/1.1 connections (TLS only) have no HTTP/2 session to close here:
   // server.close() closes the idle keep-alive ones itself (allowHTTP1).
+  // The same holds for the dashboard's HTTP/1.1 server, when it listens.
+  let dashboard: http.Server | undefined;
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (session) => {
     sessions.add(session);
@@ -189,13 +202,27 @@ export function createServer(deps: ServerDeps): AppServer {
         });
       });
     },
+    async listenDashboard(port, host) {
+      const assets = loadStaticAssets(deps.dashboardAssetsDir ?? defaultAssetsDir(), auth.developmentMode ? "development" : "api-keys");
+      const listening = createDashboardServer(handler, assets, tls);
+      return new Promise((resolve, reject) => {
+        listening.once("error", reject);
+        listening.listen(port, host, () => {
+          listening.off("error", reject);
+          dashboard = listening;
+          resolve((listening.address() as AddressInfo).port);
+        });
+      });
+    },
     async shutdown() {
       health.setAll(ServingStatus.NOT_SERVING);
       logger.info("shutting down: health is NOT_SERVING", { drainDelayMs: config.shutdownDrainDelayMs });
       // Load balancers and clients watching health move away during the delay.
       await sleep(config.shutdownDrainDelayMs);
       drain.stopAccepting();
-      const closed = new Promise<void>((resolve) => server.close(() => resolve())); // no new connections
+      const closed = Promise.all(
+        [server, dashboard].map((s) => (s === undefined ? undefined : new Promise<void>((resolve) => s.close(() => resolve())))),
+      ).then(() => undefined); // no new connections
       // Streams (and health watches) end now with UNAVAILABLE; unary handlers
       // ignore the signal and run to completion.
       shutdownController.abort(new ConnectError("the server is shutting down; call again on another replica", Code.Unavailable));
@@ -207,8 +234,11 @@ export function createServer(deps: ServerDeps): AppServer {
       // UNAVAILABLE trailers) are flushed; the sessions, closed above, end on
       // their own once they are. Destroying them at once would turn that
       // UNAVAILABLE into a CANCEL on the client.
+      // Keep-alive connections of the dashboard that went idle since close().
+      dashboard?.closeIdleConnections();
       if (finished) await within(closed, graceEnd - Date.now());
       for (const session of sessions) session.destroy();
+      dashboard?.closeAllConnections();
       await closed;
       await breakerFeed.close(); // its watch streams have ended above
       logger.info("server stopped");

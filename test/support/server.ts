@@ -11,24 +11,33 @@ export interface TestServer {
   knex: Knex;
   port: number;
   baseUrl: string;
+  /** The dashboard's origin (http://127.0.0.1:<port>), when it was asked for. */
+  dashboardUrl?: string;
   /** Log lines the server wrote, parsed. */
   logs: Record<string, unknown>[];
   /** Shuts the server down and closes the database. */
   close(): Promise<void>;
 }
 
-/** Starts a server for one test file. */
-export async function startTestServer(overrides: Partial<Config> = {}, knex?: Knex): Promise<TestServer> {
+/**
+ * Starts a server for one test file; with `dashboardAssetsDir`, also its
+ * dashboard port, serving the bundle built there.
+ */
+export async function startTestServer(overrides: Partial<Config> = {}, knex?: Knex, dashboardAssetsDir?: string): Promise<TestServer> {
   const db = knex ?? (await createTestDatabase());
   const logs: Record<string, unknown>[] = [];
   const logger: Logger = createLogger("debug", (line) => logs.push(JSON.parse(line) as Record<string, unknown>));
-  const server = createServer({ knex: db, logger, config: { ...defaultConfig, shutdownGraceMs: 2_000, ...overrides } });
+  const config = { ...defaultConfig, shutdownGraceMs: 2_000, ...overrides };
+  const server = createServer({ knex: db, logger, config, dashboardAssetsDir });
   const port = await server.listen(0, "127.0.0.1");
+  const scheme = config.tlsCertFile === undefined ? "http" : "https";
+  const dashboardPort = dashboardAssetsDir === undefined ? undefined : await server.listenDashboard(0, "127.0.0.1");
   return {
     server,
     knex: db,
     port,
-    baseUrl: `http://127.0.0.1:${port}`,
+    baseUrl: `${scheme}://127.0.0.1:${port}`,
+    dashboardUrl: dashboardPort === undefined ? undefined : `${scheme}://127.0.0.1:${dashboardPort}`,
     logs,
     async close() {
       await server.shutdown();
