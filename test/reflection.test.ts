@@ -14,6 +14,7 @@ import { CircuitBreakerService } from "../gen/orchestration/state/v1/circuit_bre
 import { RoutingAuditService } from "../gen/orchestration/state/v1/routing_audit_service_pb.js";
 import { StatisticsService } from "../gen/orchestration/state/v1/statistics_service_pb.js";
 import { WorkflowStateService } from "../gen/orchestration/state/v1/workflow_state_service_pb.js";
+import { errorDetailFiles } from "../src/errors/error-detail-files.js";
 import { createHealthService } from "../src/health/health-service.js";
 import { createReflectionServices } from "../src/reflection/reflection-service.js";
 
@@ -43,7 +44,7 @@ let baseUrl: string;
 beforeAll(async () => {
   const health = createHealthService(APP_SERVICES.map((s) => s.typeName));
   health.setAll(HealthCheckResponse_ServingStatus.SERVING);
-  const reflection = createReflectionServices([...APP_SERVICES, Health]);
+  const reflection = createReflectionServices([...APP_SERVICES, Health], errorDetailFiles);
   server = http2.createServer(
     connectNodeAdapter({
       routes: (router) => {
@@ -190,6 +191,10 @@ describe.each(versions)("ServerReflection $name", (version) => {
     ["well-known type", "google.protobuf.Timestamp", "google/protobuf/timestamp.proto"],
     ["oneof", "google.protobuf.Value.kind", "google/protobuf/struct.proto"],
     ["reflection itself", `grpc.reflection.${version.name}.ServerReflection`, `grpc/reflection/${version.name}/reflection.proto`],
+    // Error details: no RPC names them, yet clients decode them by type name.
+    ["error detail", "google.rpc.BadRequest", "google/rpc/error_details.proto"],
+    ["nested error detail", "google.rpc.BadRequest.FieldViolation", "google/rpc/error_details.proto"],
+    ["error detail of a lost lease", "google.rpc.ErrorInfo", "google/rpc/error_details.proto"],
   ])("finds the file declaring: %s", async (_kind, symbol, file) => {
     const res = await reflectOne(version, {
       messageRequest: { case: "fileContainingSymbol", value: symbol },

@@ -55,6 +55,9 @@ type ReflectionAnswer =
  * Creates gRPC server reflection (v1 and v1alpha) for the given served
  * services. Pass every service the server routes, including
  * grpc.health.v1.Health; the two reflection services are added automatically.
+ * `files` adds files no service reaches, such as those of the messages sent
+ * as error details (google.rpc.BadRequest, ...): clients find their types by
+ * symbol and file name like any other, but they are not listed as services.
  *
  * The answer to a file request holds the file and all its transitive imports
  * (well-known types included), each once, requested file first. Comments are
@@ -62,8 +65,9 @@ type ReflectionAnswer =
  */
 export function createReflectionServices(
   services: readonly DescService[],
+  files: readonly DescFile[] = [],
 ): ReflectionServices {
-  const index = buildIndex([...services, ServerReflectionV1, ServerReflectionV1alpha]);
+  const index = buildIndex([...services, ServerReflectionV1, ServerReflectionV1alpha], files);
 
   async function* serverReflectionInfo<R extends ReflectionRequest>(
     requests: AsyncIterable<R>,
@@ -101,7 +105,7 @@ interface ReflectionIndex {
   readonly extensions: Map<string, Map<number, DescFile>>;
 }
 
-function buildIndex(services: readonly DescService[]): ReflectionIndex {
+function buildIndex(services: readonly DescService[], files: readonly DescFile[]): ReflectionIndex {
   const index: ReflectionIndex = {
     serviceNames: [...new Set(services.map((s) => s.typeName))].sort(),
     files: new Map(),
@@ -120,6 +124,7 @@ function buildIndex(services: readonly DescService[]): ReflectionIndex {
     file.dependencies.forEach(addFile);
   };
   for (const service of services) addFile(service.file);
+  files.forEach(addFile);
   return index;
 }
 

@@ -18,6 +18,7 @@ import type { Config } from "../config.js";
 import { createDashboardServer } from "../dashboard/dashboard-server.js";
 import { defaultAssetsDir, loadStaticAssets } from "../dashboard/static-assets.js";
 import type { DatabaseAvailability } from "../db/availability.js";
+import { errorDetailFiles } from "../errors/error-detail-files.js";
 import { createErrorInterceptor } from "../errors/error-interceptor.js";
 import { createHealthService, type HealthService } from "../health/health-service.js";
 import { createLoggingInterceptor } from "../logging/logging-interceptor.js";
@@ -113,7 +114,7 @@ export function createServer(deps: ServerDeps): AppServer {
   setMaxListeners(0, shutdownController.signal);
   const drain = new CallDrain();
   const health = createHealthService(tenantServices.map((s) => s.typeName));
-  const reflection = createReflectionServices([...tenantServices, Health]);
+  const reflection = createReflectionServices([...tenantServices, Health], errorDetailFiles);
   // Circuit breaker transitions from every replica, for WatchCircuitBreakers;
   // listens (one connection) from the first watch until shutdown.
   const breakerFeed = new TransitionFeed(deps.knex, logger);
