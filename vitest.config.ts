@@ -1,3 +1,4 @@
+import { fileURLToPath } from "node:url";
 import { configDefaults, defineConfig } from "vitest/config";
 
 // Tests for one backend only live in *.postgres.test.ts and *.pglite.test.ts
@@ -10,9 +11,14 @@ const otherBackend = process.env.TEST_DATABASE_URL ? "pglite" : "postgres";
 // under npm run test:browser (vitest.browser.config.ts), not npm test.
 
 export default defineConfig({
+  // The examples import the package's client entry by name, as users do; here
+  // it is its source (tsconfig.json maps it the same way for the type check).
+  resolve: { alias: { "orchestrator-state/client": fileURLToPath(new URL("src/client/index.ts", import.meta.url)) } },
   test: {
     include: ["test/**/*.test.ts"],
-    exclude: [...configDefaults.exclude, `test/**/*.${otherBackend}.test.ts`, "test/browser/**"],
+    // test/examples/ runs other languages' examples (Debian packages needed):
+    // `npm run test:examples`, with vitest.examples.config.ts.
+    exclude: [...configDefaults.exclude, `test/**/*.${otherBackend}.test.ts`, "test/browser/**", "test/examples/**"],
     // Each file starts its own server and database; files run in parallel
     // processes, tests inside a file run in order.
     pool: "forks",
