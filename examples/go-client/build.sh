@@ -7,6 +7,8 @@
 #     golang-google-genproto-dev golang-github-golang-protobuf-1-5-dev
 set -euo pipefail
 cd "$(dirname "$0")"
+# Go needs a cache directory; a CI shell may have no HOME.
+[ -n "${HOME:-}" ] || export GOCACHE="${GOCACHE:-/tmp/go-build-cache}"
 gocode=/usr/share/gocode/src
 rm -rf vendor
 mkdir -p vendor
