@@ -3,11 +3,12 @@
 Like a real agent API that takes an idempotency key, a call with a key that
 already ran returns the first answer and runs nothing: an orchestrator that
 crashed after calling the agent, but before saving the step, lets its successor
-repeat the call with the same key at no cost. Every real run is appended to
-runs.jsonl in the shared directory, so a test can count them.
+repeat the call with the same key at no cost. A run counts once its answer is
+stored (answers/<key>.json, written atomically, also naming the agent, the
+call number and the process): a test counts runs there.
 
-Several orchestrator processes share one directory: the call counter, the
-stored answers and the run log live there, guarded by file locks.
+Several orchestrator processes share one directory: the call counter and the
+answers live there, guarded by file locks.
 """
 
 import fcntl
@@ -38,15 +39,17 @@ class FakeAgent:
                 with open(answer_path, encoding="utf-8") as f:
                     answer = json.load(f)
                 return answer["ok"], answer["result"], answer["duration_s"]
+            # A process killed from here to the answer's rename leaves no
+            # answer: the run never happened, and the key runs when called again.
             number = self._next_call_number()
             started = time.monotonic()
             time.sleep(self.work_s)  # the "work"
             ok = number not in self.failing_calls
             result = {"summary": f"{self.name} did {task}"} if ok else f"{self.name} is failing (call {number})"
-            answer = {"ok": ok, "result": result, "duration_s": round(time.monotonic() - started, 6)}
-            # The run is logged before its answer is stored: a crash between the
-            # two may run the key again, and then the log shows it.
-            self._log_run(key, number, ok)
+            answer = {
+                "ok": ok, "result": result, "duration_s": round(time.monotonic() - started, 6),
+                "agent": self.name, "key": key, "call": number, "pid": os.getpid(),
+            }
             _write_atomically(answer_path, answer)
             return answer["ok"], answer["result"], answer["duration_s"]
 
@@ -59,14 +62,6 @@ class FakeAgent:
                     number += json.load(f)
             _write_atomically(path, number)
         return number
-
-    def _log_run(self, key, number, ok):
-        line = json.dumps({"agent": self.name, "key": key, "call": number, "ok": ok, "pid": os.getpid()})
-        with _locked(os.path.join(self.directory, "runs.lock")):
-            with open(os.path.join(self.directory, "runs.jsonl"), "a", encoding="utf-8") as f:
-                f.write(line + "\n")
-                f.flush()
-                os.fsync(f.fileno())
 
 
 @contextmanager

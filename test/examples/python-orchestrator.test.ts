@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -18,17 +18,22 @@ beforeAll(async () => {
 });
 afterAll(() => killAll());
 
-/** One real run of an agent, as the fake agents log it. */
+/** One run of an agent: the answer the fake agents store for its idempotency key. */
 interface AgentRun {
   agent: string;
+  /** `<execution>/<step>/<attempt>` */
   key: string;
+  /** The agent's call number, counted from 1 over every process. */
   call: number;
   ok: boolean;
   pid: number;
 }
 
 function runsIn(agentsDir: string): AgentRun[] {
-  return readFileSync(path.join(agentsDir, "runs.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as AgentRun);
+  const answers = path.join(agentsDir, "answers");
+  return readdirSync(answers)
+    .filter((f) => f.endsWith(".json"))
+    .map((f) => JSON.parse(readFileSync(path.join(answers, f), "utf8")) as AgentRun);
 }
 
 async function allExecutions(state: StateClients) {
@@ -69,10 +74,13 @@ describe("the Python orchestrator", () => {
       expect(Object.keys(e.stepOutputs).sort()).toEqual(["fetch", "ship", "summarize"]);
     }
 
-    // No attempt ran twice; every step not completed by the seed ran to success once.
+    // Every call number was a run (none ran twice, none was lost), and every
+    // step not completed by the seed ran to success exactly once.
     const runs = runsIn(agentsDir);
-    const keys = runs.map((r) => r.key);
-    expect(new Set(keys).size).toBe(keys.length);
+    for (const agent of new Set(runs.map((r) => r.agent))) {
+      const calls = runs.filter((r) => r.agent === agent).map((r) => r.call).sort((a, b) => a - b);
+      expect(calls).toEqual(calls.map((_, i) => i + 1));
+    }
     const succeeded = runs.filter((r) => r.ok).map((r) => r.key.split("/").slice(0, 2).join("/"));
     expect(new Set(succeeded).size).toBe(succeeded.length);
     // seed.py: stage 0 (13 workflows) runs all three steps, 1 and 3 (25) two, 2 (12) one.
