@@ -114,7 +114,9 @@ class Router:
 
     def choose(self, capability, only=None, stopping=None):
         """Blocks until an agent is permitted; returns (agent, score, seconds spent routing)."""
-        candidates = [c for c in ROUTES[capability] if only is None or c[0] == only]
+        candidates = [c for c in ROUTES.get(capability, []) if only is None or c[0] == only]
+        if not candidates:
+            raise RuntimeError(f"no agent {only or ''} for capability {capability!r}")
         started = time.monotonic()
         while True:
             wait_s = 1.0

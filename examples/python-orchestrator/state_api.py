@@ -30,7 +30,7 @@ from orchestration.state.v1 import (  # noqa: E402
     workflow_state_service_pb2_grpc as workflows_grpc,
 )
 
-__all__ = ["StateApi", "bad_request", "error_info", "breakers_pb", "audit_pb", "statistics_pb", "workflows_pb"]
+__all__ = ["StateApi", "bad_request", "error_detail", "error_info", "breakers_pb", "audit_pb", "statistics_pb", "workflows_pb"]
 
 # The README's retry table: UNAVAILABLE (database unreachable, server starting
 # or stopping) and DEADLINE_EXCEEDED are retried with exponential backoff and
@@ -86,29 +86,22 @@ class StateApi:
         self.channel.close()
 
 
-def _details(err):
-    """The google.rpc.Status an error carries in its grpc-status-details-bin trailer."""
+def error_detail(err, message_type):
+    """The first detail of type `message_type` an error carries (from its grpc-status-details-bin trailer, a google.rpc.Status), or None."""
     for key, value in err.trailing_metadata() or ():
         if key == "grpc-status-details-bin":
-            return status_pb2.Status.FromString(value).details
-    return []
+            for detail in status_pb2.Status.FromString(value).details:
+                found = message_type()
+                if detail.Unpack(found):
+                    return found
+    return None
 
 
 def bad_request(err):
     """The google.rpc.BadRequest of an INVALID_ARGUMENT: which field is wrong, and why."""
-    for detail in _details(err):
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            found = error_details_pb2.BadRequest()
-            detail.Unpack(found)
-            return found
-    return None
+    return error_detail(err, error_details_pb2.BadRequest)
 
 
 def error_info(err):
     """The google.rpc.ErrorInfo of an error (a lost lease names its reason there)."""
-    for detail in _details(err):
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            found = error_details_pb2.ErrorInfo()
-            detail.Unpack(found)
-            return found
-    return None
+    return error_detail(err, error_details_pb2.ErrorInfo)

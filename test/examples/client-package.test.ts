@@ -2,9 +2,9 @@ import { mkdtempSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { killAll, startServerProcess, type ServerProcess } from "../failures/support/main-process.js";
+import { killAll, type ServerProcess } from "../failures/support/main-process.js";
 import { newTenant } from "../support/server.js";
-import { root, run } from "./support/commands.js";
+import { root, run, startBuiltServer } from "./support/commands.js";
 
 // The package's `orchestrator-state/client` export as a user's project gets it
 // (npm's `file:` or `link:` dependency): the build in dist/ (npm run
@@ -14,7 +14,7 @@ let server: ServerProcess;
 let project: string;
 
 beforeAll(async () => {
-  server = await startServerProcess({ DATA_DIR: "memory://" });
+  server = await startBuiltServer();
   project = mkdtempSync(path.join(tmpdir(), "client-user-"));
   mkdirSync(path.join(project, "node_modules"));
   symlinkSync(root, path.join(project, "node_modules", "orchestrator-state"), "dir");

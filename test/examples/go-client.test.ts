@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { killAll, startServerProcess, type ServerProcess } from "../failures/support/main-process.js";
+import { killAll, type ServerProcess } from "../failures/support/main-process.js";
 import { newTenant } from "../support/server.js";
-import { bufCurl, bufCurlFirst, run } from "./support/commands.js";
+import { bufCurl, bufCurlFirst, run, startBuiltServer } from "./support/commands.js";
 
 // examples/go-client, built offline from Debian's Go packages, against a server
 // on PGlite; each of its answers is compared with what `buf curl` (which knows
@@ -12,7 +12,7 @@ const tenant = newTenant();
 let lines: [string, unknown][];
 
 beforeAll(async () => {
-  server = await startServerProcess({ DATA_DIR: "memory://" });
+  server = await startBuiltServer();
   await run("examples/go-client/generate.sh", []);
   await run("examples/go-client/build.sh", [], { timeoutMs: 300_000 });
   const address = `127.0.0.1:${server.port}`;

@@ -1,5 +1,6 @@
 import { execFile, spawn } from "node:child_process";
 import * as path from "node:path";
+import { startServerProcess, type ServerProcess } from "../../failures/support/main-process.js";
 
 /** The repository root. */
 export const root = path.resolve(import.meta.dirname, "../../..");
@@ -89,4 +90,12 @@ export function bufCurlFirst(baseUrl: string, tenant: string, method: string, bo
       else reject(new Error(`buf curl ${method} printed ${messages.length} of ${count} messages\nstderr:\n${stderr}`));
     });
   });
+}
+
+/**
+ * The built server (`npm run test:examples` builds first), as `npm start` runs
+ * it, on an in-memory PGlite.
+ */
+export function startBuiltServer(): Promise<ServerProcess> {
+  return startServerProcess({ DATA_DIR: "memory://" }, { entry: "dist/src/main.js" });
 }
