@@ -4,6 +4,8 @@ import { loadConfig } from "./config.js";
 import { DatabaseAvailability } from "./db/availability.js";
 import { createDatabase, migrate } from "./db/database.js";
 import { createLogger } from "./logging/logger.js";
+import { createMetrics } from "./metrics/metrics.js";
+import { startOperationsServer } from "./operations/operations-server.js";
 import { createServer } from "./server/server.js";
 
 const config = loadConfig();
@@ -28,7 +30,15 @@ const database = new DatabaseAvailability({
 });
 await database.start();
 
-const server = createServer({ knex, logger, config, database });
+// Metrics and HTTP health only with METRICS_PORT (README "Metrics"); the
+// operations port answers /readyz 503 until the server below is SERVING.
+const metrics = config.metricsPort === undefined ? undefined : createMetrics({ maxAgentSeries: config.metricsMaxAgentSeries });
+const server = createServer({ knex, logger, config, database, metrics });
+const operations =
+  metrics === undefined
+    ? undefined
+    : await startOperationsServer({ port: config.metricsPort!, host: config.host, registry: metrics.registry, health: server.health, logger });
+if (operations !== undefined) logger.info("serving /metrics, /livez and /readyz over HTTP/1.1", { host: config.host, port: operations.port });
 const port = await server.listen(config.port, config.host);
 const transport = config.tlsCertFile === undefined ? "h2c" : "TLS (h2, and HTTP/1.1 for Connect and gRPC-Web)";
 logger.info(`serving gRPC, gRPC-Web and Connect over ${transport}`, { host: config.host, port, backend });
@@ -45,6 +55,7 @@ const stop = async (signal: string) => {
   logger.info("signal received", { signal });
   try {
     await server.shutdown();
+    await operations?.close();
   } finally {
     await database.stop();
     await knex.destroy();
