@@ -106,6 +106,8 @@ export interface AppServer {
    * that none leak), and the gRPC unary calls the fast path has served.
    */
   stats(): { sessions: number; calls: number; grpcFastPathCalls: number };
+  /** The background retention (RETENTION_INTERVAL); runOnce() runs a pass now. */
+  readonly retention: RetentionWorker;
 }
 
 /** The services of our contract; each acts for exactly one tenant. */
@@ -230,6 +232,7 @@ export function createServer(deps: ServerDeps): AppServer {
 
   return {
     health,
+    retention,
     stats: () => ({ sessions: sessions.size, calls: drain.active, grpcFastPathCalls: fastPath?.served ?? 0 }),
     listen(port, host) {
       return new Promise((resolve, reject) => {
