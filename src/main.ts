@@ -7,6 +7,7 @@ import { createLogger } from "./logging/logger.js";
 import { createMetrics } from "./metrics/metrics.js";
 import { startOperationsServer } from "./operations/operations-server.js";
 import { createServer } from "./server/server.js";
+import { startTracing } from "./tracing/tracing.js";
 
 const config = loadConfig();
 const logger = createLogger(config.logLevel);
@@ -33,7 +34,10 @@ await database.start();
 // Metrics and HTTP health only with METRICS_PORT (README "Metrics"); the
 // operations port answers /readyz 503 until the server below is SERVING.
 const metrics = config.metricsPort === undefined ? undefined : createMetrics({ maxAgentSeries: config.metricsMaxAgentSeries });
-const server = createServer({ knex, logger, config, database, metrics });
+// Tracing only when the OTEL_* variables ask for it (README "Tracing").
+const tracing = config.tracing === undefined ? undefined : startTracing(config.tracing, knex);
+if (config.tracing !== undefined) logger.info("exporting traces with OTLP", { url: config.tracing.url, protocol: config.tracing.protocol });
+const server = createServer({ knex, logger, config, database, metrics, tracing });
 const operations =
   metrics === undefined
     ? undefined
@@ -56,6 +60,7 @@ const stop = async (signal: string) => {
   try {
     await server.shutdown();
     await operations?.close();
+    await tracing?.shutdown(); // exports the spans still buffered
   } finally {
     await database.stop();
     await knex.destroy();

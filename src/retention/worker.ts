@@ -36,6 +36,8 @@ export interface RetentionWorkerOptions {
   batchSize: number;
   /** Time before the first pass (ms); default a random part of min(intervalMs, 60 s), so replicas started together spread out. */
   firstDelayMs?: number;
+  /** Runs a pass in a span of its own (tracing on), so that its SQL is traced. */
+  inSpan?: <T>(name: string, work: () => Promise<T>) => Promise<T>;
 }
 
 /** What one pass did. */
@@ -76,7 +78,8 @@ export class RetentionWorker {
    * another replica's): then resolves with "skipped" at once.
    */
   async runOnce(): Promise<PassResult> {
-    const run = this.locked(() => this.pass());
+    const { inSpan } = this.options;
+    const run = this.locked(() => (inSpan === undefined ? this.pass() : inSpan("retention pass", () => this.pass())));
     this.current = run;
     const runs = this.options.metrics?.retentionRuns;
     try {

@@ -28,6 +28,7 @@ import type { Metrics } from "../metrics/metrics.js";
 import { createRpcMetricsInterceptor } from "../metrics/rpc-metrics-interceptor.js";
 import { createReflectionServices } from "../reflection/reflection-service.js";
 import { RetentionWorker } from "../retention/worker.js";
+import type { Tracing } from "../tracing/tracing.js";
 import { TransitionFeed } from "../services/circuit-breaker/transition-feed.js";
 import { createCircuitBreakerService } from "../services/circuit-breaker-service.js";
 import { createRetentionService } from "../services/retention-service.js";
@@ -63,6 +64,8 @@ export interface ServerDeps {
    * counted.
    */
   metrics?: Metrics;
+  /** OpenTelemetry tracing (main.ts starts it when the OTEL_* variables say so); without it no span is made. */
+  tracing?: Tracing;
   config: Pick<
     Config,
     | "shutdownDrainDelayMs"
@@ -146,9 +149,11 @@ export function createServer(deps: ServerDeps): AppServer {
   const tls = loadTls(config);
   const { metrics } = deps;
   if (metrics !== undefined) registerDatabaseMetrics(metrics, { knex: deps.knex, logger, database: deps.database });
-  // The RPC series are counted outermost, so that they see the final code.
+  // The RPC span and series are outermost, so that they see the final code
+  // (and the span is active while everything inside runs and logs).
+  const tracing = deps.tracing === undefined ? [] : [deps.tracing.interceptor];
   const counting = metrics === undefined ? [] : [createRpcMetricsInterceptor(metrics, [...tenantServices, Health, ServerReflectionV1, ServerReflectionV1alpha])];
-  const common: Interceptor[] = [...counting, createLoggingInterceptor(logger), createErrorInterceptor(logger)];
+  const common: Interceptor[] = [...tracing, ...counting, createLoggingInterceptor(logger), createErrorInterceptor(logger)];
   const databaseGate = deps.database === undefined ? [] : [deps.database.interceptor];
   const tenantCall = { interceptors: [...common, ...auth.tenantServices, drain.interceptor, ...databaseGate, createTenantInterceptor(deps.knex)] };
   deps.database?.onChange((available) => health.setDependency("database", available));
@@ -224,6 +229,7 @@ export function createServer(deps: ServerDeps): AppServer {
     defaults: config.retentionDefaults,
     intervalMs: config.retentionIntervalMs,
     batchSize: config.retentionBatchSize,
+    inSpan: deps.tracing?.inSpan,
   });
   server.on("session", (session) => {
     sessions.add(session);
