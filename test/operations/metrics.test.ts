@@ -1,3 +1,5 @@
+import { readFile } from "node:fs/promises";
+import * as path from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
@@ -151,6 +153,17 @@ describe("/metrics", () => {
     for (const state of ["CLOSED", "OPEN", "HALF_OPEN", "FORCED_OPEN", "DISABLED"]) {
       expect(sampleValue(samples, "orchestrator_state_circuit_breakers", { state })).toBeGreaterThanOrEqual(0);
     }
+  });
+
+  it("holds every series the alerting rules (monitoring/alerts.yml) use", async () => {
+    const rules = await readFile(path.resolve(import.meta.dirname, "../../monitoring/alerts.yml"), "utf8");
+    const code = rules.split("\n").filter((line) => !line.trim().startsWith("#")).join("\n");
+    const used = new Set(code.match(/\b(?:grpc_server|orchestrator_state)_\w+/g));
+    expect(used.size).toBeGreaterThanOrEqual(6);
+    // A series is exported when the scrape has samples of it, or declares it
+    // (a labelled counter has no sample before its first increment).
+    const exported = (name: string) => samples.some((s) => s.name === name) || scrape.includes(`# TYPE ${name} `);
+    expect([...used].filter((name) => !exported(name))).toEqual([]);
   });
 
   it("parses cleanly with promtool check metrics too", async () => {

@@ -1,4 +1,6 @@
 import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import * as path from "node:path";
 
 // Prometheus's own tools, to read what /metrics serves as Prometheus would:
 // the exposition parser of the Prometheus Python client (Debian's
@@ -6,6 +8,8 @@ import { spawn } from "node:child_process";
 // (Debian's prometheus package; .ci/run installs both, README "Development"
 // says how). Neither is optional: a test that cannot find them fails, saying
 // what to install.
+
+const INSTALLED_PROMTOOL = path.resolve(import.meta.dirname, "../../.tools/prometheus/usr/bin/promtool");
 
 /** One sample of a scrape. */
 export interface Sample {
@@ -34,13 +38,14 @@ export async function parseExposition(text: string): Promise<Sample[]> {
   return JSON.parse(stdout) as Sample[];
 }
 
-/** promtool: $PROMTOOL, or promtool on the PATH. */
-export const PROMTOOL = process.env.PROMTOOL ?? "promtool";
+/** promtool: $PROMTOOL, else the one scripts/install-prometheus-tools.sh unpacked, else promtool on the PATH. */
+export const PROMTOOL =
+  process.env.PROMTOOL ?? (existsSync(INSTALLED_PROMTOOL) ? INSTALLED_PROMTOOL : "promtool");
 
 /** `promtool check metrics` on a scrape: its lint findings (empty when clean), or a throw when promtool is missing. */
 export async function promtoolCheckMetrics(text: string): Promise<{ code: number; output: string }> {
   const { stdout, stderr, code } = await run(PROMTOOL, ["check", "metrics"], text).catch((err: unknown) => {
-    throw new Error(`promtool not found (${PROMTOOL}): install Debian's prometheus package or set PROMTOOL (README, "Development"): ${String(err)}`);
+    throw new Error(`promtool not found (${PROMTOOL}): run scripts/install-prometheus-tools.sh or set PROMTOOL (README, "Development"): ${String(err)}`);
   });
   return { code, output: stdout + stderr };
 }
