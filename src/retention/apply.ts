@@ -20,6 +20,11 @@ export interface RetentionCounts {
   circuitBreakerTransitions: number;
 }
 
+/** Counts of nothing: every kind at zero. */
+export function noCounts(): RetentionCounts {
+  return { completedExecutions: 0, failedExecutions: 0, cancelledExecutions: 0, routingDecisions: 0, closedCircuitBreakers: 0, circuitBreakerTransitions: 0 };
+}
+
 /** How to apply a policy. */
 export interface ApplyOptions {
   /** Count what would be deleted; delete nothing. */
@@ -85,14 +90,7 @@ const KINDS: readonly Kind[] = [
 /** Applies `policy` to the scope's tenant (or, with dryRun, counts what it would delete). */
 export async function applyRetention(scope: TenantScope, policy: EffectiveRetention, options: ApplyOptions): Promise<RetentionOutcome> {
   const now = options.now ?? Date.now();
-  const counts: RetentionCounts = {
-    completedExecutions: 0,
-    failedExecutions: 0,
-    cancelledExecutions: 0,
-    routingDecisions: 0,
-    closedCircuitBreakers: 0,
-    circuitBreakerTransitions: 0,
-  };
+  const counts = noCounts();
   let held = 0;
   for (const kind of KINDS) {
     const maxAge = policy[kind.maxAge];

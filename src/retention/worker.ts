@@ -5,7 +5,7 @@ import { retentionTenants } from "../db/queries/maintenance.js";
 import type { Logger } from "../logging/logger.js";
 import type { Metrics } from "../metrics/metrics.js";
 import { TenantScope } from "../tenancy/tenant-scope.js";
-import { applyRetention, type RetentionCounts } from "./apply.js";
+import { applyRetention, noCounts, type RetentionCounts } from "./apply.js";
 import { effectiveRetention, policyFromJson, POLICY_FIELDS } from "./policy.js";
 
 // The background retention: every `intervalMs`, one pass over every tenant
@@ -142,14 +142,7 @@ export class RetentionWorker {
     const someDefault = POLICY_FIELDS.some(([key]) => defaults[key] !== 0);
     const { tenants, policies } = await retentionTenants(knex, 60_000, { withRows: someDefault });
     const saved = new Map(policies.map((p) => [p.tenant_id, policyFromJson(p.policy)]));
-    const deleted: RetentionCounts = {
-      completedExecutions: 0,
-      failedExecutions: 0,
-      cancelledExecutions: 0,
-      routingDecisions: 0,
-      closedCircuitBreakers: 0,
-      circuitBreakerTransitions: 0,
-    };
+    const deleted = noCounts();
     let visited = 0;
     for (const tenant of tenants) {
       if (this.stopped) return { outcome: "stopped", tenants: visited, deleted };
