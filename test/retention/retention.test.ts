@@ -126,6 +126,9 @@ describe("applying a policy", () => {
     await save(tenant, "cancelled-1000d", WorkflowStatus.CANCELLED, 1_000 * DAY);
     await save(tenant, "running", WorkflowStatus.RUNNING);
     const all = await ids(tenant);
+    // Another tenant, without a policy: never touched by this one's.
+    const other = newTenant();
+    await save(other, "completed-old", WorkflowStatus.COMPLETED, 2 * DAY);
 
     const dry = await retention(tenant).applyRetentionPolicy({ dryRun: true });
     expect(dry.deleted).toMatchObject({ completedExecutions: 1n, failedExecutions: 1n, cancelledExecutions: 0n });
@@ -135,6 +138,7 @@ describe("applying a policy", () => {
     expect(applied.deleted).toMatchObject({ completedExecutions: 1n, failedExecutions: 1n, cancelledExecutions: 0n });
     expect(applied.effectivePolicy?.failedExecutionMaxAge?.seconds).toBe(BigInt(7 * DAY));
     expect(await ids(tenant)).toEqual(["cancelled-1000d", "completed-new", "failed-2d", "running"]);
+    expect(await ids(other)).toEqual(["completed-old"]);
     // Nothing left to do: a second run deletes nothing.
     expect((await retention(tenant).applyRetentionPolicy({})).deleted?.completedExecutions).toBe(0n);
   });

@@ -41,12 +41,13 @@ export async function retentionTenants(
   return asMaintenance(knex, timeoutMs, async (trx) => {
     const policies = await trx.raw<{ rows: SavedPolicy[] }>("SELECT tenant_id, policy FROM retention_policies ORDER BY tenant_id");
     if (!options.withRows) return { tenants: policies.rows.map((p) => p.tenant_id), policies: policies.rows };
+    // ORDER BY ... LIMIT 1, not min(): there is no min(uuid) before PostgreSQL 16.
     const walk = (table: string) => `
       SELECT tenant FROM (
         WITH RECURSIVE t(tenant) AS (
-          SELECT min(tenant_id) FROM ${table}
+          (SELECT tenant_id FROM ${table} ORDER BY tenant_id LIMIT 1)
           UNION ALL
-          SELECT (SELECT min(tenant_id) FROM ${table} WHERE tenant_id > t.tenant) FROM t WHERE t.tenant IS NOT NULL
+          SELECT (SELECT tenant_id FROM ${table} WHERE tenant_id > t.tenant ORDER BY tenant_id LIMIT 1) FROM t WHERE t.tenant IS NOT NULL
         ) SELECT tenant FROM t WHERE tenant IS NOT NULL
       ) AS ${table}_tenants`;
     const tables = ["workflow_executions", "routing_decisions", "circuit_breakers", "circuit_breaker_transitions", "retention_policies"];
