@@ -139,6 +139,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (dashboardPort !== undefined && dashboardPort !== 0 && dashboardPort === port) {
     throw new Error(`DASHBOARD_PORT must differ from PORT (both are ${port})`);
   }
+  const metricsPort = int(env, "METRICS_PORT", 0, 65_535);
+  if (metricsPort !== undefined && metricsPort !== 0 && (metricsPort === port || metricsPort === dashboardPort)) {
+    const other = metricsPort === port ? "PORT" : "DASHBOARD_PORT";
+    throw new Error(`METRICS_PORT must differ from ${other} (both are ${metricsPort}): the operations server needs a port of its own`);
+  }
   return {
     host: str(env, "HOST") ?? defaultConfig.host,
     port,
@@ -160,7 +165,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     authPublicReflection: bool(env, "AUTH_PUBLIC_REFLECTION") ?? defaultConfig.authPublicReflection,
     tlsCertFile: str(env, "TLS_CERT_FILE"),
     tlsKeyFile: str(env, "TLS_KEY_FILE"),
-    metricsPort: int(env, "METRICS_PORT", 0, 65_535),
+    metricsPort,
     metricsMaxAgentSeries: int(env, "METRICS_MAX_AGENT_SERIES", 0, 100_000) ?? defaultConfig.metricsMaxAgentSeries,
     tracing: tracing(env),
     retentionDefaults: {

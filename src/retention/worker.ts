@@ -13,10 +13,10 @@ import { effectiveRetention, policyFromJson, POLICY_FIELDS } from "./policy.js";
 // batches (src/retention/apply.ts).
 //
 // One replica at a time: a pass runs only while its replica holds a
-// PostgreSQL session-level advisory lock (on a pooled connection kept for the
-// pass, so that the lock is released when the pass ends, and by the server
-// when the process or its connection dies); the other replicas skip that
-// round. Inside one process (PGlite has one connection, whose session every
+// PostgreSQL session-level advisory lock, on a connection of its own opened
+// for the pass and closed after it (so that the server releases the lock when
+// the pass ends, or when the process or its connection dies); the other
+// replicas skip that round. Inside one process (PGlite has one connection, whose session every
 // caller shares, so the advisory lock cannot tell two callers apart) a pass
 // also takes an in-process lock per database. Even if two passes did overlap
 // (a connection lost mid-pass frees the lock), no row could be deleted
@@ -111,25 +111,21 @@ export class RetentionWorker {
     if (runningOn.has(knex)) return { outcome: "skipped" };
     runningOn.add(knex);
     try {
-      const client = knex.client as { acquireConnection(): Promise<unknown>; releaseConnection(c: unknown): Promise<unknown> };
-      const connection = await client.acquireConnection();
+      const config = (knex.client as { config: Knex.Config }).config;
       // PGlite: the in-process lock above is all there is (one process per data directory).
-      if (!(connection instanceof pg.Client)) {
-        await client.releaseConnection(connection);
-        return await work();
-      }
+      if (config.client !== "pg") return await work();
+      // A session of its own, outside the pool: the pass's statements take
+      // pooled connections as usual, and a small pool is not held up by the lock.
+      const session = new pg.Client(config.connection as pg.ClientConfig);
+      session.on("error", () => {}); // a broken session ends the lock; the pass's own statements report errors
+      await session.connect();
       try {
-        const { rows } = await connection.query<{ locked: boolean }>("SELECT pg_try_advisory_lock($1::bigint) AS locked", [ADVISORY_LOCK_KEY]);
+        const { rows } = await session.query<{ locked: boolean }>("SELECT pg_try_advisory_lock($1::bigint) AS locked", [ADVISORY_LOCK_KEY]);
         if (rows[0]?.locked !== true) return { outcome: "skipped" };
-        try {
-          return await work();
-        } finally {
-          await connection.query("SELECT pg_advisory_unlock($1::bigint)", [ADVISORY_LOCK_KEY]).catch(() => {
-            // The connection broke: its session, and the lock with it, are gone.
-          });
-        }
+        return await work();
       } finally {
-        await client.releaseConnection(connection);
+        // Ending the session releases the lock.
+        await session.end().catch(() => {});
       }
     } finally {
       runningOn.delete(knex);

@@ -164,6 +164,27 @@ describe("tracing over OTLP/HTTP JSON", () => {
   });
 });
 
+describe("operations configuration", () => {
+  it("METRICS_PORT is off unless set, and may not be the gRPC port", () => {
+    expect(loadConfig({}).metricsPort).toBeUndefined();
+    expect(loadConfig({ METRICS_PORT: "9464" }).metricsPort).toBe(9464);
+    expect(() => loadConfig({ METRICS_PORT: "50051" })).toThrow(/METRICS_PORT must differ from PORT/);
+    expect(() => loadConfig({ METRICS_PORT: "x" })).toThrow(/METRICS_PORT/);
+  });
+
+  it("retention settings take 0 or a duration with a unit, within range", () => {
+    expect(loadConfig({ RETENTION_COMPLETED_EXECUTIONS: "90d", RETENTION_INTERVAL: "30s" })).toMatchObject({
+      retentionDefaults: { completedExecutionMaxAge: 90 * 86_400, failedExecutionMaxAge: 0 },
+      retentionIntervalMs: 30_000,
+    });
+    expect(loadConfig({ RETENTION_INTERVAL: "0" }).retentionIntervalMs).toBe(0);
+    for (const bad of ["90", "30s", "36501d", "1w", "-1d"]) {
+      expect(() => loadConfig({ RETENTION_FAILED_EXECUTIONS: bad })).toThrow(/RETENTION_FAILED_EXECUTIONS/);
+    }
+    expect(() => loadConfig({ RETENTION_INTERVAL: "8d" })).toThrow(/RETENTION_INTERVAL/);
+  });
+});
+
 describe("tracing configuration", () => {
   it("is off unless an OTLP endpoint or OTEL_TRACES_EXPORTER=otlp is set, and OTEL_SDK_DISABLED or none turn it off", () => {
     expect(loadConfig({}).tracing).toBeUndefined();
