@@ -221,7 +221,7 @@ describe("applying a policy", () => {
 describe("background retention", () => {
   it("runs by itself every RETENTION_INTERVAL and exports what it deleted", async () => {
     const metrics = createMetrics({ maxAgentSeries: 0 });
-    const server = await startTestServer({ retentionIntervalMs: 200 }, t.knex, { metrics });
+    const server = await startTestServer({ retentionIntervalMs: 200 }, t.knex, undefined, { metrics });
     try {
       const tenant = newTenant();
       await retention(tenant).saveRetentionPolicy({ policy: { failedExecutionMaxAge: dur(DAY) } });
@@ -242,7 +242,7 @@ describe("background retention", () => {
   it(`two replicas (${backendName === "postgres" ? "two servers, each with its own pool, on one PostgreSQL database" : "two servers on one PGlite, in one process"}) running passes at the same time delete each row once, one pass at a time`, async () => {
     const knexes: Knex[] = backendName === "postgres" ? [await createTestDatabase(), await createTestDatabase()] : [t.knex, t.knex];
     const metrics = [createMetrics({ maxAgentSeries: 0 }), createMetrics({ maxAgentSeries: 0 })];
-    const servers = await Promise.all(knexes.map((knex, i) => startTestServer({ retentionBatchSize: 1 }, knex, { metrics: metrics[i] })));
+    const servers = await Promise.all(knexes.map((knex, i) => startTestServer({ retentionBatchSize: 1 }, knex, undefined, { metrics: metrics[i] })));
     try {
       const tenants = [newTenant(), newTenant()];
       let rows = 0;
