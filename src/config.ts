@@ -44,6 +44,44 @@ export interface Config {
   tlsCertFile: string | undefined;
   /** PEM private key of `tlsCertFile`. */
   tlsKeyFile: string | undefined;
+  /** Port of the HTTP/1.1 operations server (/metrics, /livez, /readyz); undefined: not served, no RPC metrics kept. */
+  metricsPort: number | undefined;
+  /** Most (tenant, agent) pairs with series of their own in the agent outcome counters; the rest are counted under "_other". */
+  metricsMaxAgentSeries: number;
+  /** OpenTelemetry tracing, from the standard OTEL_* variables; undefined: off (no span is made). */
+  tracing: TracingConfig | undefined;
+  /** The retention policy of tenants that saved none, and of every field a saved policy leaves unset. */
+  retentionDefaults: RetentionDefaults;
+  /** Time between two background retention passes (ms); 0: no background retention. */
+  retentionIntervalMs: number;
+  /** Rows deleted per statement by retention. */
+  retentionBatchSize: number;
+}
+
+/** Max ages of the retention policy, in seconds; 0 keeps forever. */
+export interface RetentionDefaults {
+  completedExecutionMaxAge: number;
+  failedExecutionMaxAge: number;
+  cancelledExecutionMaxAge: number;
+  routingDecisionMaxAge: number;
+  closedCircuitBreakerMaxAge: number;
+  circuitBreakerTransitionMaxAge: number;
+}
+
+/** Where and how spans are exported (OTLP over HTTP), from the OTEL_* variables of the OpenTelemetry specification. */
+export interface TracingConfig {
+  /** The URL spans are POSTed to: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or OTEL_EXPORTER_OTLP_ENDPOINT + "/v1/traces". */
+  url: string;
+  /** OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL. */
+  protocol: "http/protobuf" | "http/json";
+  /** OTEL_SERVICE_NAME (else service.name of OTEL_RESOURCE_ATTRIBUTES, else "orchestrator-state"). */
+  serviceName: string;
+  /** OTEL_RESOURCE_ATTRIBUTES: key=value pairs, comma-separated, values percent-decoded. */
+  resourceAttributes: Record<string, string>;
+  /** OTEL_TRACES_SAMPLER (default parentbased_always_on). */
+  sampler: "always_on" | "always_off" | "traceidratio" | "parentbased_always_on" | "parentbased_always_off" | "parentbased_traceidratio";
+  /** OTEL_TRACES_SAMPLER_ARG for the ratio samplers (0 to 1; default 1). */
+  samplerRatio: number;
 }
 
 /** Severity of a log line, lowest first. */
@@ -74,6 +112,20 @@ export const defaultConfig: Config = {
   authPublicReflection: true,
   tlsCertFile: undefined,
   tlsKeyFile: undefined,
+  metricsPort: undefined,
+  metricsMaxAgentSeries: 1_000,
+  tracing: undefined,
+  // Nothing is deleted unless the operator or the tenant says so.
+  retentionDefaults: {
+    completedExecutionMaxAge: 0,
+    failedExecutionMaxAge: 0,
+    cancelledExecutionMaxAge: 0,
+    routingDecisionMaxAge: 0,
+    closedCircuitBreakerMaxAge: 0,
+    circuitBreakerTransitionMaxAge: 0,
+  },
+  retentionIntervalMs: 10 * 60_000,
+  retentionBatchSize: 1_000,
 };
 
 /**
@@ -86,6 +138,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const dashboardPort = int(env, "DASHBOARD_PORT", 0, 65_535);
   if (dashboardPort !== undefined && dashboardPort !== 0 && dashboardPort === port) {
     throw new Error(`DASHBOARD_PORT must differ from PORT (both are ${port})`);
+  }
+  const metricsPort = int(env, "METRICS_PORT", 0, 65_535);
+  if (metricsPort !== undefined && metricsPort !== 0 && (metricsPort === port || metricsPort === dashboardPort)) {
+    const other = metricsPort === port ? "PORT" : "DASHBOARD_PORT";
+    throw new Error(`METRICS_PORT must differ from ${other} (both are ${metricsPort}): the operations server needs a port of its own`);
   }
   return {
     host: str(env, "HOST") ?? defaultConfig.host,
@@ -108,7 +165,133 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     authPublicReflection: bool(env, "AUTH_PUBLIC_REFLECTION") ?? defaultConfig.authPublicReflection,
     tlsCertFile: str(env, "TLS_CERT_FILE"),
     tlsKeyFile: str(env, "TLS_KEY_FILE"),
+    metricsPort,
+    metricsMaxAgentSeries: int(env, "METRICS_MAX_AGENT_SERIES", 0, 100_000) ?? defaultConfig.metricsMaxAgentSeries,
+    tracing: tracing(env),
+    retentionDefaults: {
+      completedExecutionMaxAge: maxAge(env, "RETENTION_COMPLETED_EXECUTIONS") ?? 0,
+      failedExecutionMaxAge: maxAge(env, "RETENTION_FAILED_EXECUTIONS") ?? 0,
+      cancelledExecutionMaxAge: maxAge(env, "RETENTION_CANCELLED_EXECUTIONS") ?? 0,
+      routingDecisionMaxAge: maxAge(env, "RETENTION_ROUTING_DECISIONS") ?? 0,
+      closedCircuitBreakerMaxAge: maxAge(env, "RETENTION_CLOSED_CIRCUIT_BREAKERS") ?? 0,
+      circuitBreakerTransitionMaxAge: maxAge(env, "RETENTION_CIRCUIT_BREAKER_TRANSITIONS") ?? 0,
+    },
+    retentionIntervalMs: retentionInterval(env, "RETENTION_INTERVAL") ?? defaultConfig.retentionIntervalMs,
+    retentionBatchSize: int(env, "RETENTION_BATCH_SIZE", 1, 100_000) ?? defaultConfig.retentionBatchSize,
   };
+}
+
+/** Longest max age of a retention policy: 36,500 days (100 years), in seconds. */
+export const MAX_RETENTION_SECONDS = 36_500 * 86_400;
+/** Shortest non-zero max age of a retention policy, in seconds. */
+export const MIN_RETENTION_SECONDS = 60;
+
+const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3_600, d: 86_400 };
+
+/** A duration written as a whole number of s, m, h or d ("90d", "12h"), or "0"; in seconds. */
+function seconds(env: NodeJS.ProcessEnv, name: string, what: string): number | undefined {
+  const raw = str(env, name);
+  if (raw === undefined) return undefined;
+  const match = /^(\d{1,9})([smhd])?$/.exec(raw);
+  if (match === null || (match[2] === undefined && match[1] !== "0")) {
+    throw new Error(`${name} must be ${what}, written as a whole number of s, m, h or d (e.g. "90d", "12h"), got "${raw}"`);
+  }
+  return Number(match[1]) * (DURATION_UNITS[match[2] ?? "s"] ?? 1);
+}
+
+/** A retention max age in seconds: 0 (keep forever), or from 1 minute to 36,500 days. */
+function maxAge(env: NodeJS.ProcessEnv, name: string): number | undefined {
+  const what = "0 (keep forever) or a max age from 1m to 36500d";
+  const value = seconds(env, name, what);
+  if (value !== undefined && value !== 0 && (value < MIN_RETENTION_SECONDS || value > MAX_RETENTION_SECONDS)) {
+    throw new Error(`${name} must be ${what}, got "${str(env, name)}"`);
+  }
+  return value;
+}
+
+/** The background retention's interval in ms: 0 (off), or from 1s to 7d. */
+function retentionInterval(env: NodeJS.ProcessEnv, name: string): number | undefined {
+  const what = "0 (no background retention) or an interval from 1s to 7d";
+  const value = seconds(env, name, what);
+  if (value !== undefined && value !== 0 && value > 7 * 86_400) throw new Error(`${name} must be ${what}, got "${str(env, name)}"`);
+  return value === undefined ? undefined : value * 1_000;
+}
+
+const SAMPLERS = ["always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"] as const;
+
+/**
+ * Tracing from the OTEL_* variables of the OpenTelemetry specification. On
+ * when OTEL_TRACES_EXPORTER is "otlp" or an OTLP endpoint is set, unless
+ * OTEL_SDK_DISABLED is true or OTEL_TRACES_EXPORTER is "none". The OTLP
+ * exporter itself reads the rest of its variables (OTEL_EXPORTER_OTLP_HEADERS,
+ * _TIMEOUT, _COMPRESSION, _CERTIFICATE and their _TRACES_ forms), as the
+ * specification says.
+ */
+function tracing(env: NodeJS.ProcessEnv): TracingConfig | undefined {
+  const disabled = bool(env, "OTEL_SDK_DISABLED") ?? false;
+  const exporter = str(env, "OTEL_TRACES_EXPORTER");
+  if (exporter !== undefined && exporter !== "otlp" && exporter !== "none") {
+    throw new Error(`OTEL_TRACES_EXPORTER must be otlp or none (this server exports spans with OTLP only), got "${exporter}"`);
+  }
+  const tracesEndpoint = url(env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+  const endpoint = url(env, "OTEL_EXPORTER_OTLP_ENDPOINT");
+  if (disabled || exporter === "none" || (exporter === undefined && tracesEndpoint === undefined && endpoint === undefined)) return undefined;
+  const protocol = str(env, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") === undefined ? "OTEL_EXPORTER_OTLP_PROTOCOL" : "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
+  const protocolValue = str(env, protocol) ?? "http/protobuf";
+  if (protocolValue !== "http/protobuf" && protocolValue !== "http/json") {
+    throw new Error(`${protocol} must be http/protobuf or http/json (grpc is not supported: use the collector's HTTP port, 4318), got "${protocolValue}"`);
+  }
+  const resourceAttributes = keyValues(env, "OTEL_RESOURCE_ATTRIBUTES");
+  const sampler = str(env, "OTEL_TRACES_SAMPLER") ?? "parentbased_always_on";
+  if (!(SAMPLERS as readonly string[]).includes(sampler)) {
+    throw new Error(`OTEL_TRACES_SAMPLER must be one of ${SAMPLERS.join(", ")}, got "${sampler}"`);
+  }
+  const ratioRaw = str(env, "OTEL_TRACES_SAMPLER_ARG");
+  const ratio = ratioRaw === undefined ? 1 : Number(ratioRaw);
+  if (sampler.endsWith("traceidratio") && !(ratio >= 0 && ratio <= 1)) {
+    throw new Error(`OTEL_TRACES_SAMPLER_ARG must be a number from 0 to 1, got "${ratioRaw}"`);
+  }
+  return {
+    url: tracesEndpoint ?? `${(endpoint ?? "http://localhost:4318").replace(/\/+$/, "")}/v1/traces`,
+    protocol: protocolValue,
+    serviceName: str(env, "OTEL_SERVICE_NAME") ?? resourceAttributes["service.name"] ?? "orchestrator-state",
+    resourceAttributes,
+    sampler: sampler as TracingConfig["sampler"],
+    samplerRatio: ratio,
+  };
+}
+
+function url(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const raw = str(env, name);
+  if (raw === undefined) return undefined;
+  let parsed: URL;
+  try {
+    parsed = new URL(raw);
+  } catch {
+    throw new Error(`${name} must be an http:// or https:// URL, got "${raw}"`);
+  }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new Error(`${name} must be an http:// or https:// URL, got "${raw}"`);
+  return raw;
+}
+
+/** "k1=v1,k2=v2" with percent-encoded values (the W3C Baggage form OTEL_RESOURCE_ATTRIBUTES uses). */
+function keyValues(env: NodeJS.ProcessEnv, name: string): Record<string, string> {
+  const raw = str(env, name);
+  const pairs: Record<string, string> = {};
+  if (raw === undefined) return pairs;
+  for (const part of raw.split(",")) {
+    const at = part.indexOf("=");
+    const key = at < 1 ? "" : part.slice(0, at).trim();
+    let value: string | undefined;
+    try {
+      value = at < 1 ? undefined : decodeURIComponent(part.slice(at + 1).trim());
+    } catch {
+      value = undefined;
+    }
+    if (key === "" || value === undefined) throw new Error(`${name} must be key=value pairs separated by commas, got "${raw}"`);
+    pairs[key] = value;
+  }
+  return pairs;
 }
 
 function str(env: NodeJS.ProcessEnv, name: string): string | undefined {

@@ -4,6 +4,7 @@ import * as path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CircuitBreakerService } from "../gen/orchestration/state/v1/circuit_breaker_service_pb.js";
+import { RetentionService } from "../gen/orchestration/state/v1/retention_service_pb.js";
 import { RoutingAuditService } from "../gen/orchestration/state/v1/routing_audit_service_pb.js";
 import { StatisticsService } from "../gen/orchestration/state/v1/statistics_service_pb.js";
 import { startTestServer, type TestServer } from "./support/server.js";
@@ -43,9 +44,9 @@ describe("README buf curl examples", () => {
     }
   });
 
-  it("the README has an example for every RPC of RoutingAuditService and StatisticsService", () => {
+  it("the README has an example for every RPC of RoutingAuditService, StatisticsService and RetentionService", () => {
     const text = examples.join("\n");
-    for (const service of [RoutingAuditService, StatisticsService]) {
+    for (const service of [RoutingAuditService, StatisticsService, RetentionService]) {
       for (const method of service.methods) expect(text).toContain(`${service.typeName}/${method.name}`);
     }
   });

@@ -36,6 +36,12 @@ export interface HealthService {
   setDependency(name: string, up: boolean): void;
   /** Number of open Watch streams; lets tests and metrics see that none leak. */
   watchCount(): number;
+  /**
+   * What Check answers for a service ("" for the server) right now, or
+   * undefined for an unknown name (Check's NOT_FOUND). The HTTP readiness
+   * endpoint answers from this, so it agrees with grpc.health.v1.
+   */
+  status(service: string): ServingStatus | undefined;
 }
 
 /**
@@ -150,5 +156,6 @@ export function createHealthService(
     setAll,
     setDependency,
     watchCount: () => watchers.size,
+    status: effective,
   };
 }

@@ -20,7 +20,8 @@ const rank: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 4
 export function createLogger(minLevel: LogLevel = "info", write: (line: string) => void = writeStdout): Logger {
   const log = (level: LogLevel, msg: string, fields?: LogFields) => {
     if (rank[level] < rank[minLevel]) return;
-    const line = { time: isoNow(), level, msg, ...fields };
+    const context = contextFields?.();
+    const line = context === undefined ? { time: isoNow(), level, msg, ...fields } : { time: isoNow(), level, msg, ...context, ...fields };
     // The replacer (for Errors) takes V8 off its fast JSON path; a line of
     // plain values (every per-RPC line) does not need it.
     write(`${hasObjects(fields) ? JSON.stringify(line, errorReplacer) : JSON.stringify(line)}\n`);
@@ -68,6 +69,15 @@ function flushStdout(): void {
   process.stdout.write(text);
 }
 process.on("exit", flushStdout);
+
+// Fields of the context a line is logged in (the trace and span ids of the
+// call, src/tracing/): unset, and so free, unless tracing is on.
+let contextFields: (() => LogFields | undefined) | undefined;
+
+/** Makes every line logged from now on carry `provider()`'s fields, when it returns some (src/tracing/ does). */
+export function setLogContextFields(provider: () => LogFields | undefined): void {
+  contextFields = provider;
+}
 
 /** A logger that drops everything; for tests that do not look at logs. */
 export const silentLogger: Logger = createLogger("error", () => {});

@@ -7,6 +7,7 @@ import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@conne
 import { compressionBrotli, compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Knex } from "knex";
 import { CircuitBreakerService } from "../../gen/orchestration/state/v1/circuit_breaker_service_pb.js";
+import { RetentionService } from "../../gen/orchestration/state/v1/retention_service_pb.js";
 import { RoutingAuditService } from "../../gen/orchestration/state/v1/routing_audit_service_pb.js";
 import { StatisticsService } from "../../gen/orchestration/state/v1/statistics_service_pb.js";
 import { WorkflowStateService } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
@@ -23,9 +24,15 @@ import { createErrorInterceptor } from "../errors/error-interceptor.js";
 import { createHealthService, type HealthService } from "../health/health-service.js";
 import { createLoggingInterceptor } from "../logging/logging-interceptor.js";
 import type { Logger } from "../logging/logger.js";
+import { registerDatabaseMetrics } from "../metrics/database-metrics.js";
+import type { Metrics } from "../metrics/metrics.js";
+import { createRpcMetricsInterceptor } from "../metrics/rpc-metrics-interceptor.js";
 import { createReflectionServices } from "../reflection/reflection-service.js";
+import { RetentionWorker } from "../retention/worker.js";
+import type { Tracing } from "../tracing/tracing.js";
 import { TransitionFeed } from "../services/circuit-breaker/transition-feed.js";
 import { createCircuitBreakerService } from "../services/circuit-breaker-service.js";
+import { createRetentionService } from "../services/retention-service.js";
 import { createRoutingAuditService } from "../services/routing-audit-service.js";
 import { createStatisticsService } from "../services/statistics-service.js";
 import { createWorkflowStateService } from "../services/workflow-state-service.js";
@@ -52,6 +59,14 @@ export interface ServerDeps {
   grpcFastPath?: boolean;
   /** Where the built dashboard is (default: dist/dashboard of this package). */
   dashboardAssetsDir?: string;
+  /**
+   * Where the RPC, database and domain series go (main.ts passes one when
+   * METRICS_PORT is set; src/operations/ serves them). Without it no call is
+   * counted.
+   */
+  metrics?: Metrics;
+  /** OpenTelemetry tracing (main.ts starts it when the OTEL_* variables say so); without it no span is made. */
+  tracing?: Tracing;
   config: Pick<
     Config,
     | "shutdownDrainDelayMs"
@@ -65,6 +80,9 @@ export interface ServerDeps {
     | "authPublicReflection"
     | "tlsCertFile"
     | "tlsKeyFile"
+    | "retentionDefaults"
+    | "retentionIntervalMs"
+    | "retentionBatchSize"
   >;
 }
 
@@ -92,6 +110,8 @@ export interface AppServer {
    * that none leak), and the gRPC unary calls the fast path has served.
    */
   stats(): { sessions: number; calls: number; grpcFastPathCalls: number };
+  /** The background retention (RETENTION_INTERVAL); runOnce() runs a pass now. */
+  readonly retention: RetentionWorker;
 }
 
 /** The services of our contract; each acts for exactly one tenant. */
@@ -100,6 +120,7 @@ export const tenantServices: readonly DescService[] = [
   CircuitBreakerService,
   RoutingAuditService,
   StatisticsService,
+  RetentionService,
 ];
 
 /**
@@ -127,7 +148,13 @@ export function createServer(deps: ServerDeps): AppServer {
   // the handler, bound to the key's tenant.
   const auth = createServerAuth(config, logger);
   const tls = loadTls(config);
-  const common: Interceptor[] = [createLoggingInterceptor(logger), createErrorInterceptor(logger)];
+  const { metrics } = deps;
+  if (metrics !== undefined) registerDatabaseMetrics(metrics, { knex: deps.knex, logger, database: deps.database });
+  // The RPC span and series are outermost, so that they see the final code
+  // (and the span is active while everything inside runs and logs).
+  const tracing = deps.tracing === undefined ? [] : [deps.tracing.interceptor];
+  const counting = metrics === undefined ? [] : [createRpcMetricsInterceptor(metrics, [...tenantServices, Health, ServerReflectionV1, ServerReflectionV1alpha])];
+  const common: Interceptor[] = [...tracing, ...counting, createLoggingInterceptor(logger), createErrorInterceptor(logger)];
   const databaseGate = deps.database === undefined ? [] : [deps.database.interceptor];
   const tenantCall = { interceptors: [...common, ...auth.tenantServices, drain.interceptor, ...databaseGate, createTenantInterceptor(deps.knex)] };
   deps.database?.onChange((available) => health.setDependency("database", available));
@@ -141,11 +168,24 @@ export function createServer(deps: ServerDeps): AppServer {
       createWorkflowStateService({ streamBatchSize: config.streamBatchSize, deleteBatchSize: config.deleteBatchSize }),
       tenantCall,
     ),
-    serviceRegistration(RoutingAuditService, createRoutingAuditService({ deleteBatchSize: config.deleteBatchSize }), tenantCall),
-    serviceRegistration(StatisticsService, createStatisticsService(), tenantCall),
+    serviceRegistration(
+      RoutingAuditService,
+      createRoutingAuditService({
+        deleteBatchSize: config.deleteBatchSize,
+        onGroupCommitBatch: metrics === undefined ? undefined : (n) => metrics.routingDecisionBatchSize.observe(n),
+        onTaskOutcome: metrics?.agentOutcome,
+      }),
+      tenantCall,
+    ),
+    serviceRegistration(StatisticsService, createStatisticsService({ onTaskOutcome: metrics?.agentOutcome }), tenantCall),
     serviceRegistration(
       CircuitBreakerService,
       createCircuitBreakerService({ feed: breakerFeed, streamBatchSize: config.streamBatchSize }),
+      tenantCall,
+    ),
+    serviceRegistration(
+      RetentionService,
+      createRetentionService({ defaults: config.retentionDefaults, batchSize: config.retentionBatchSize, metrics }),
       tenantCall,
     ),
     serviceRegistration(Health, health.impl, healthCall),
@@ -182,6 +222,16 @@ export function createServer(deps: ServerDeps): AppServer {
   // The same holds for the dashboard's HTTP/1.1 server, when it listens.
   let dashboard: http.Server | undefined;
   const sessions = new Set<http2.ServerHttp2Session>();
+  // Scheduled retention (src/retention/worker.ts), from listen to shutdown.
+  const retention = new RetentionWorker({
+    knex: deps.knex,
+    logger,
+    metrics,
+    defaults: config.retentionDefaults,
+    intervalMs: config.retentionIntervalMs,
+    batchSize: config.retentionBatchSize,
+    inSpan: deps.tracing?.inSpan,
+  });
   server.on("session", (session) => {
     sessions.add(session);
     session.on("close", () => sessions.delete(session));
@@ -189,6 +239,7 @@ export function createServer(deps: ServerDeps): AppServer {
 
   return {
     health,
+    retention,
     stats: () => ({ sessions: sessions.size, calls: drain.active, grpcFastPathCalls: fastPath?.served ?? 0 }),
     listen(port, host) {
       return new Promise((resolve, reject) => {
@@ -196,6 +247,7 @@ export function createServer(deps: ServerDeps): AppServer {
         server.listen(port, host, () => {
           server.off("error", reject);
           health.setAll(ServingStatus.SERVING);
+          retention.start();
           const fields = { ...auth.logFields, tls: tls !== undefined };
           if (auth.developmentMode) logger.warn("health is SERVING in DEVELOPMENT MODE: no API keys, any caller may act for any tenant", fields);
           else logger.info("health is SERVING", fields);
@@ -218,6 +270,7 @@ export function createServer(deps: ServerDeps): AppServer {
     async shutdown() {
       health.setAll(ServingStatus.NOT_SERVING);
       logger.info("shutting down: health is NOT_SERVING", { drainDelayMs: config.shutdownDrainDelayMs });
+      const retentionStopped = retention.stop(); // after its current batch
       // Load balancers and clients watching health move away during the delay.
       await sleep(config.shutdownDrainDelayMs);
       drain.stopAccepting();
@@ -242,6 +295,7 @@ export function createServer(deps: ServerDeps): AppServer {
       dashboard?.closeAllConnections();
       await closed;
       await breakerFeed.close(); // its watch streams have ended above
+      await retentionStopped;
       logger.info("server stopped");
     },
   };

@@ -36,13 +36,23 @@ export interface RoutingAuditDeps {
    * decision per transaction.
    */
   groupCommitMaxBatch?: number;
+  /** Told the decisions of each group-commit batch written (metrics). */
+  onGroupCommitBatch?: (decisions: number) => void;
+  /** Told each outcome recorded with `update_statistics` (metrics). */
+  onTaskOutcome?: TaskOutcomeListener;
 }
+
+/** Hears a task outcome reported for an agent (metrics: the agent success rate). */
+export type TaskOutcomeListener = (tenant: string, agent: string, success: boolean) => void;
 
 /** The handlers of RoutingAuditService: validate, run one query module call, map to the response. */
 export function createRoutingAuditService(deps: RoutingAuditDeps): ServiceImpl<typeof RoutingAuditService> {
   // Concurrent RecordRoutingDecision calls of a tenant share one transaction
   // and one commit; each is answered after that commit with its own row.
-  const groupCommit = new GroupCommit(deps.groupCommitMaxBatch ?? DEFAULT_MAX_BATCH);
+  const groupCommit = new GroupCommit(deps.groupCommitMaxBatch ?? DEFAULT_MAX_BATCH, deps.onGroupCommitBatch);
+  const outcomes = (tenant: string, rows: RoutingDecisionModel[]) => {
+    for (const row of rows) deps.onTaskOutcome?.(tenant, row.selected_agent, row.success);
+  };
   return {
     async recordRoutingDecision(req, ctx) {
       const decision = validateRecord(req);
@@ -52,6 +62,7 @@ export function createRoutingAuditService(deps: RoutingAuditDeps): ServiceImpl<t
         async () => [await groupCommit.record(tenantScope(ctx), columns, req.updateStatistics, ctx.signal)],
         () => "decision.decision_id",
       );
+      if (req.updateStatistics) outcomes(tenantScope(ctx).tenantId, [row!]);
       return create(RecordRoutingDecisionResponseSchema, { decision: decisionFromRow(row!) });
     },
 
@@ -63,6 +74,7 @@ export function createRoutingAuditService(deps: RoutingAuditDeps): ServiceImpl<t
         () => queries.insertDecisions(tenantScope(ctx), columns, req.updateStatistics),
         (i) => `decisions[${i}].decision_id`,
       );
+      if (req.updateStatistics) outcomes(tenantScope(ctx).tenantId, rows);
       return create(RecordRoutingDecisionsResponseSchema, { decisions: rows.map(decisionFromRow) });
     },
 

@@ -13,6 +13,7 @@ import { durationToMicros, timestampToDb } from "../db/convert.js";
 import * as queries from "../db/queries/agent-statistics.js";
 import { pageSize, pageToken } from "../pagination/page-token.js";
 import { tenantScope } from "../tenancy/tenant-scope.js";
+import type { TaskOutcomeListener } from "./routing-audit-service.js";
 import { statisticsFromRow } from "./statistics/statistics-row.js";
 import {
   validateGet,
@@ -26,16 +27,24 @@ import {
 const DEFAULT_TOP_LIMIT = 10;
 const DEFAULT_UNDERPERFORMING_LIMIT = 100;
 
+/** What StatisticsService may be given. */
+export interface StatisticsDeps {
+  /** Told each outcome recorded (metrics: the agent success rate). */
+  onTaskOutcome?: TaskOutcomeListener;
+}
+
 /** The handlers of StatisticsService: validate, run one query module call, map to the response. */
-export function createStatisticsService(): ServiceImpl<typeof StatisticsService> {
+export function createStatisticsService(deps: StatisticsDeps = {}): ServiceImpl<typeof StatisticsService> {
   return {
     async recordTaskOutcome(req, ctx) {
       validateRecordOutcome(req);
-      const row = await queries.recordOutcome(tenantScope(ctx), {
+      const scope = tenantScope(ctx);
+      const row = await queries.recordOutcome(scope, {
         agentKey: req.agentKey,
         success: req.success,
         durationUs: durationToMicros(req.duration),
       });
+      deps.onTaskOutcome?.(scope.tenantId, req.agentKey, req.success);
       return create(RecordTaskOutcomeResponseSchema, { statistics: statisticsFromRow(row) });
     },
 

@@ -44,6 +44,7 @@ export function createWorkflowStateService(deps: WorkflowStateDeps): ServiceImpl
         startedAt: execution.startedAt === undefined ? null : timestampToDb(execution.startedAt),
         completedAt: execution.completedAt === undefined ? null : timestampToDb(execution.completedAt),
         terminal: isTerminal(execution.status),
+        legalHold: execution.legalHold,
       };
       let row;
       if (req.etag === "") {

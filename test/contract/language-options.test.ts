@@ -4,6 +4,7 @@ import { toJson } from "@bufbuild/protobuf";
 import { FileOptionsSchema } from "@bufbuild/protobuf/wkt";
 import { describe, expect, it } from "vitest";
 import { file_orchestration_state_v1_circuit_breaker_service } from "../../gen/orchestration/state/v1/circuit_breaker_service_pb.js";
+import { file_orchestration_state_v1_retention_service } from "../../gen/orchestration/state/v1/retention_service_pb.js";
 import { file_orchestration_state_v1_routing_audit_service } from "../../gen/orchestration/state/v1/routing_audit_service_pb.js";
 import { file_orchestration_state_v1_statistics_service } from "../../gen/orchestration/state/v1/statistics_service_pb.js";
 import { file_orchestration_state_v1_workflow_state_service } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
@@ -14,6 +15,7 @@ import { file_orchestration_state_v1_workflow_state_service } from "../../gen/or
 const contractDir = path.resolve(import.meta.dirname, "../../proto/orchestration/state/v1");
 const files = [
   file_orchestration_state_v1_circuit_breaker_service,
+  file_orchestration_state_v1_retention_service,
   file_orchestration_state_v1_routing_audit_service,
   file_orchestration_state_v1_statistics_service,
   file_orchestration_state_v1_workflow_state_service,

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { Knex } from "knex";
 import { defaultConfig, type Config } from "../../src/config.js";
 import { createLogger, type Logger } from "../../src/logging/logger.js";
-import { createServer, type AppServer } from "../../src/server/server.js";
+import { createServer, type AppServer, type ServerDeps } from "../../src/server/server.js";
 import { createTestDatabase } from "./backend.js";
 
 /** A real server on 127.0.0.1 and an ephemeral port, over a migrated test database. */
@@ -21,14 +21,22 @@ export interface TestServer {
 
 /**
  * Starts a server for one test file; with `dashboardAssetsDir`, also its
- * dashboard port, serving the bundle built there.
+ * dashboard port, serving the bundle built there; `extra` adds what a test
+ * needs (metrics, tracing). No background retention unless a test asks: a
+ * pass would delete the rows of retention tests that share the database (they
+ * run passes themselves).
  */
-export async function startTestServer(overrides: Partial<Config> = {}, knex?: Knex, dashboardAssetsDir?: string): Promise<TestServer> {
+export async function startTestServer(
+  overrides: Partial<Config> = {},
+  knex?: Knex,
+  dashboardAssetsDir?: string,
+  extra: Pick<ServerDeps, "metrics" | "tracing" | "grpcFastPath"> = {},
+): Promise<TestServer> {
   const db = knex ?? (await createTestDatabase());
   const logs: Record<string, unknown>[] = [];
   const logger: Logger = createLogger("debug", (line) => logs.push(JSON.parse(line) as Record<string, unknown>));
-  const config = { ...defaultConfig, shutdownGraceMs: 2_000, ...overrides };
-  const server = createServer({ knex: db, logger, config, dashboardAssetsDir });
+  const config = { ...defaultConfig, shutdownGraceMs: 2_000, retentionIntervalMs: 0, ...overrides };
+  const server = createServer({ knex: db, logger, config, dashboardAssetsDir, ...extra });
   const port = await server.listen(0, "127.0.0.1");
   const scheme = config.tlsCertFile === undefined ? "http" : "https";
   const dashboardPort = dashboardAssetsDir === undefined ? undefined : await server.listenDashboard(0, "127.0.0.1");

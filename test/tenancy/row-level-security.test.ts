@@ -3,6 +3,7 @@ import type { Knex } from "knex";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDatabase } from "../../src/db/database.js";
 import { silentLogger } from "../../src/logging/logger.js";
+import { MAINTENANCE_ROLE } from "../../src/db/queries/maintenance.js";
 import { TENANT_ROLE } from "../../src/tenancy/row-level-security.js";
 import { TenantScope } from "../../src/tenancy/tenant-scope.js";
 import { backendName, createTestDatabase } from "../support/backend.js";
@@ -19,7 +20,7 @@ afterAll(async () => {
   await knex.destroy();
 });
 
-const TABLES = ["workflow_executions", "circuit_breakers", "circuit_breaker_transitions", "routing_decisions", "agent_statistics"];
+const TABLES = ["workflow_executions", "circuit_breakers", "circuit_breaker_transitions", "routing_decisions", "agent_statistics", "retention_policies"];
 
 /** One row of every table for the scope's tenant, written through the scope (as the services do). */
 async function seed(scope: TenantScope, key: string): Promise<void> {
@@ -39,6 +40,8 @@ async function seed(scope: TenantScope, key: string): Promise<void> {
       [tenant, randomUUID(), key],
     );
     await trx.raw(`INSERT INTO agent_statistics (tenant_id, agent_key) VALUES (?, ?)`, [tenant, key]);
+    // One policy per tenant.
+    await trx.raw(`INSERT INTO retention_policies (tenant_id) VALUES (?) ON CONFLICT (tenant_id) DO NOTHING`, [tenant]);
   });
 }
 
@@ -51,7 +54,9 @@ describe(`row-level security on ${backendName}`, () => {
   it("every table of ours has row-level security enabled and forced, with the tenant policy, and the tenant role cannot bypass it", async () => {
     const { rows: tables } = await knex.raw<{ rows: { relname: string; rls: boolean; forced: boolean; policies: string }[] }>(
       `SELECT c.relname, c.relrowsecurity AS rls, c.relforcerowsecurity AS forced,
-              (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid) AS policies
+              (SELECT string_agg(p.polname || ':' || p.polcmd::text || ':' ||
+                        coalesce((SELECT string_agg(r.rolname, ',') FROM pg_roles r WHERE r.oid = ANY (p.polroles)), 'public'), ' ' ORDER BY p.polname)
+                 FROM pg_policy p WHERE p.polrelid = c.oid) AS policies
          FROM pg_class c
         WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')
           AND c.relname NOT LIKE 'knex_migrations%'
@@ -59,12 +64,44 @@ describe(`row-level security on ${backendName}`, () => {
     );
     // A table added later without row-level security fails here.
     expect(tables.map((t) => t.relname).sort()).toEqual(expect.arrayContaining([...TABLES].sort()));
-    for (const t of tables) expect({ table: t.relname, rls: t.rls, forced: t.forced, policies: Number(t.policies) }).toEqual({ table: t.relname, rls: true, forced: true, policies: 1 });
-    const { rows: roles } = await knex.raw<{ rows: { rolsuper: boolean; rolbypassrls: boolean; rolcanlogin: boolean }[] }>(
-      `SELECT rolsuper, rolbypassrls, rolcanlogin FROM pg_roles WHERE rolname = ?`,
-      [TENANT_ROLE],
-    );
-    expect(roles).toEqual([{ rolsuper: false, rolbypassrls: false, rolcanlogin: false }]);
+    // The tenant policy for every command and role ("*": ALL), and the read-only
+    // one of the maintenance role ("r": SELECT), and nothing else.
+    for (const t of tables) {
+      expect({ table: t.relname, rls: t.rls, forced: t.forced, policies: t.policies }).toEqual({
+        table: t.relname,
+        rls: true,
+        forced: true,
+        policies: `maintenance_read:r:${MAINTENANCE_ROLE} tenant_isolation:*:public`,
+      });
+    }
+    for (const role of [TENANT_ROLE, MAINTENANCE_ROLE]) {
+      const { rows: roles } = await knex.raw<{ rows: { rolsuper: boolean; rolbypassrls: boolean; rolcanlogin: boolean }[] }>(
+        `SELECT rolsuper, rolbypassrls, rolcanlogin FROM pg_roles WHERE rolname = ?`,
+        [role],
+      );
+      expect(roles, role).toEqual([{ rolsuper: false, rolbypassrls: false, rolcanlogin: false }]);
+    }
+  });
+
+  it("the maintenance role reads every tenant's rows and can change none", async () => {
+    const [a, b] = [new TenantScope(randomUUID(), knex), new TenantScope(randomUUID(), knex)];
+    await seed(a, "a-1");
+    await seed(b, "b-1");
+    const asMaintenance = <T>(work: (trx: Knex.Transaction) => Promise<T>) =>
+      knex.transaction(async (trx) => {
+        await trx.raw("SELECT set_config('role', ?, true)", [MAINTENANCE_ROLE]);
+        return work(trx);
+      });
+    for (const table of TABLES) {
+      const seen = await asMaintenance(async (trx) =>
+        (await trx.raw<{ rows: { tenant_id: string }[] }>(`SELECT DISTINCT tenant_id FROM ${table} WHERE tenant_id IN (?, ?)`, [a.tenantId, b.tenantId])).rows,
+      );
+      expect(seen.map((r) => r.tenant_id).sort(), table).toEqual([a.tenantId, b.tenantId].sort());
+      for (const statement of [`DELETE FROM ${table} WHERE tenant_id = ?`, `UPDATE ${table} SET tenant_id = tenant_id WHERE tenant_id = ?`]) {
+        const err = await asMaintenance((trx) => trx.raw(statement, [a.tenantId])).then(() => undefined, (e: unknown) => e as { code?: string });
+        expect(err?.code, `${statement}`).toBe("42501"); // insufficient_privilege
+      }
+    }
   });
 
   it("a query without a tenant filter, through tenant A's scope, reads only A's rows of every table", async () => {

@@ -279,6 +279,7 @@ const row: fc.Arbitrary<ExecutionRow> = fc.record({
   version: fc.oneof(fc.constantFrom("1", "2", "9007199254740993"), fc.bigInt({ min: 1n, max: 2n ** 63n - 1n }).map(String)),
   create_time: dbTimestamp,
   update_time: dbTimestamp,
+  legal_hold: fc.boolean(),
 });
 
 /** A row that the general path accepts, in the form the server writes. */
@@ -300,6 +301,7 @@ function plainRow(overrides: Partial<ExecutionRow> = {}): ExecutionRow {
     version: "1",
     create_time: "2026-11-26 19:33:29.692123+00",
     update_time: "2026-11-26 19:33:29.692123+00",
+    legal_hold: false,
     ...overrides,
   };
 }
@@ -353,6 +355,16 @@ describe("a streamed execution's bytes", () => {
     });
     const decoded = fromBinary(WorkflowExecutionSchema, encodeExecution(r));
     expect(toJson(WorkflowExecutionSchema, decoded)).toEqual(toJson(WorkflowExecutionSchema, executionFromRow(r)));
+  });
+
+  it("end with legal_hold (field 17: bytes 88 01 01) while held, and leave it out otherwise", () => {
+    const held = Buffer.from(encodeExecution(plainRow({ legal_hold: true })));
+    const free = Buffer.from(encodeExecution(plainRow({ legal_hold: false })));
+    expect(held.subarray(held.length - 3).toString("hex")).toBe("880101");
+    expect(held.subarray(0, held.length - 3).equals(free)).toBe(true);
+    expect(fromBinary(WorkflowExecutionSchema, held).legalHold).toBe(true);
+    expect(fromBinary(WorkflowExecutionSchema, free).legalHold).toBeUndefined();
+    expectSameEncoding(plainRow({ legal_hold: true }));
   });
 
   it("fail, like the general path, on step outputs nested past fromJson's limit, and not on a context nested as deep", () => {

@@ -24,6 +24,8 @@ export interface ExecutionRow {
   version: string;
   create_time: string;
   update_time: string;
+  /** Legal hold: never deleted while true (retention, DeleteWorkflowExecutions). */
+  legal_hold: boolean;
 }
 
 /** The JSONB columns of `workflow_executions`. */
@@ -59,4 +61,5 @@ export class WorkflowExecutionModel extends Model implements ExecutionRow {
   version!: string;
   create_time!: string;
   update_time!: string;
+  legal_hold!: boolean;
 }

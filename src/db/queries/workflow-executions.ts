@@ -28,6 +28,8 @@ export interface SaveInput {
   startedAt: string | null;
   completedAt: string | null;
   terminal: boolean;
+  /** The legal hold to set; undefined keeps the stored one (false for a new execution). */
+  legalHold?: boolean | undefined;
 }
 
 function json(columns: ExecutionColumns) {
@@ -55,21 +57,30 @@ export async function upsertExecution(scope: TenantScope, input: SaveInput): Pro
     const { rows } = await db.raw<{ rows: ExecutionRow[] }>(
       `INSERT INTO workflow_executions AS t
          (tenant_id, execution_id, workflow_name, status, definition, context, step_executions, step_outputs,
-          error_message, initiated_by, labels, started_at, completed_at)
+          error_message, initiated_by, labels, started_at, completed_at, legal_hold)
        VALUES (:tenant, :execution_id, :workflow_name, :status, :definition, :context, :step_executions, :step_outputs,
           :error_message, :initiated_by, :labels,
           COALESCE(:started_at::timestamptz, now()),
-          CASE WHEN :terminal THEN COALESCE(:completed_at::timestamptz, now()) END)
+          CASE WHEN :terminal THEN COALESCE(:completed_at::timestamptz, now()) END,
+          COALESCE(:legal_hold::boolean, false))
        ON CONFLICT (tenant_id, execution_id) DO UPDATE SET
          workflow_name = EXCLUDED.workflow_name, status = EXCLUDED.status, definition = EXCLUDED.definition,
          context = EXCLUDED.context, step_executions = EXCLUDED.step_executions, step_outputs = EXCLUDED.step_outputs,
          error_message = EXCLUDED.error_message, initiated_by = EXCLUDED.initiated_by, labels = EXCLUDED.labels,
          started_at = COALESCE(:started_at::timestamptz, t.started_at),
          completed_at = CASE WHEN :terminal THEN COALESCE(:completed_at::timestamptz, t.completed_at, now()) END,
+         legal_hold = COALESCE(:legal_hold::boolean, t.legal_hold),
          version = t.version + 1,
          update_time = now()
        RETURNING *`,
-      { tenant: scope.tenantId, ...cols, started_at: input.startedAt, completed_at: input.completedAt, terminal: input.terminal },
+      {
+        tenant: scope.tenantId,
+        ...cols,
+        started_at: input.startedAt,
+        completed_at: input.completedAt,
+        terminal: input.terminal,
+        legal_hold: input.legalHold ?? null,
+      },
     );
     // A plain row (see findExecution).
     const row = rows[0]!;
@@ -97,6 +108,7 @@ export async function updateExecutionIfVersion(
         ...cols,
         started_at: db.raw("COALESCE(?::timestamptz, started_at)", [input.startedAt]),
         completed_at: input.terminal ? db.raw("COALESCE(?::timestamptz, completed_at, now())", [input.completedAt]) : null,
+        ...(input.legalHold === undefined ? {} : { legal_hold: input.legalHold }),
         version: db.raw("version + 1"),
         update_time: db.raw("now()"),
       } as never)
@@ -210,8 +222,10 @@ export interface DeleteFilters {
 
 /**
  * Deletes at most `limit` terminal executions completed before the cutoff and
- * returns how many it deleted. The status filter is applied in SQL whatever
- * the caller passes, so an incomplete execution can never be deleted here.
+ * returns how many it deleted. The status and legal hold filters are applied
+ * in SQL whatever the caller passes, so neither an incomplete execution nor
+ * one under legal hold can ever be deleted here (retention deletes through
+ * this function too).
  */
 export async function deleteTerminalBatch(scope: TenantScope, filters: DeleteFilters, limit: number): Promise<number> {
   return scope.run(async (db) => {
@@ -221,11 +235,13 @@ export async function deleteTerminalBatch(scope: TenantScope, filters: DeleteFil
       .where("tenant_id", scope.tenantId)
       .whereIn("status", statuses)
       .where("completed_at", "<", filters.completedBefore)
+      .where("legal_hold", false)
       .limit(limit);
     if (filters.workflowName !== "") victims.where("workflow_name", filters.workflowName);
     const deleted: unknown = await WorkflowExecutionModel.query(db)
       .where("tenant_id", scope.tenantId)
       .whereIn("status", statuses)
+      .where("legal_hold", false)
       .whereIn("execution_id", victims)
       .delete();
     // The caller loops until a batch comes back short: a non-number here would loop forever.

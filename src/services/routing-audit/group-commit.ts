@@ -104,7 +104,13 @@ export class GroupCommit {
   /** Lanes with a batch in flight; a lane exists exactly while its writer runs. */
   private readonly lanes = new Map<string, Lane>();
 
-  constructor(private readonly maxBatch: number = DEFAULT_MAX_BATCH) {
+  /**
+   * @param onBatch told the number of decisions of each batch written (metrics)
+   */
+  constructor(
+    private readonly maxBatch: number = DEFAULT_MAX_BATCH,
+    private readonly onBatch?: (decisions: number) => void,
+  ) {
     if (!(maxBatch >= 1)) throw new Error(`maxBatch must be at least 1, got ${maxBatch}`);
   }
 
@@ -209,6 +215,7 @@ export class GroupCommit {
         },
         lane.addOutcomes,
       );
+      if (written.length > 0) this.onBatch?.(written.length);
       // An id stored earlier with other content: ALREADY_EXISTS, what the
       // call gets alone (stored decisions never change); the others were stored.
       written.forEach((slot, i) => {

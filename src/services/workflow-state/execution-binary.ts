@@ -294,6 +294,12 @@ function writeExecution(w: ExecutionWriter, row: ExecutionRow): void {
   writeString(w, 13, etagOf(row.version));
   writeTimestampFromDb(w, 14, row.create_time);
   writeTimestampFromDb(w, 15, row.update_time);
+  // optional bool legal_hold = 17, written only while held (as executionFromRow
+  // sets it); its tag takes two bytes.
+  if (row.legal_hold === true) {
+    w.uint32(tag(17, VARINT));
+    w.byte(1);
+  }
 }
 
 /** A proto3 string field: left out when empty (or unset). */

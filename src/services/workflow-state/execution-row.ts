@@ -73,6 +73,9 @@ export function executionFromRow(row: ExecutionRow): WorkflowExecution {
     etag: etagOf(row.version),
     createTime: timestampFromDb(row.create_time),
     updateTime: timestampFromDb(row.update_time),
+    // Set only while held (see the field's contract): a client saving back
+    // what it read then never lifts a hold set meanwhile by someone else.
+    legalHold: row.legal_hold === true ? true : undefined,
   });
 }
 
