@@ -32,6 +32,20 @@ export interface Config {
   logLevel: LogLevel;
   /** Largest request message accepted (bytes, after decompression); larger ones answer RESOURCE_EXHAUSTED. */
   maxRequestBytes: number;
+  /** Bytes of rows one page of a List RPC holds at most (a page always holds at least one row). */
+  pageMaxBytes: number;
+  /** Bytes of rows one server stream holds unsent at most: a keyset batch stops there (at least one row). */
+  streamBatchMaxBytes: number;
+  /** Server streams of the four services open at once, server-wide; past it RESOURCE_EXHAUSTED. */
+  streamsMax: number;
+  /** Server streams of one tenant open at once; past it RESOURCE_EXHAUSTED. */
+  tenantStreamsMax: number;
+  /** Bytes all server streams together hold unsent at most; past it RESOURCE_EXHAUSTED. */
+  streamsBufferMaxBytes: number;
+  /** Calls of one tenant running at once; the next ones wait in the tenant's own queue. */
+  tenantCallsMax: number;
+  /** Calls of one tenant waiting for a turn at most; past it RESOURCE_EXHAUSTED. */
+  tenantQueueMax: number;
   /** JSON file of API keys (src/auth/key-store.ts); with AUTH_KEYS unset too, development mode. */
   authKeysFile: string | undefined;
   /** The same JSON as AUTH_KEYS_FILE, inline (a secret: never logged). */
@@ -106,6 +120,17 @@ export const defaultConfig: Config = {
   deleteBatchSize: 1_000,
   logLevel: "info",
   maxRequestBytes: 4 * 1024 * 1024,
+  // What gRPC clients accept by default (grpc-go, grpc-java, grpc-js: 4 MiB per message).
+  pageMaxBytes: 4 * 1024 * 1024,
+  streamBatchMaxBytes: 1024 * 1024,
+  streamsMax: 1_000,
+  tenantStreamsMax: 100,
+  // A message waiting for its client takes about three times its size in memory (README).
+  streamsBufferMaxBytes: 128 * 1024 * 1024,
+  // As many as a client with 32 calls in flight sends (bench/: the group commit
+  // batches them); a larger burst waits in its own tenant's queue.
+  tenantCallsMax: 32,
+  tenantQueueMax: 256,
   authKeysFile: undefined,
   authKeys: undefined,
   authPublicHealth: true,
@@ -159,6 +184,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     deleteBatchSize: int(env, "DELETE_BATCH_SIZE", 1, 100_000) ?? defaultConfig.deleteBatchSize,
     logLevel: level(env, "LOG_LEVEL") ?? defaultConfig.logLevel,
     maxRequestBytes: int(env, "MAX_REQUEST_BYTES", 1_024, 1_073_741_824) ?? defaultConfig.maxRequestBytes,
+    pageMaxBytes: int(env, "PAGE_MAX_BYTES", 65_536, 1_073_741_824) ?? defaultConfig.pageMaxBytes,
+    streamBatchMaxBytes: int(env, "STREAM_BATCH_MAX_BYTES", 1_024, 1_073_741_824) ?? defaultConfig.streamBatchMaxBytes,
+    streamsMax: int(env, "STREAMS_MAX", 1, 1_000_000) ?? defaultConfig.streamsMax,
+    tenantStreamsMax: int(env, "TENANT_STREAMS_MAX", 1, 1_000_000) ?? defaultConfig.tenantStreamsMax,
+    streamsBufferMaxBytes: int(env, "STREAMS_BUFFER_MAX_BYTES", 1_048_576, 68_719_476_736) ?? defaultConfig.streamsBufferMaxBytes,
+    tenantCallsMax: int(env, "TENANT_CALLS_MAX", 1, 100_000) ?? defaultConfig.tenantCallsMax,
+    tenantQueueMax: int(env, "TENANT_QUEUE_MAX", 0, 1_000_000) ?? defaultConfig.tenantQueueMax,
     authKeysFile: str(env, "AUTH_KEYS_FILE"),
     authKeys: str(env, "AUTH_KEYS"),
     authPublicHealth: bool(env, "AUTH_PUBLIC_HEALTH") ?? defaultConfig.authPublicHealth,

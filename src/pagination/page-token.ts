@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { timestampFromDb, timestampToDb } from "../db/convert.js";
 import { invalidArgument } from "../errors/invalid-argument.js";
+import type { BoundedRows } from "../limits/byte-budget.js";
 import { isStorableText } from "../validation/checks.js";
 
 /** Page size used when a request leaves `page_size` at 0. */
@@ -51,6 +52,16 @@ export const pageToken = {
     return k as string[];
   },
 };
+
+/**
+ * The next_page_token of a page: the keyset `key` of its last row when rows
+ * are left after it (`page.more`: past the page size or the byte budget),
+ * empty when it is the last page.
+ */
+export function nextPageToken<Row>(scope: TokenScope, page: BoundedRows<Row>, key: (last: Row) => readonly string[], filters: unknown): string {
+  const last = page.rows[page.rows.length - 1];
+  return page.more && last !== undefined ? pageToken.encode(scope, key(last), filters) : "";
+}
 
 /** What a token is bound to besides its filters: the tenant it was issued to. */
 export interface TokenScope {

@@ -1,5 +1,5 @@
 import * as http2 from "node:http2";
-import type { DescMessage, DescService, MessageShape } from "@bufbuild/protobuf";
+import { create, type DescMessage, type DescMethod, type DescService, type MessageShape } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
@@ -22,7 +22,10 @@ import {
   parseTimeout,
   setTrailerStatus,
 } from "@connectrpc/connect/protocol-grpc";
+import { kPrincipal } from "../auth/auth-interceptor.js";
+import type { Release } from "../limits/tenant-limiter.js";
 import { rewriteGrpcTrailer } from "../validation/request-decoding.js";
+import { type Admission, kRefusal, type Verdict } from "./admission.js";
 import { RequestEnvelopes } from "./grpc-request-envelopes.js";
 import { errorFromResetCode } from "./h2-reset-error.js";
 import { NodeRequestHeaders } from "./node-request-headers.js";
@@ -69,12 +72,17 @@ import { UnaryHandlerCall, type UnarySpec } from "./unary-handler-call.js";
 // write per event-loop turn (src/logging/logger.ts). Method and the latest
 // figures: docs/performance.md (B0).
 
-/** One service as it is registered on the router: the same three things router.service takes. */
+/**
+ * One service as it is registered on the router (the three things
+ * router.service takes), and how its unary calls are admitted before their
+ * body is read (admission.ts).
+ */
 export interface ServiceRegistration {
   service: DescService;
   /** The implementation of `service` (built with `serviceRegistration`, which checks that it fits). */
   impl: object;
   options: { interceptors: Interceptor[] };
+  admission: Admission;
 }
 
 /** A registration whose implementation is checked against its service. */
@@ -82,13 +90,15 @@ export function serviceRegistration<S extends DescService>(
   service: S,
   impl: Partial<ServiceImpl<S>>,
   options: { interceptors: Interceptor[] },
+  admission: Admission,
 ): ServiceRegistration {
-  return { service, impl, options };
+  return { service, impl, options, admission };
 }
 
 /** The adapter options the fast path honours; pass the same values as to connectNodeAdapter. */
 export interface GrpcUnaryFastPathOptions {
-  readMaxBytes: number;
+  /** The largest request of a method (Connect's readMaxBytes, per method: see server.ts). */
+  readMaxBytesOf: (method: DescMethod) => number;
   shutdownSignal: AbortSignal;
   acceptCompression: Compression[];
 }
@@ -109,6 +119,8 @@ type Message = MessageShape<DescMessage>;
 interface UnaryRoute {
   spec: UnarySpec;
   interceptors: Interceptor[];
+  admission: Admission;
+  readMaxBytes: number;
   input: Serialization<Message>;
   output: Serialization<Message>;
 }
@@ -160,16 +172,19 @@ const CALL_ENDED = new DOMException("This operation was aborted", "AbortError");
 /** Builds the fast path for the unary methods of `services`. */
 export function createGrpcUnaryFastPath(services: readonly ServiceRegistration[], options: GrpcUnaryFastPathOptions): GrpcUnaryFastPath {
   // Connect's defaults (writeMaxBytes, compressMinBytes, maxTimeoutMs) for the options we leave unset.
-  const opt = validateUniversalHandlerOptions(options);
+  const opt = validateUniversalHandlerOptions({ shutdownSignal: options.shutdownSignal, acceptCompression: options.acceptCompression });
   const routes = new Map<string, UnaryRoute>();
-  for (const { service, impl, options: serviceOptions } of services) {
+  for (const { service, impl, options: serviceOptions, admission } of services) {
     const spec = createServiceImplSpec(service, impl);
     for (const method of Object.values(spec.methods)) {
       if (method.kind !== "unary") continue;
-      const serialization = createMethodSerializationLookup(method.method, undefined, undefined, opt);
+      const readMaxBytes = options.readMaxBytesOf(method.method);
+      const serialization = createMethodSerializationLookup(method.method, undefined, undefined, { ...opt, readMaxBytes });
       routes.set(`/${service.typeName}/${method.method.name}`, {
         spec: method,
         interceptors: serviceOptions.interceptors,
+        admission,
+        readMaxBytes,
         input: serialization.getI(true),
         output: serialization.getO(true),
       });
@@ -198,7 +213,9 @@ export function createGrpcUnaryFastPath(services: readonly ServiceRegistration[]
         timeoutMs = timeout.timeoutMs;
       }
       fastPath.served++;
-      new GrpcUnaryCall(stream, headers, route, timeoutMs, state);
+      // Decided from the headers, before a byte of the body is read (admission.ts).
+      const verdict = route.admission.check(route.spec.method, (name) => header(headers, name));
+      new GrpcUnaryCall(stream, headers, route, timeoutMs, state, verdict);
       return true;
     },
   };
@@ -229,12 +246,18 @@ export function serveGrpcUnaryFirst(server: http2.Http2Server | http2.Http2Secur
 const kCall = Symbol("grpc unary fast path call");
 type FastStream = http2.ServerHttp2Stream & { [kCall]?: GrpcUnaryCall };
 
-/** One call on the fast path: reads the request off the stream, runs it, writes the answer. */
+/**
+ * One call on the fast path: once admitted (its tenant's turn taken), reads
+ * the request off the stream, runs it, writes the answer; a refused call
+ * runs through the interceptors with an empty request, its body never read.
+ */
 class GrpcUnaryCall {
   private readonly call: UnaryHandlerCall;
   private readonly envelopes: RequestEnvelopes;
   private readonly compression: Compression | null;
   private finished = false;
+  /** The tenant's turn, given back when the stream closes (the answer has left, or the client went away). */
+  private release: Release | undefined;
 
   constructor(
     private readonly stream: FastStream,
@@ -242,6 +265,7 @@ class GrpcUnaryCall {
     private readonly route: UnaryRoute,
     timeoutMs: number | undefined,
     private readonly state: FastPathState,
+    verdict: Verdict,
   ) {
     const { opt } = state;
     const negotiated = state.negotiate(header(headers, "grpc-accept-encoding"));
@@ -257,14 +281,47 @@ class GrpcUnaryCall {
     );
     if (opt.shutdownSignal?.aborted === true) this.call.abort(opt.shutdownSignal.reason);
     else state.inFlight.add(this.call);
-    this.envelopes = new RequestEnvelopes(opt.readMaxBytes);
+    this.envelopes = new RequestEnvelopes(route.readMaxBytes);
     // The listeners are shared functions (no closures per call); they find the call on the stream.
     stream[kCall] = this;
-    stream.on("data", onStreamData);
-    stream.once("end", onStreamEnd);
     // Errors of the stream end in "close"; without a listener they would be thrown.
     stream.on("error", ignore);
     stream.once("close", onStreamClose);
+    if (verdict.refusal !== undefined) {
+      // The logging interceptor names the key of a refused call, as when the auth interceptor refuses it.
+      if (verdict.principal !== undefined) this.call.values.set(kPrincipal, verdict.principal);
+      this.refuse(verdict.refusal);
+      return;
+    }
+    // Waiting in the tenant's queue lasts until the call ends (deadline,
+    // shutdown, the client went away); its signal is made only for a call that waits.
+    const taken = route.admission.turn(verdict.tenant, () => this.call.signal);
+    if (typeof taken === "function") {
+      this.admitted(taken);
+      return;
+    }
+    void taken.then(
+      (release) => this.admitted(release),
+      (err: unknown) => this.refuse(ConnectError.from(err)),
+    );
+  }
+
+  /** Starts reading the request: the call has its turn. */
+  private admitted(release: Release): void {
+    if (this.finished) {
+      release();
+      return;
+    }
+    this.release = release;
+    this.stream.on("data", onStreamData);
+    this.stream.once("end", onStreamEnd);
+  }
+
+  /** Answers with `refusal` through the interceptors (its log line, its code), without reading the body. */
+  private refuse(refusal: ConnectError): void {
+    if (this.finished) return;
+    this.call.values.set(kRefusal, refusal);
+    void this.answer(create(this.route.spec.method.input));
   }
 
   onData(chunk: Buffer): void {
@@ -279,10 +336,21 @@ class GrpcUnaryCall {
 
   async onEnd(): Promise<void> {
     if (this.finished) return;
-    let output;
+    let input;
     try {
       // As on Connect's path, a request that cannot be read never reaches the interceptors.
-      const input = decodeSingle(this.envelopes, this.route.input);
+      input = decodeSingle(this.envelopes, this.route.input);
+    } catch (err) {
+      this.finish(undefined, err);
+      return;
+    }
+    await this.answer(input);
+  }
+
+  /** Runs `input` through the interceptors to the handler, and writes the answer. */
+  private async answer(input: Message): Promise<void> {
+    let output;
+    try {
       output = this.route.output.serialize(await this.call.run(input, this.route.interceptors));
     } catch (err) {
       this.finish(undefined, err);
@@ -302,8 +370,10 @@ class GrpcUnaryCall {
     }
   }
 
-  /** The stream closed: before the answer, the client cancelled or the connection went away. */
+  /** The stream closed: after the answer, or before it (the client cancelled, or the connection went away). */
   onClose(): void {
+    this.release?.();
+    this.release = undefined;
     if (this.finished) return;
     this.finished = true;
     this.state.inFlight.delete(this.call);

@@ -2,8 +2,8 @@ import { setMaxListeners } from "node:events";
 import type * as http from "node:http";
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
-import type { DescService } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import type { DescMethod, DescService } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ConnectRouter, createContextValues, createServiceImplSpec, type Interceptor } from "@connectrpc/connect";
 import { compressionBrotli, compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Knex } from "knex";
 import { CircuitBreakerService } from "../../gen/orchestration/state/v1/circuit_breaker_service_pb.js";
@@ -22,6 +22,8 @@ import type { DatabaseAvailability } from "../db/availability.js";
 import { errorDetailFiles } from "../errors/error-detail-files.js";
 import { createErrorInterceptor } from "../errors/error-interceptor.js";
 import { createHealthService, type HealthService } from "../health/health-service.js";
+import { requestMaxBytes } from "../limits/request-size.js";
+import { TenantLimiter } from "../limits/tenant-limiter.js";
 import { createLoggingInterceptor } from "../logging/logging-interceptor.js";
 import type { Logger } from "../logging/logger.js";
 import { registerDatabaseMetrics } from "../metrics/database-metrics.js";
@@ -36,8 +38,11 @@ import { createRetentionService } from "../services/retention-service.js";
 import { createRoutingAuditService } from "../services/routing-audit-service.js";
 import { createStatisticsService } from "../services/statistics-service.js";
 import { createWorkflowStateService } from "../services/workflow-state-service.js";
+import { kHttp2Stream, StreamGuard } from "../streams/stream-guard.js";
+import { StreamLimits } from "../streams/stream-limits.js";
 import { createTenantInterceptor } from "../tenancy/tenant-interceptor.js";
 import { strictJsonOptions, withRequestDecodeErrors } from "../validation/request-decoding.js";
+import { type Admission, keyAdmission, refusalInterceptor, tenantAdmission, withAdmission } from "./admission.js";
 import { CallDrain } from "./drain.js";
 import { createGrpcUnaryFastPath, serveGrpcUnaryFirst, serviceRegistration, type ServiceRegistration } from "./grpc-unary-fast-path.js";
 import { loadTls } from "./tls.js";
@@ -74,6 +79,13 @@ export interface ServerDeps {
     | "streamBatchSize"
     | "deleteBatchSize"
     | "maxRequestBytes"
+    | "pageMaxBytes"
+    | "streamBatchMaxBytes"
+    | "streamsMax"
+    | "tenantStreamsMax"
+    | "streamsBufferMaxBytes"
+    | "tenantCallsMax"
+    | "tenantQueueMax"
     | "authKeysFile"
     | "authKeys"
     | "authPublicHealth"
@@ -107,12 +119,28 @@ export interface AppServer {
   readonly health: HealthService;
   /**
    * Open HTTP/2 sessions and calls in flight of our services (lets tests see
-   * that none leak), and the gRPC unary calls the fast path has served.
+   * that none leak), the gRPC unary calls the fast path has served, the
+   * server streams open and the bytes they hold unsent (see StreamLimits),
+   * and the tenants' turns taken and waited for (see TenantLimiter).
    */
-  stats(): { sessions: number; calls: number; grpcFastPathCalls: number };
+  stats(): ServerStats;
   /** The background retention (RETENTION_INTERVAL); runOnce() runs a pass now. */
   readonly retention: RetentionWorker;
 }
+
+/** See AppServer.stats. */
+export interface ServerStats {
+  sessions: number;
+  calls: number;
+  grpcFastPathCalls: number;
+  streams: number;
+  streamBufferedBytes: number;
+  turnsTaken: number;
+  turnsWaiting: number;
+}
+
+/** How long shutdown lets open streams send their UNAVAILABLE trailers before it refuses the ones stuck behind unread messages. */
+const SHUTDOWN_STREAM_FLUSH_MS = 1_000;
 
 /** The services of our contract; each acts for exactly one tenant. */
 export const tenantServices: readonly DescService[] = [
@@ -140,74 +168,109 @@ export function createServer(deps: ServerDeps): AppServer {
   // listens (one connection) from the first watch until shutdown.
   const breakerFeed = new TransitionFeed(deps.knex, logger);
 
+  // Per-tenant fairness (TENANT_CALLS_MAX, TENANT_QUEUE_MAX): unary calls take
+  // a turn before their body is read (admission.ts), streams one per batch.
+  const turns = new TenantLimiter(config.tenantCallsMax, config.tenantQueueMax);
+  const streams = new StreamLimits({
+    streamsMax: config.streamsMax,
+    tenantStreamsMax: config.tenantStreamsMax,
+    bufferMaxBytes: config.streamsBufferMaxBytes,
+    batchMaxBytes: config.streamBatchMaxBytes,
+    batchMaxRows: config.streamBatchSize,
+    turns,
+  });
+  const streamGuard = new StreamGuard();
+
   // Interceptors are given per service, because Connect replaces (does not
   // extend) the adapter's interceptors with a service's own. Order matters: the
-  // first is the outermost. Logging sees the final code; errors are translated
-  // before logging sees them; the API key is checked first (src/auth/; none in
-  // development mode); the drain counts calls; tenancy runs last, right before
-  // the handler, bound to the key's tenant.
+  // first is the outermost. The stream guard ends streams on every path, so it
+  // wraps everything; logging sees the final code; errors are translated
+  // before logging sees them; a call admission refused is refused next, with
+  // the same error the interceptors after it would give; the API key is
+  // checked (src/auth/; none in development mode); the drain counts calls;
+  // tenancy runs last, right before the handler, bound to the key's tenant.
   const auth = createServerAuth(config, logger);
   const tls = loadTls(config);
   const { metrics } = deps;
   if (metrics !== undefined) registerDatabaseMetrics(metrics, { knex: deps.knex, logger, database: deps.database });
-  // The RPC span and series are outermost, so that they see the final code
-  // (and the span is active while everything inside runs and logs).
+  // The RPC span and series are outermost but for the stream guard, so that
+  // they see the final code (and the span is active while everything inside
+  // runs and logs).
   const tracing = deps.tracing === undefined ? [] : [deps.tracing.interceptor];
   const counting = metrics === undefined ? [] : [createRpcMetricsInterceptor(metrics, [...tenantServices, Health, ServerReflectionV1, ServerReflectionV1alpha])];
-  const common: Interceptor[] = [...tracing, ...counting, createLoggingInterceptor(logger), createErrorInterceptor(logger)];
+  const common: Interceptor[] = [
+    streamGuard.interceptor,
+    ...tracing,
+    ...counting,
+    createLoggingInterceptor(logger),
+    createErrorInterceptor(logger),
+    refusalInterceptor,
+  ];
   const databaseGate = deps.database === undefined ? [] : [deps.database.interceptor];
   const tenantCall = { interceptors: [...common, ...auth.tenantServices, drain.interceptor, ...databaseGate, createTenantInterceptor(deps.knex)] };
   deps.database?.onChange((available) => health.setDependency("database", available));
   const healthCall = { interceptors: [...common, ...auth.health] };
   const reflectionCall = { interceptors: [...common, ...auth.reflection] };
-  // Each service with its implementation and interceptors: registered on
-  // Connect's router, and the same registrations serve the gRPC unary fast path.
+  const tenantAdmitted = tenantAdmission(auth.checks.tenantServices, turns);
+  const pages = { pageMaxBytes: config.pageMaxBytes };
+  // Each service with its implementation, interceptors and admission:
+  // registered on Connect's router, and the same registrations serve the gRPC
+  // unary fast path.
   const services: ServiceRegistration[] = [
     serviceRegistration(
       WorkflowStateService,
-      createWorkflowStateService({ streamBatchSize: config.streamBatchSize, deleteBatchSize: config.deleteBatchSize }),
+      createWorkflowStateService({ streams, ...pages, deleteBatchSize: config.deleteBatchSize }),
       tenantCall,
+      tenantAdmitted,
     ),
     serviceRegistration(
       RoutingAuditService,
       createRoutingAuditService({
+        ...pages,
         deleteBatchSize: config.deleteBatchSize,
         onGroupCommitBatch: metrics === undefined ? undefined : (n) => metrics.routingDecisionBatchSize.observe(n),
         onTaskOutcome: metrics?.agentOutcome,
       }),
       tenantCall,
+      tenantAdmitted,
     ),
-    serviceRegistration(StatisticsService, createStatisticsService({ onTaskOutcome: metrics?.agentOutcome }), tenantCall),
-    serviceRegistration(
-      CircuitBreakerService,
-      createCircuitBreakerService({ feed: breakerFeed, streamBatchSize: config.streamBatchSize }),
-      tenantCall,
-    ),
+    serviceRegistration(StatisticsService, createStatisticsService({ ...pages, onTaskOutcome: metrics?.agentOutcome }), tenantCall, tenantAdmitted),
+    serviceRegistration(CircuitBreakerService, createCircuitBreakerService({ feed: breakerFeed, streams, ...pages }), tenantCall, tenantAdmitted),
     serviceRegistration(
       RetentionService,
       createRetentionService({ defaults: config.retentionDefaults, batchSize: config.retentionBatchSize, metrics }),
       tenantCall,
+      tenantAdmitted,
     ),
-    serviceRegistration(Health, health.impl, healthCall),
-    serviceRegistration(ServerReflectionV1, reflection.v1, reflectionCall),
-    serviceRegistration(ServerReflectionV1alpha, reflection.v1alpha, reflectionCall),
+    serviceRegistration(Health, health.impl, healthCall, keyAdmission(auth.checks.health)),
+    serviceRegistration(ServerReflectionV1, reflection.v1, reflectionCall, keyAdmission(auth.checks.reflection)),
+    serviceRegistration(ServerReflectionV1alpha, reflection.v1alpha, reflectionCall, keyAdmission(auth.checks.reflection)),
   ];
+  // Every method with its own request limit (src/limits/request-size.ts).
+  const readMaxBytesOf = (method: DescMethod) => requestMaxBytes(method, config.maxRequestBytes);
   const routes = (router: ConnectRouter) => {
-    for (const { service, impl, options } of services) router.service(service, impl, options);
+    for (const { service, impl, options } of services) {
+      for (const { method, impl: methodImpl } of Object.values(createServiceImplSpec(service, impl).methods)) {
+        router.rpc(method, methodImpl as never, { ...options, readMaxBytes: readMaxBytesOf(method) });
+      }
+    }
   };
+  const admissionOf = new Map<DescService, Admission>(services.map((r) => [r.service, r.admission]));
 
   // The options both paths share: the fast path must limit and negotiate exactly as Connect does.
   const handlerOptions = {
-    // Larger request messages answer RESOURCE_EXHAUSTED before they are decoded.
-    readMaxBytes: config.maxRequestBytes,
     shutdownSignal: shutdownController.signal,
     // connectNodeAdapter's default, spelled out for the fast path.
     acceptCompression: [compressionGzip, compressionBrotli],
   };
   const handler = connectNodeAdapter({
     ...handlerOptions,
-    routes: withRequestDecodeErrors(routes),
+    // Larger request messages answer RESOURCE_EXHAUSTED before they are decoded (each method has its own limit, above).
+    readMaxBytes: config.maxRequestBytes,
+    routes: withAdmission(withRequestDecodeErrors(routes), (method) => admissionOf.get(method.parent)!),
     jsonOptions: strictJsonOptions,
+    // The HTTP/2 stream of each call, for the stream guard (src/streams/stream-guard.ts).
+    contextValues: (req) => createContextValues().set(kHttp2Stream, "stream" in req ? req.stream : undefined),
   });
   // With a certificate: h2 over TLS, and HTTP/1.1 (ALPN) for the Connect and
   // gRPC-Web protocols; without: h2c.
@@ -215,7 +278,7 @@ export function createServer(deps: ServerDeps): AppServer {
     tls === undefined ? http2.createServer(handler) : http2.createSecureServer({ ...tls, allowHTTP1: true }, handler);
   // Unary gRPC calls skip Connect's streaming pipeline (src/server/grpc-unary-fast-path.ts
   // says why); every other request still goes to `handler`. deps.grpcFastPath: false (tests) leaves all to Connect.
-  const fastPath = deps.grpcFastPath === false ? undefined : createGrpcUnaryFastPath(services, handlerOptions);
+  const fastPath = deps.grpcFastPath === false ? undefined : createGrpcUnaryFastPath(services, { ...handlerOptions, readMaxBytesOf });
   if (fastPath !== undefined) serveGrpcUnaryFirst(server, fastPath);
   // HTTP/1.1 connections (TLS only) have no HTTP/2 session to close here:
   // server.close() closes the idle keep-alive ones itself (allowHTTP1).
@@ -240,7 +303,19 @@ export function createServer(deps: ServerDeps): AppServer {
   return {
     health,
     retention,
-    stats: () => ({ sessions: sessions.size, calls: drain.active, grpcFastPathCalls: fastPath?.served ?? 0 }),
+    stats: () => {
+      const open = streams.stats();
+      const tenantTurns = turns.totals();
+      return {
+        sessions: sessions.size,
+        calls: drain.active,
+        grpcFastPathCalls: fastPath?.served ?? 0,
+        streams: open.streams,
+        streamBufferedBytes: open.bufferedBytes,
+        turnsTaken: tenantTurns.running,
+        turnsWaiting: tenantTurns.waiting,
+      };
+    },
     listen(port, host) {
       return new Promise((resolve, reject) => {
         server.once("error", reject);
@@ -277,11 +352,17 @@ export function createServer(deps: ServerDeps): AppServer {
       const closed = Promise.all(
         [server, dashboard].map((s) => (s === undefined ? undefined : new Promise<void>((resolve) => s.close(() => resolve())))),
       ).then(() => undefined); // no new connections
-      // Streams (and health watches) end now with UNAVAILABLE; unary handlers
-      // ignore the signal and run to completion.
+      // Streams (and health watches) end now with UNAVAILABLE, however slowly
+      // their clients read (the stream guard ends a handler waiting for its
+      // client at once); unary handlers ignore the signal and run to completion.
       shutdownController.abort(new ConnectError("the server is shutting down; call again on another replica", Code.Unavailable));
       for (const session of sessions) session.close(); // GOAWAY: no new streams, open ones finish
       const graceEnd = Date.now() + config.shutdownGraceMs;
+      // A stream whose trailers wait behind messages its client does not read
+      // is reset with REFUSED_STREAM (gRPC clients: UNAVAILABLE) rather than
+      // cut when the grace period is over.
+      const refused = await streamGuard.endAll(Math.min(SHUTDOWN_STREAM_FLUSH_MS, config.shutdownGraceMs));
+      if (refused > 0) logger.info("refused the streams whose clients were not reading", { streams: refused });
       const finished = await drain.waitIdle(config.shutdownGraceMs);
       if (!finished) logger.warn("grace period over; cancelling the calls still running", { calls: drain.active });
       // A call counts as finished before its last frames (a stream's

@@ -11,13 +11,14 @@ import {
   RecoverCircuitBreakersResponseSchema,
   ResetCircuitBreakerResponseSchema,
   SaveCircuitBreakerStateResponseSchema,
-  WatchCircuitBreakersResponseSchema,
-  WatchCircuitBreakersResponse_CaughtUpSchema,
 } from "../../gen/orchestration/state/v1/circuit_breaker_service_pb.js";
 import { durationToMicros, timestampToDb } from "../db/convert.js";
 import * as queries from "../db/queries/circuit-breakers.js";
 import { invalidArgument } from "../errors/invalid-argument.js";
-import { pageSize, pageToken } from "../pagination/page-token.js";
+import { fitWithin, rowBytes } from "../limits/byte-budget.js";
+import { nextPageToken, pageSize, pageToken } from "../pagination/page-token.js";
+import { boundedStream } from "../streams/bounded-stream.js";
+import type { StreamLimits } from "../streams/stream-limits.js";
 import { tenantScope } from "../tenancy/tenant-scope.js";
 import {
   breakerColumns,
@@ -44,14 +45,16 @@ import {
   validateSave,
   validateWatch,
 } from "./circuit-breaker/validate.js";
-import { throwIfStopped } from "./streaming.js";
+import { watchSource } from "./circuit-breaker/watch-source.js";
 
 /** What CircuitBreakerService needs besides the call's tenant scope. */
 export interface CircuitBreakerDeps {
   /** Transitions committed through any replica, for WatchCircuitBreakers. */
   feed: TransitionFeed;
-  /** Breakers read per keyset batch when a watch sends the current states. */
-  streamBatchSize: number;
+  /** The limits WatchCircuitBreakers streams under (server-wide, shared by every stream). */
+  streams: StreamLimits;
+  /** Bytes of rows one page holds at most (PAGE_MAX_BYTES). */
+  pageMaxBytes: number;
 }
 
 /**
@@ -105,11 +108,10 @@ export function createCircuitBreakerService(deps: CircuitBreakerDeps): ServiceIm
       const filters = { states: [...new Set(req.states.map(stateToDb))].sort() };
       const after = pageToken.decode(tenantScope(ctx), req.pageToken, filters, 1)?.[0];
       const rows = await queries.listBreakers(tenantScope(ctx), filters.states, after, limit + 1);
-      const page = rows.slice(0, limit);
-      const last = page[page.length - 1];
+      const page = fitWithin(rows, limit, deps.pageMaxBytes, rowBytes);
       return create(ListCircuitBreakerStatesResponseSchema, {
-        circuitBreakers: page.map(breakerFromRow),
-        nextPageToken: rows.length > limit && last !== undefined ? pageToken.encode(tenantScope(ctx), [last.agent_key], filters) : "",
+        circuitBreakers: page.rows.map(breakerFromRow),
+        nextPageToken: nextPageToken(tenantScope(ctx), page, (last) => [last.agent_key], filters),
       });
     },
 
@@ -123,7 +125,7 @@ export function createCircuitBreakerService(deps: CircuitBreakerDeps): ServiceIm
     },
 
     async recoverCircuitBreakers(_req, ctx) {
-      const rows = await queries.recoverExpired(tenantScope(ctx));
+      const rows = await queries.recoverExpired(tenantScope(ctx), MAX_RECOVERED);
       return create(RecoverCircuitBreakersResponseSchema, { circuitBreakers: rows.map(breakerFromRow) });
     },
 
@@ -182,46 +184,28 @@ export function createCircuitBreakerService(deps: CircuitBreakerDeps): ServiceIm
         throw invalidArgument([{ field: "page_token", description: "is not a token this service issued" }]);
       }
       const rows = await queries.listTransitions(tenantScope(ctx), req.agentKey, before, limit + 1);
-      const page = rows.slice(0, limit);
-      const last = page[page.length - 1];
+      const page = fitWithin(rows, limit, deps.pageMaxBytes, rowBytes);
       return create(ListCircuitBreakerTransitionsResponseSchema, {
-        transitions: page.map(transitionFromRow),
-        nextPageToken: rows.length > limit && last !== undefined ? pageToken.encode(tenantScope(ctx), [last.transition_id], filters) : "",
+        transitions: page.rows.map(transitionFromRow),
+        nextPageToken: nextPageToken(tenantScope(ctx), page, (last) => [last.transition_id], filters),
       });
     },
 
     async *watchCircuitBreakers(req, ctx) {
       validateWatch(req);
       const scope = tenantScope(ctx);
-      // Subscribe before reading the current states: a transition committed
-      // while they are read is queued, not lost.
-      const subscription = await deps.feed.subscribe(scope.tenantId, req.agentKeys);
-      try {
-        if (req.includeCurrentStates) {
-          let after: string | undefined;
-          for (;;) {
-            throwIfStopped(ctx.signal);
-            const rows = await queries.breakersBatch(scope, req.agentKeys, after, deps.streamBatchSize);
-            for (const row of rows) {
-              yield create(WatchCircuitBreakersResponseSchema, { event: { case: "currentState", value: breakerFromRow(row) } });
-            }
-            if (rows.length < deps.streamBatchSize) break;
-            after = rows[rows.length - 1]!.agent_key;
-          }
-        }
-        yield create(WatchCircuitBreakersResponseSchema, {
-          event: { case: "caughtUp", value: create(WatchCircuitBreakersResponse_CaughtUpSchema) },
-        });
-        for (;;) {
-          const t = await subscription.next(ctx.signal);
-          yield create(WatchCircuitBreakersResponseSchema, { event: { case: "transition", value: transitionFromRow(t) } });
-        }
-      } finally {
-        subscription.close();
-      }
+      yield* boundedStream(ctx, deps.streams, async (slot) => {
+        // Subscribe before reading the current states: a transition committed
+        // while they are read is queued, not lost.
+        const subscription = await deps.feed.subscribe(scope.tenantId, req.agentKeys, slot, deps.streams.options.batchMaxBytes);
+        return watchSource(scope, req.agentKeys, req.includeCurrentStates, subscription, ctx.signal);
+      });
     },
   };
 }
+
+/** Most breakers one RecoverCircuitBreakers call moves (the contract says so): its answer stays bounded. */
+const MAX_RECOVERED = 1_000;
 
 /** The query-module decision of a state machine step: its row and transition columns, and a result. */
 function written<T>(step: machine.Step, result: T, policy?: Parameters<typeof breakerColumns>[1]): queries.Decision<T> {

@@ -12,7 +12,8 @@ import {
 import { timestampToDb } from "../db/convert.js";
 import type { RoutingDecisionModel } from "../db/models/routing-decision.js";
 import * as queries from "../db/queries/routing-decisions.js";
-import { keysetFromToken, pageSize, pageToken } from "../pagination/page-token.js";
+import { fitWithin, rowBytes } from "../limits/byte-budget.js";
+import { keysetFromToken, MAX_PAGE_SIZE, nextPageToken, pageSize, pageToken } from "../pagination/page-token.js";
 import { tenantScope } from "../tenancy/tenant-scope.js";
 import { decisionFromRow, decisionToColumns, summaryFromRow, timeBucketFromRow } from "./routing-audit/decision-row.js";
 import { DEFAULT_MAX_BATCH, GroupCommit } from "./routing-audit/group-commit.js";
@@ -30,6 +31,8 @@ import {
 export interface RoutingAuditDeps {
   /** Rows per DELETE statement of DeleteRoutingDecisions. */
   deleteBatchSize: number;
+  /** Bytes of rows one page holds at most (PAGE_MAX_BYTES). */
+  pageMaxBytes: number;
   /**
    * Most decisions per group commit of RecordRoutingDecision (see
    * routing-audit/group-commit.ts); default DEFAULT_MAX_BATCH (500). 1: one
@@ -92,23 +95,28 @@ export function createRoutingAuditService(deps: RoutingAuditDeps): ServiceImpl<t
         routedBefore: req.routedBefore === undefined ? null : timestampToDb(req.routedBefore),
       };
       const after = keysetFromToken(tenantScope(ctx), req.pageToken, filters, DECISION_ID);
-      const rows = await queries.listDecisions(tenantScope(ctx), filters, after, limit + 1);
-      const page = rows.slice(0, limit);
-      const last = page[page.length - 1];
+      const page = await queries.listDecisions(tenantScope(ctx), filters, after, { rows: limit, bytes: deps.pageMaxBytes });
       return create(ListRoutingDecisionsResponseSchema, {
-        decisions: page.map(decisionFromRow),
-        nextPageToken: rows.length > limit && last !== undefined ? pageToken.encode(tenantScope(ctx), [last.routed_at, last.decision_id], filters) : "",
+        decisions: page.rows.map(decisionFromRow),
+        nextPageToken: nextPageToken(tenantScope(ctx), page, (last) => [last.routed_at, last.decision_id], filters),
       });
     },
 
     async summarizeAgentDecisions(req, ctx) {
       validateSummarize(req);
-      const rows = await queries.summarizeByAgent(
-        tenantScope(ctx),
-        req.routedAfter === undefined ? null : timestampToDb(req.routedAfter),
-        req.routedBefore === undefined ? null : timestampToDb(req.routedBefore),
-      );
-      return create(SummarizeAgentDecisionsResponseSchema, { summaries: rows.map(summaryFromRow) });
+      // 0 is every agent of a range, up to the most a page holds: what the RPC answered before it had pages.
+      const limit = req.pageSize === 0 ? MAX_PAGE_SIZE : pageSize(req.pageSize);
+      const filters = {
+        routedAfter: req.routedAfter === undefined ? null : timestampToDb(req.routedAfter),
+        routedBefore: req.routedBefore === undefined ? null : timestampToDb(req.routedBefore),
+      };
+      const afterAgent = pageToken.decode(tenantScope(ctx), req.pageToken, filters, 1)?.[0];
+      const rows = await queries.summarizeByAgent(tenantScope(ctx), filters.routedAfter, filters.routedBefore, afterAgent, limit + 1);
+      const page = fitWithin(rows, limit, deps.pageMaxBytes, rowBytes);
+      return create(SummarizeAgentDecisionsResponseSchema, {
+        summaries: page.rows.map(summaryFromRow),
+        nextPageToken: nextPageToken(tenantScope(ctx), page, (last) => [last.agent_key], filters),
+      });
     },
 
     async deleteRoutingDecisions(req, ctx) {

@@ -11,7 +11,8 @@ import {
 } from "../../gen/orchestration/state/v1/statistics_service_pb.js";
 import { durationToMicros, timestampToDb } from "../db/convert.js";
 import * as queries from "../db/queries/agent-statistics.js";
-import { pageSize, pageToken } from "../pagination/page-token.js";
+import { fitWithin, rowBytes } from "../limits/byte-budget.js";
+import { nextPageToken, pageSize, pageToken } from "../pagination/page-token.js";
 import { tenantScope } from "../tenancy/tenant-scope.js";
 import type { TaskOutcomeListener } from "./routing-audit-service.js";
 import { statisticsFromRow } from "./statistics/statistics-row.js";
@@ -27,14 +28,16 @@ import {
 const DEFAULT_TOP_LIMIT = 10;
 const DEFAULT_UNDERPERFORMING_LIMIT = 100;
 
-/** What StatisticsService may be given. */
+/** What StatisticsService needs besides the call's tenant scope. */
 export interface StatisticsDeps {
+  /** Bytes of rows one page holds at most (PAGE_MAX_BYTES). */
+  pageMaxBytes: number;
   /** Told each outcome recorded (metrics: the agent success rate). */
   onTaskOutcome?: TaskOutcomeListener;
 }
 
 /** The handlers of StatisticsService: validate, run one query module call, map to the response. */
-export function createStatisticsService(deps: StatisticsDeps = {}): ServiceImpl<typeof StatisticsService> {
+export function createStatisticsService(deps: StatisticsDeps): ServiceImpl<typeof StatisticsService> {
   return {
     async recordTaskOutcome(req, ctx) {
       validateRecordOutcome(req);
@@ -63,11 +66,10 @@ export function createStatisticsService(deps: StatisticsDeps = {}): ServiceImpl<
       // No filters: the token's fingerprint covers an empty filter set.
       const after = pageToken.decode(tenantScope(ctx), req.pageToken, {}, 1)?.[0];
       const rows = await queries.listStatistics(tenantScope(ctx), after, limit + 1);
-      const page = rows.slice(0, limit);
-      const last = page[page.length - 1];
+      const page = fitWithin(rows, limit, deps.pageMaxBytes, rowBytes);
       return create(ListAgentStatisticsResponseSchema, {
-        statistics: page.map(statisticsFromRow),
-        nextPageToken: rows.length > limit && last !== undefined ? pageToken.encode(tenantScope(ctx), [last.agent_key], {}) : "",
+        statistics: page.rows.map(statisticsFromRow),
+        nextPageToken: nextPageToken(tenantScope(ctx), page, (last) => [last.agent_key], {}),
       });
     },
 

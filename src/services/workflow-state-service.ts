@@ -3,32 +3,33 @@ import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import {
   DeleteWorkflowExecutionsResponseSchema,
   GetWorkflowExecutionResponseSchema,
-  ListWorkflowExecutionsResponseSchema,
   SaveWorkflowExecutionResponseSchema,
   StreamIncompleteWorkflowsResponseSchema,
   type WorkflowStateService,
 } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
 import { timestampToDb } from "../db/convert.js";
-import type { ExecutionRow } from "../db/models/workflow-execution.js";
 import * as queries from "../db/queries/workflow-executions.js";
-import { keysetFromToken, pageSize, pageToken } from "../pagination/page-token.js";
+import { storedBytes } from "../limits/byte-budget.js";
+import { keysetFromToken, nextPageToken, pageSize } from "../pagination/page-token.js";
+import { boundedStream, keysetSource } from "../streams/bounded-stream.js";
+import type { StreamLimits } from "../streams/stream-limits.js";
 import { tenantScope } from "../tenancy/tenant-scope.js";
 import {
-  executionFromRow,
   executionToColumns,
   isTerminal,
   statusToDb,
   versionOfEtag,
 } from "./workflow-state/execution-row.js";
 import { ExecutionWriter } from "./workflow-state/execution-binary.js";
-import { executionResponse, isBinaryCodec, unaryExecutionWriter } from "./workflow-state/execution-response.js";
+import { executionListResponse, executionResponse, isBinaryCodec, unaryExecutionWriter } from "./workflow-state/execution-response.js";
 import { validateDelete, validateGet, validateList, validateSave, validateStream } from "./workflow-state/validate.js";
-import { throwIfStopped } from "./streaming.js";
 
 /** What WorkflowStateService needs besides the call's tenant scope. */
 export interface WorkflowStateDeps {
-  /** Rows per keyset batch of StreamIncompleteWorkflows. */
-  streamBatchSize: number;
+  /** The limits StreamIncompleteWorkflows streams under (server-wide, shared by every stream). */
+  streams: StreamLimits;
+  /** Bytes of rows one page of ListWorkflowExecutions holds at most (PAGE_MAX_BYTES). */
+  pageMaxBytes: number;
   /** Rows per DELETE statement of DeleteWorkflowExecutions. */
   deleteBatchSize: number;
 }
@@ -81,50 +82,26 @@ export function createWorkflowStateService(deps: WorkflowStateDeps): ServiceImpl
         startedBefore: req.startedBefore === undefined ? null : timestampToDb(req.startedBefore),
       };
       const after = keysetFromToken(tenantScope(ctx), req.pageToken, filters);
-      const rows = await queries.listExecutions(tenantScope(ctx), filters, after, limit + 1);
-      const page = rows.slice(0, limit);
-      const last = page[page.length - 1];
-      return create(ListWorkflowExecutionsResponseSchema, {
-        executions: page.map(executionFromRow),
-        nextPageToken: rows.length > limit && last !== undefined ? pageToken.encode(tenantScope(ctx), [last.started_at, last.execution_id], filters) : "",
-      });
+      const page = await queries.listExecutions(tenantScope(ctx), filters, after, { rows: limit, bytes: deps.pageMaxBytes });
+      const token = nextPageToken(tenantScope(ctx), page, (last) => [last.started_at, last.execution_id], filters);
+      return executionListResponse(page.rows, token, unaryExecutionWriter(ctx.requestHeader.get("content-type")));
     },
 
     async *streamIncompleteWorkflows(req, ctx) {
       validateStream(req);
       const scope = tenantScope(ctx);
-      const batchSize = deps.streamBatchSize;
       // Binary codecs get each execution encoded straight from its row (see
-      // executionResponse); JSON codecs get the message built by executionFromRow.
+      // executionResponse), when its turn comes; JSON codecs get the message
+      // built by executionFromRow.
       const writer = isBinaryCodec(ctx.requestHeader.get("content-type")) ? new ExecutionWriter() : undefined;
-      const read = (after: [string, string] | undefined) => {
-        const batch = queries.incompleteExecutionsBatch(scope, req.workflowName, after, batchSize);
-        // Awaited below, unless the call stops first: then its failure is moot.
-        batch.catch(() => {});
-        return batch;
-      };
-      // Keyset batches: memory stays at two batches whatever the row count.
-      // The next batch is read while this one is sent (one query at a time),
-      // so the database and the encoding overlap. Nothing more is read once
-      // the client cancels or the server shuts down (both abort ctx.signal;
-      // see throwIfStopped): at most the batch already being read. Each row
-      // is encoded only when its turn comes (encoding a whole batch on arrival
-      // measured worse: its bytes then wait, and are collected, in old space).
-      throwIfStopped(ctx.signal);
-      let next: Promise<ExecutionRow[]> | undefined = read(undefined);
-      while (next !== undefined) {
-        const rows: ExecutionRow[] = await next;
-        throwIfStopped(ctx.signal);
-        const last = rows[rows.length - 1];
-        next = rows.length < batchSize || last === undefined ? undefined : read([last.started_at, last.execution_id]);
-        for (let i = 0; i < rows.length; i++) {
-          const row = rows[i]!;
-          // Dropped once converted: the batch holds only the rows still to send.
-          rows[i] = undefined as never;
-          yield executionResponse(StreamIncompleteWorkflowsResponseSchema, row, writer);
-          throwIfStopped(ctx.signal);
-        }
-      }
+      yield* boundedStream(ctx, deps.streams, () =>
+        keysetSource({
+          read: (after: [string, string] | undefined, limits) => queries.incompleteExecutionsBatch(scope, req.workflowName, after, limits),
+          key: (row) => [row.started_at, row.execution_id],
+          bytes: (row) => storedBytes(row),
+          message: (row) => executionResponse(StreamIncompleteWorkflowsResponseSchema, row, writer),
+        }),
+      );
     },
 
     async deleteWorkflowExecutions(req, ctx) {

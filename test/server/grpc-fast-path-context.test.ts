@@ -5,6 +5,7 @@ import { Code, ConnectError, createContextKey, type HandlerContext, type Interce
 import { compressionBrotli, compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Health, HealthCheckRequestSchema, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
+import { keyAdmission } from "../../src/server/admission.js";
 import { createGrpcUnaryFastPath, serveGrpcUnaryFirst, serviceRegistration } from "../../src/server/grpc-unary-fast-path.js";
 import { envelope, type WireAnswer, wireCall } from "../support/grpc-wire.js";
 
@@ -138,11 +139,11 @@ async function startProbeServer(withFastPath: boolean): Promise<ProbeServer> {
   };
 
   const shutdown = new AbortController();
-  const services = [serviceRegistration(Health, impl, { interceptors: [copying, probe] })];
+  const services = [serviceRegistration(Health, impl, { interceptors: [copying, probe] }, keyAdmission(() => ({ principal: undefined })))];
   const options = { readMaxBytes: 64 * 1024, shutdownSignal: shutdown.signal, acceptCompression: [compressionGzip, compressionBrotli] };
   const handler = connectNodeAdapter({ ...options, routes: (router) => services.forEach((s) => router.service(Health, impl, s.options)) });
   const server = http2.createServer(handler);
-  const fastPath = withFastPath ? createGrpcUnaryFastPath(services, options) : undefined;
+  const fastPath = withFastPath ? createGrpcUnaryFastPath(services, { ...options, readMaxBytesOf: () => options.readMaxBytes }) : undefined;
   if (fastPath !== undefined) serveGrpcUnaryFirst(server, fastPath);
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const session = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);

@@ -76,3 +76,20 @@ export function prng(seed: number): () => number {
     return ((x ^ (x >>> 14)) >>> 0) / 4_294_967_296;
   };
 }
+
+/**
+ * Inserts `count` RUNNING executions of `tenant` whose context holds about
+ * `bytes` bytes of random hex (incompressible enough that gzip does not shrink
+ * a message below the HTTP/2 flow-control window), `<prefix>-0001` first.
+ */
+export async function insertLargeIncomplete(knex: Knex, tenant: string, count: number, bytes: number, prefix = "big"): Promise<void> {
+  await knex.raw(
+    `INSERT INTO workflow_executions (tenant_id, execution_id, workflow_name, status, context, started_at)
+     SELECT ?::uuid, ? || '-' || lpad(i::text, 4, '0'), 'large', 'RUNNING',
+            jsonb_build_object('blob', (SELECT string_agg(md5(random()::text || g::text || i::text), '')
+                                        FROM generate_series(1, ?::int) AS g)),
+            timestamptz '2026-11-26T00:00:00Z' + i * interval '1 millisecond'
+     FROM generate_series(1, ?::int) AS i`,
+    [tenant, prefix, Math.ceil(bytes / 32), count],
+  );
+}

@@ -59,3 +59,31 @@ function plain(h: http2.IncomingHttpHeaders): Record<string, string> {
   }
   return out;
 }
+
+/** A gRPC call on the wire whose answer the test reads (or does not read) itself. */
+export interface WireStream {
+  stream: http2.ClientHttp2Stream;
+  /** Resolves with the response headers. */
+  response: Promise<Record<string, string>>;
+  /** Resolves when the stream has closed: its RST_STREAM code (0 after a clean end) and the trailers, if any came. */
+  closed: Promise<{ rstCode: number; trailers: Record<string, string> | undefined }>;
+}
+
+/**
+ * Sends a request and leaves the answer unread: the stream starts paused, so
+ * node:http2 stops granting the server flow-control window once its buffer is
+ * full, as a client that does not read would.
+ */
+export function openWireStream(session: http2.ClientHttp2Session, req: WireRequest): WireStream {
+  const stream = session.request({ ":method": "POST", ":path": req.path, "content-type": "application/grpc", te: "trailers", ...req.headers });
+  stream.pause();
+  let trailers: Record<string, string> | undefined;
+  stream.on("trailers", (t) => (trailers = plain(t)));
+  stream.on("error", () => {}); // the close event says how it ended
+  const response = new Promise<Record<string, string>>((resolve) => stream.once("response", (h) => resolve(plain(h))));
+  const closed = new Promise<{ rstCode: number; trailers: Record<string, string> | undefined }>((resolve) =>
+    stream.once("close", () => resolve({ rstCode: stream.rstCode ?? 0, trailers })),
+  );
+  stream.end(req.body);
+  return { stream, response, closed };
+}

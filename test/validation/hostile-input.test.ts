@@ -11,6 +11,7 @@ import { TENANT_HEADER } from "../../src/tenancy/tenant-interceptor.js";
 import { backendName } from "../support/backend.js";
 import { connectClient } from "../support/clients.js";
 import { decision } from "../support/decisions.js";
+import { violatedFields } from "../support/errors.js";
 import { newTenant, startTestServer, type TestServer } from "../support/server.js";
 
 // Hostile input that the property tests found or that they cannot generate
@@ -79,13 +80,14 @@ describe(`hostile input (${backendName})`, () => {
     expect(res.decisions).toEqual([]);
   });
 
-  it("a batch with thousands of bad fields answers INVALID_ARGUMENT over gRPC, naming the first 20 and counting the rest", async () => {
+  it("a batch with thousands of bad fields answers INVALID_ARGUMENT over gRPC, naming the first 20 and saying there are more", async () => {
     const client = connectClient(RoutingAuditService, server.baseUrl, newTenant(), "grpc");
     const decisions = Array.from({ length: 1_000 }, () => decision({ taskId: "", selectedAgent: "x".repeat(201) }));
     const err = await rejection(client.recordRoutingDecisions({ decisions }));
     expect(err.code).toBe(Code.InvalidArgument);
     expect(err.rawMessage).toMatch(/^decisions\[0\]\.task_id: must be 1-200 characters, got 0; /);
-    expect(err.rawMessage).toMatch(/; and 1980 more$/);
+    expect(err.rawMessage).toMatch(/; and more$/);
+    expect(violatedFields(err)).toHaveLength(20);
   });
 
   it("a violation quoting a huge map key is clipped, so the gRPC trailer stays readable", async () => {

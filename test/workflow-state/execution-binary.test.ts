@@ -280,6 +280,7 @@ const row: fc.Arbitrary<ExecutionRow> = fc.record({
   create_time: dbTimestamp,
   update_time: dbTimestamp,
   legal_hold: fc.boolean(),
+  stored_bytes: fc.constant("0"),
 });
 
 /** A row that the general path accepts, in the form the server writes. */
@@ -302,6 +303,7 @@ function plainRow(overrides: Partial<ExecutionRow> = {}): ExecutionRow {
     create_time: "2026-11-26 19:33:29.692123+00",
     update_time: "2026-11-26 19:33:29.692123+00",
     legal_hold: false,
+    stored_bytes: "0",
     ...overrides,
   };
 }

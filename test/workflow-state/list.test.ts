@@ -1,7 +1,9 @@
-import type { MessageInitShape } from "@bufbuild/protobuf";
+import * as http2 from "node:http2";
+import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  type ListWorkflowExecutionsRequestSchema,
+  ListWorkflowExecutionsRequestSchema,
+  ListWorkflowExecutionsResponseSchema,
   type WorkflowExecution,
   WorkflowStatus,
 } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
@@ -11,7 +13,9 @@ import { connectClient, workflowClient } from "../support/clients.js";
 import { decision } from "../support/decisions.js";
 import { invalidArgumentOf, violatedFields } from "../support/errors.js";
 import { prng, seedExecutions, startedUs, STATUSES, ts, type Row } from "../support/executions.js";
+import { envelope, wireCall } from "../support/grpc-wire.js";
 import { newTenant, startTestServer, type TestServer } from "../support/server.js";
+import { TENANT_HEADER } from "../../src/tenancy/tenant-interceptor.js";
 
 let t: TestServer;
 beforeAll(async () => {
@@ -398,5 +402,46 @@ describe(`ListWorkflowExecutions page_token errors on ${backendName}`, () => {
     const err = await invalidArgumentOf(workflowClient(t.baseUrl, tenant).listWorkflowExecutions({ pageSize: 3, pageToken: nextPageToken }));
     expect(err.rawMessage).toContain("page_token");
     expect(violatedFields(err)).toContain("page_token");
+  });
+});
+
+describe(`ListWorkflowExecutions answers on the wire, on ${backendName}`, () => {
+  it("over gRPC, a page is byte for byte the response built from the stored executions (the executions, then next_page_token)", async () => {
+    const tenant = newTenant();
+    const client = workflowClient(t.baseUrl, tenant);
+    for (let i = 0; i < 5; i++) {
+      await client.saveWorkflowExecution({
+        execution: {
+          executionId: `wire-${i}`,
+          workflowName: "wire",
+          status: WorkflowStatus.RUNNING,
+          startedAt: ts(i * 1_000_000),
+          context: { i, nested: { list: [1, "two", null, true, { deep: i / 3 }] }, text: "é€😀" },
+          labels: { team: "t", shard: String(i) },
+          stepOutputs: { fetch: { kind: { case: "numberValue", value: i } } },
+        },
+      });
+    }
+    // The general path: a JSON client gets messages built by executionFromRow.
+    const json = workflowClient(t.baseUrl, tenant, "connect", false);
+    const session = http2.connect(t.baseUrl);
+    try {
+      let token = "";
+      for (let page = 0; page < 3; page++) {
+        const request = create(ListWorkflowExecutionsRequestSchema, { pageSize: 2, pageToken: token });
+        const answer = await wireCall(session, {
+          path: "/orchestration.state.v1.WorkflowStateService/ListWorkflowExecutions",
+          headers: { [TENANT_HEADER]: tenant },
+          body: envelope(toBinary(ListWorkflowExecutionsRequestSchema, request)),
+        });
+        expect(answer.trailers["grpc-status"]).toBe("0");
+        const want = await json.listWorkflowExecutions({ pageSize: 2, pageToken: token });
+        expect(answer.body.slice(10)).toBe(Buffer.from(toBinary(ListWorkflowExecutionsResponseSchema, want)).toString("hex"));
+        token = want.nextPageToken;
+      }
+      expect(token).toBe("");
+    } finally {
+      session.close();
+    }
   });
 });

@@ -10,6 +10,7 @@ const migrations: Record<string, Knex.Migration> = {
   "20261126020000_routing_audit_statistics": await import("./20261126020000_routing_audit_statistics.js"),
   "20261126030000_row_level_security": await import("./20261126030000_row_level_security.js"),
   "20261204050000_retention": await import("./20261204050000_retention.js"),
+  "20261204030000_stored_bytes": await import("./20261204030000_stored_bytes.js"),
 };
 
 /** Knex migration source over the list above. */

@@ -32,4 +32,6 @@ export class RoutingDecisionModel extends Model {
   /** SHA-256 of the content (everything but decision_id and create_time); see decision-row.ts. */
   content_hash!: string;
   create_time!: string;
+  /** What the row weighs against the byte budget of a page (generated; see migration 20261204030000). */
+  stored_bytes!: string;
 }

@@ -176,9 +176,10 @@ export type RecoveredRow = CircuitBreakerModel & { from_failure_count: string; f
  * found the same rows waits, then rechecks `state = 'OPEN'` on the committed
  * row (PostgreSQL's READ COMMITTED recheck) and skips it, so each breaker is
  * changed, and returned, once. Rows are locked in agent_key order, so that
- * concurrent calls cannot deadlock on each other.
+ * concurrent calls cannot deadlock on each other. At most `limit` breakers
+ * (the first by agent_key) per call, so that an answer stays bounded.
  */
-export async function recoverExpired(scope: TenantScope): Promise<RecoveredRow[]> {
+export async function recoverExpired(scope: TenantScope, limit: number): Promise<RecoveredRow[]> {
   return scope.run(async (db) => {
     const { rows } = await db.raw<{ rows: RecoveredRow[] }>(
       `WITH clock AS (SELECT clock_timestamp() AS now),
@@ -186,6 +187,7 @@ export async function recoverExpired(scope: TenantScope): Promise<RecoveredRow[]
          SELECT tenant_id, agent_key, failure_count, success_count FROM circuit_breakers
          WHERE tenant_id = :tenant AND state = 'OPEN' AND reset_at <= (SELECT now FROM clock)
          ORDER BY agent_key
+         LIMIT :limit
          FOR UPDATE
        ),
        changed AS (
@@ -205,7 +207,7 @@ export async function recoverExpired(scope: TenantScope): Promise<RecoveredRow[]
          FROM changed
        )
        SELECT * FROM changed ORDER BY agent_key`,
-      { tenant: scope.tenantId },
+      { tenant: scope.tenantId, limit },
     );
     return rows;
   });

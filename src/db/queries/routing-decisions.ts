@@ -1,6 +1,8 @@
 import type { Knex } from "knex";
 import { RoutingDecisionModel } from "../models/routing-decision.js";
 import type { TenantScope } from "../../tenancy/tenant-scope.js";
+import type { BoundedRows } from "../../limits/byte-budget.js";
+import { byteBounded } from "./byte-bounded.js";
 import { ADD_OUTCOMES_LOCK_SQL, addOutcomesSql } from "./agent-statistics.js";
 
 // Every SQL statement of RoutingAuditService. Each function takes the call's
@@ -178,16 +180,17 @@ export interface ListFilters {
 /**
  * One page of decisions, newest routed_at first (decision_id breaks ties),
  * strictly after the keyset `after` = [routed_at, decision_id] of the previous
- * page's last row. Fetches one extra row to tell whether a next page exists.
+ * page's last row, within `limits` (see byteBounded); `more` tells whether a
+ * next page exists. Plain rows of the model's shape.
  */
 export async function listDecisions(
   scope: TenantScope,
   filters: ListFilters,
   after: [string, string] | undefined,
-  limit: number,
-): Promise<RoutingDecisionModel[]> {
+  limits: { rows: number; bytes: number },
+): Promise<BoundedRows<RoutingDecisionModel>> {
   return scope.run(async (db) => {
-    const q = RoutingDecisionModel.query(db).where("tenant_id", scope.tenantId);
+    const q = db("routing_decisions").select("*").where("tenant_id", scope.tenantId);
     if (filters.taskId !== "") q.where("task_id", filters.taskId);
     if (filters.taskType !== "") q.where("task_type", filters.taskType);
     if (filters.selectedAgent !== "") q.where("selected_agent", filters.selectedAgent);
@@ -197,10 +200,7 @@ export async function listDecisions(
     if (filters.routedAfter !== null) q.where("routed_at", ">=", filters.routedAfter);
     if (filters.routedBefore !== null) q.where("routed_at", "<", filters.routedBefore);
     if (after !== undefined) q.whereRaw("(routed_at, decision_id) < (?::timestamptz, ?::uuid)", after);
-    return q.orderBy([
-      { column: "routed_at", order: "desc" },
-      { column: "decision_id", order: "desc" },
-    ]).limit(limit);
+    return byteBounded<RoutingDecisionModel>(db, q, "routed_at DESC, decision_id DESC", limits.rows, limits.bytes);
   });
 }
 
@@ -219,9 +219,15 @@ export interface SummaryRow {
  * Per selected agent, over decisions routed in [after, before): counts, the
  * mean routing duration rounded to the microsecond (numeric round: halves away
  * from zero), and nearest-rank percentiles (percentile_disc), all in one
- * aggregate query.
+ * aggregate query; at most `limit` agents, by agent key, after `afterAgent`.
  */
-export async function summarizeByAgent(scope: TenantScope, after: string | null, before: string | null): Promise<SummaryRow[]> {
+export async function summarizeByAgent(
+  scope: TenantScope,
+  after: string | null,
+  before: string | null,
+  afterAgent: string | undefined,
+  limit: number,
+): Promise<SummaryRow[]> {
   return scope.run(async (db) => {
     const { rows } = await db.raw<{ rows: SummaryRow[] }>(
       `SELECT selected_agent AS agent_key,
@@ -235,9 +241,11 @@ export async function summarizeByAgent(scope: TenantScope, after: string | null,
         WHERE tenant_id = :tenant
           AND routed_at >= COALESCE(:after::timestamptz, '-infinity'::timestamptz)
           AND routed_at < COALESCE(:before::timestamptz, 'infinity'::timestamptz)
+          AND (:afterAgent::text IS NULL OR selected_agent > :afterAgent::text)
         GROUP BY selected_agent
-        ORDER BY selected_agent`,
-      { tenant: scope.tenantId, after, before },
+        ORDER BY selected_agent
+        LIMIT :limit`,
+      { tenant: scope.tenantId, after, before, afterAgent: afterAgent ?? null, limit },
     );
     return rows;
   });

@@ -1,6 +1,8 @@
 import type { Knex } from "knex";
 import { EXECUTION_JSON_COLUMNS, type ExecutionRow, WorkflowExecutionModel } from "../models/workflow-execution.js";
 import type { TenantScope } from "../../tenancy/tenant-scope.js";
+import type { BoundedRows } from "../../limits/byte-budget.js";
+import { byteBounded } from "./byte-bounded.js";
 
 // Every SQL statement of WorkflowStateService. Each function takes the call's
 // TenantScope and filters or writes tenant_id from it; none takes a bare Knex.
@@ -141,35 +143,44 @@ export interface ListFilters {
   startedBefore: string | null;
 }
 
+/** How many rows, and how many of their stored bytes, one page or batch holds at most (always at least one row). */
+export interface RowLimits {
+  rows: number;
+  bytes: number;
+}
+
+const NEWEST_FIRST = "started_at DESC, execution_id DESC";
+const OLDEST_FIRST = "started_at, execution_id";
+
 /**
  * One page of executions, newest started_at first (execution_id breaks ties),
  * strictly after the keyset `after` = [started_at, execution_id] of the
- * previous page's last row. Fetches one extra row to tell whether a next page exists.
+ * previous page's last row, within `limits` (see byteBounded); `more` tells
+ * whether a next page exists.
  */
 export async function listExecutions(
   scope: TenantScope,
   filters: ListFilters,
   after: [string, string] | undefined,
-  limit: number,
-): Promise<WorkflowExecutionModel[]> {
+  limits: RowLimits,
+): Promise<BoundedRows<ExecutionRow>> {
   return scope.run(async (db) => {
-    const q = WorkflowExecutionModel.query(db).where("tenant_id", scope.tenantId);
+    const q = db("workflow_executions").select("*").where("tenant_id", scope.tenantId);
     if (filters.workflowName !== "") q.where("workflow_name", filters.workflowName);
     if (filters.statuses.length > 0) q.whereIn("status", filters.statuses);
     if (filters.startedAfter !== null) q.where("started_at", ">=", filters.startedAfter);
     if (filters.startedBefore !== null) q.where("started_at", "<", filters.startedBefore);
     if (after !== undefined) q.whereRaw("(started_at, execution_id) < (?::timestamptz, ?)", after);
-    return q.orderBy([
-      { column: "started_at", order: "desc" },
-      { column: "execution_id", order: "desc" },
-    ]).limit(limit);
+    const page = await byteBounded<ExecutionRow>(db, q, NEWEST_FIRST, limits.rows, limits.bytes);
+    for (const row of page.rows) parseJsonColumns(row);
+    return page;
   });
 }
 
 /**
  * One batch of incomplete executions, oldest started_at first (execution_id
- * breaks ties), strictly after the keyset `after`. Served by the partial
- * indexes on incomplete rows.
+ * breaks ties), strictly after the keyset `after`, within `limits`. Served by
+ * the partial indexes on incomplete rows.
  *
  * The streaming hot path: plain rows as the driver returns them, without
  * Objection's model instances (the rows are converted once, straight to the
@@ -179,18 +190,15 @@ export async function incompleteExecutionsBatch(
   scope: TenantScope,
   workflowName: string,
   after: [string, string] | undefined,
-  limit: number,
-): Promise<ExecutionRow[]> {
+  limits: RowLimits,
+): Promise<BoundedRows<ExecutionRow>> {
   return scope.run(async (db) => {
-    const q = db<ExecutionRow>("workflow_executions").select("*").where("tenant_id", scope.tenantId).whereIn("status", INCOMPLETE);
+    const q = db("workflow_executions").select("*").where("tenant_id", scope.tenantId).whereIn("status", INCOMPLETE);
     if (workflowName !== "") q.where("workflow_name", workflowName);
     if (after !== undefined) q.whereRaw("(started_at, execution_id) > (?::timestamptz, ?)", after);
-    const rows = (await q.orderBy([
-      { column: "started_at", order: "asc" },
-      { column: "execution_id", order: "asc" },
-    ]).limit(limit)) as ExecutionRow[];
-    for (const row of rows) parseJsonColumns(row);
-    return rows;
+    const batch = await byteBounded<ExecutionRow>(db, q, OLDEST_FIRST, limits.rows, limits.bytes);
+    for (const row of batch.rows) parseJsonColumns(row);
+    return batch;
   });
 }
 

@@ -1,14 +1,14 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Knex } from "knex";
 import { startNotificationListener, type NotificationListener } from "../../db/notification-listener.js";
+import { throwIfStopped } from "../../errors/stopped.js";
+import { fitWithin, rowBytes } from "../../limits/byte-budget.js";
 import type { Logger } from "../../logging/logger.js";
-import { throwIfStopped } from "../streaming.js";
+import type { StreamSlot } from "../../streams/stream-limits.js";
 import type { TransitionRecord } from "./breaker-row.js";
 
 /** The channel the circuit_breaker_transitions trigger notifies (see migration 20261126010000). */
 export const TRANSITIONS_CHANNEL = "circuit_breaker_transitions";
-/** Unsent transitions one watcher may fall behind by before its stream is ended. */
-export const MAX_PENDING = 10_000;
 
 /** A notified transition: the stored row's columns plus its tenant. */
 type Notified = TransitionRecord & { tenant_id: string };
@@ -32,11 +32,12 @@ export class TransitionFeed {
   /**
    * Subscribes to a tenant's transitions (only `agentKeys`, when not empty).
    * Resolves once the server is listening: every transition committed from
-   * then on is delivered.
+   * then on is delivered. The transitions waiting to be sent count in `slot`
+   * (the watch's stream), at most `maxPendingBytes` of them.
    */
-  async subscribe(tenantId: string, agentKeys: readonly string[]): Promise<Subscription> {
+  async subscribe(tenantId: string, agentKeys: readonly string[], slot: StreamSlot, maxPendingBytes: number): Promise<Subscription> {
     if (this.closed) throw unavailable("the server is shutting down; call again on another replica");
-    const sub = new Subscription(tenantId, new Set(agentKeys), () => this.subscriptions.delete(sub));
+    const sub = new Subscription(tenantId, new Set(agentKeys), slot, maxPendingBytes, () => this.subscriptions.delete(sub));
     this.subscriptions.add(sub);
     try {
       await this.ensureListening();
@@ -93,26 +94,50 @@ export class TransitionFeed {
   }
 }
 
-/** The transitions of one WatchCircuitBreakers stream, queued until the stream sends them. */
+/** A queued transition and what it weighs. */
+interface Pending {
+  transition: TransitionRecord;
+  bytes: number;
+}
+
+/**
+ * The transitions of one WatchCircuitBreakers stream, queued until the stream
+ * sends them: at most `maxPendingBytes` (STREAM_BATCH_MAX_BYTES), counted in
+ * the stream's slot, so that a watcher that stops reading holds a bounded
+ * amount; one more ends the watch with RESOURCE_EXHAUSTED (watch again).
+ */
 export class Subscription {
-  private readonly queue: TransitionRecord[] = [];
+  private readonly queue: Pending[] = [];
+  private pendingBytes = 0;
   private failure: ConnectError | undefined;
   private wake: (() => void) | undefined;
 
   constructor(
     private readonly tenantId: string,
     private readonly agentKeys: ReadonlySet<string>,
+    private readonly slot: StreamSlot,
+    private readonly maxPendingBytes: number,
     private readonly onClose: () => void,
   ) {}
 
   /** Queues a notified transition if it belongs to this subscription. */
   offer(t: Notified): void {
     if (t.tenant_id !== this.tenantId || (this.agentKeys.size > 0 && !this.agentKeys.has(t.agent_key))) return;
-    if (this.queue.length >= MAX_PENDING) {
-      this.fail(new ConnectError(`the client fell ${MAX_PENDING} transitions behind; watch again`, Code.ResourceExhausted));
+    if (this.failure !== undefined) return;
+    const { tenant_id: _tenant, ...transition } = t;
+    const bytes = rowBytes(transition);
+    if (this.pendingBytes + bytes > this.maxPendingBytes) {
+      this.fail(new ConnectError(`the client fell more than ${this.maxPendingBytes} bytes of transitions behind; watch again`, Code.ResourceExhausted));
       return;
     }
-    this.queue.push(t);
+    try {
+      this.slot.hold(bytes);
+    } catch (err) {
+      this.fail(ConnectError.from(err));
+      return;
+    }
+    this.queue.push({ transition, bytes });
+    this.pendingBytes += bytes;
     this.wakeUp();
   }
 
@@ -124,14 +149,22 @@ export class Subscription {
   }
 
   /**
-   * The next transition. Throws the subscription's failure, or, when `signal`
-   * is aborted (client cancelled, server shutting down), the call's error.
+   * The next transitions: at least one, and as many queued ones as fit
+   * `maxBytes`. Waits for one. Throws the subscription's failure, or, when
+   * `signal` is aborted (client cancelled, server shutting down), the call's
+   * error. What it returns no longer counts in the slot: the caller counts it.
    */
-  async next(signal: AbortSignal): Promise<TransitionRecord> {
+  async take(maxBytes: number, signal: AbortSignal): Promise<TransitionRecord[]> {
     for (;;) {
       throwIfStopped(signal);
-      const t = this.queue.shift();
-      if (t !== undefined) return t;
+      if (this.queue.length > 0) {
+        const rows = this.queue.splice(0, fitWithin(this.queue, Infinity, maxBytes, (p) => p.bytes).rows.length);
+        let bytes = 0;
+        for (const p of rows) bytes += p.bytes;
+        this.pendingBytes -= bytes;
+        this.slot.release(bytes);
+        return rows.map((p) => p.transition);
+      }
       if (this.failure !== undefined) throw this.failure;
       await new Promise<void>((resolve) => {
         const done = () => {
@@ -145,9 +178,12 @@ export class Subscription {
     }
   }
 
-  /** Unsubscribes. */
+  /** Unsubscribes; what was queued no longer counts. */
   close(): void {
     this.onClose();
+    this.queue.length = 0;
+    this.slot.release(this.pendingBytes);
+    this.pendingBytes = 0;
   }
 
   private wakeUp(): void {

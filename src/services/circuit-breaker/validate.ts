@@ -23,6 +23,8 @@ import { timestampToMicros } from "./breaker-row.js";
 
 const MAX_AGENT_KEY = 200;
 const MAX_WATCHED_AGENTS = 100;
+/** Most entries of a `states` filter (there are five states; duplicates are ignored). */
+export const MAX_STATE_FILTERS = 10;
 // Counters are exposed as int64 but computed with JS numbers.
 const MAX_COUNT = 2 ** 53;
 
@@ -92,7 +94,7 @@ export function validateAgentKey(req: { agentKey: string }): void {
 /** Validates the filters of a ListCircuitBreakerStatesRequest (page size and token are checked by pagination). */
 export function validateList(req: ListCircuitBreakerStatesRequest): void {
   const v = new Violations();
-  req.states.forEach((s, i) => v.enumValue(`states[${i}]`, s, CircuitState));
+  v.each("states", req.states, MAX_STATE_FILTERS, (s, i) => v.enumValue(`states[${i}]`, s, CircuitState));
   v.string("page_token", req.pageToken, 0, 1_000);
   v.throwIfAny();
 }
@@ -124,7 +126,6 @@ export function validateListTransitions(req: ListCircuitBreakerTransitionsReques
 /** Validates a WatchCircuitBreakersRequest. */
 export function validateWatch(req: WatchCircuitBreakersRequest): void {
   const v = new Violations();
-  if (req.agentKeys.length > MAX_WATCHED_AGENTS) v.add("agent_keys", `must have at most ${MAX_WATCHED_AGENTS} entries`);
-  req.agentKeys.slice(0, MAX_WATCHED_AGENTS).forEach((k, i) => v.string(`agent_keys[${i}]`, k, 1, MAX_AGENT_KEY));
+  v.each("agent_keys", req.agentKeys, MAX_WATCHED_AGENTS, (k, i) => v.string(`agent_keys[${i}]`, k, 1, MAX_AGENT_KEY));
   v.throwIfAny();
 }

@@ -35,8 +35,7 @@ function checkDecision(v: Violations, prefix: string, d: RoutingDecision): void 
   v.string(`${prefix}.required_capability`, d.requiredCapability, 0, MAX_KEY);
   v.string(`${prefix}.selected_agent`, d.selectedAgent, 1, MAX_KEY);
   v.finite(`${prefix}.agent_score`, d.agentScore);
-  if (d.candidates.length > MAX_CANDIDATES) v.add(`${prefix}.candidates`, `must have at most ${MAX_CANDIDATES} entries`);
-  d.candidates.slice(0, MAX_CANDIDATES).forEach((c, i) => {
+  v.each(`${prefix}.candidates`, d.candidates, MAX_CANDIDATES, (c, i) => {
     v.string(`${prefix}.candidates[${i}].agent_key`, c.agentKey, 1, MAX_KEY);
     v.finite(`${prefix}.candidates[${i}].score`, c.score);
   });
@@ -66,7 +65,7 @@ export function validateRecordBatch(req: RecordRoutingDecisionsRequest): Routing
     throw invalidArgument([{ field: "decisions", description: `must have 1-${MAX_BATCH} entries, got ${req.decisions.length}` }]);
   }
   const firstIndexOf = new Map<string, number>();
-  req.decisions.forEach((d, i) => {
+  v.each("decisions", req.decisions, MAX_BATCH, (d, i) => {
     checkDecision(v, `decisions[${i}]`, d);
     if (d.decisionId === "") return;
     const id = d.decisionId.toLowerCase();
@@ -97,6 +96,7 @@ export function validateSummarize(req: SummarizeAgentDecisionsRequest): void {
   const v = new Violations();
   v.timestamp("routed_after", req.routedAfter);
   v.timestamp("routed_before", req.routedBefore);
+  v.string("page_token", req.pageToken, 0, 1_000);
   v.throwIfAny();
 }
 

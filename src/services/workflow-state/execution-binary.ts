@@ -57,8 +57,21 @@ export class ExecutionWriter {
   /** Where the message being written starts; begin() positions are relative to it. */
   private start = 0;
 
-  /** The message written since the last finish(), as a view that stays valid. */
+  /**
+   * The message written since the last finish(), as a view that stays valid.
+   * A message that needed a chunk larger than the usual one gets that chunk
+   * trimmed to its size, and the writer starts a usual chunk again: a stream
+   * that sent one 2 MB execution does not keep a 4 MiB chunk for good, nor
+   * does a message waiting for a slow client hold more than its own bytes.
+   */
   finish(): Uint8Array {
+    if (this.buf.length > CHUNK_BYTES && this.start === 0) {
+      const out = this.buf.slice(0, this.pos);
+      this.buf = new Uint8Array(CHUNK_BYTES);
+      this.view = new DataView(this.buf.buffer);
+      this.pos = 0;
+      return out;
+    }
     const out = this.buf.subarray(this.start, this.pos);
     this.start = this.pos;
     return out;

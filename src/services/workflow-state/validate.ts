@@ -21,6 +21,8 @@ const MAX_ERROR = 10_000;
 const MAX_STEPS = 1_000;
 const MAX_STEP_ENTRIES = 10_000;
 const MAX_LABELS = 64;
+/** Most entries of a `statuses` filter (there are six statuses; duplicates are ignored). */
+export const MAX_STATUS_FILTERS = 10;
 
 /** Validates a SaveWorkflowExecutionRequest and returns its execution. */
 export function validateSave(req: SaveWorkflowExecutionRequest): WorkflowExecution {
@@ -43,9 +45,8 @@ export function validateSave(req: SaveWorkflowExecutionRequest): WorkflowExecuti
   if (d !== undefined) {
     v.string("execution.definition.name", d.name, 0, MAX_NAME);
     v.string("execution.definition.version", d.version, 0, 50);
-    if (d.steps.length > MAX_STEPS) v.add("execution.definition.steps", `must have at most ${MAX_STEPS} entries`);
     const stepIds = new Set<string>();
-    d.steps.slice(0, MAX_STEPS).forEach((s, i) => {
+    v.each("execution.definition.steps", d.steps, MAX_STEPS, (s, i) => {
       const f = `execution.definition.steps[${i}]`;
       v.string(`${f}.step_id`, s.stepId, 1, MAX_ID);
       if (stepIds.has(s.stepId)) v.add(`${f}.step_id`, `duplicates step ${JSON.stringify(s.stepId)}`);
@@ -53,8 +54,7 @@ export function validateSave(req: SaveWorkflowExecutionRequest): WorkflowExecuti
       v.string(`${f}.name`, s.name, 0, MAX_NAME);
       v.string(`${f}.required_capability`, s.requiredCapability, 0, MAX_NAME);
       v.string(`${f}.task_type`, s.taskType, 0, MAX_NAME);
-      if (s.dependsOn.length > MAX_STEPS) v.add(`${f}.depends_on`, `must have at most ${MAX_STEPS} entries`);
-      s.dependsOn.slice(0, MAX_STEPS).forEach((dep, j) => v.string(`${f}.depends_on[${j}]`, dep, 1, MAX_ID));
+      v.each(`${f}.depends_on`, s.dependsOn, MAX_STEPS, (dep, j) => v.string(`${f}.depends_on[${j}]`, dep, 1, MAX_ID));
       v.structTree(`${f}.parameters`, s.parameters);
       v.duration(`${f}.timeout`, s.timeout);
       const r = s.retryPolicy;
@@ -69,10 +69,7 @@ export function validateSave(req: SaveWorkflowExecutionRequest): WorkflowExecuti
     });
   }
 
-  if (e.stepExecutions.length > MAX_STEP_ENTRIES) {
-    v.add("execution.step_executions", `must have at most ${MAX_STEP_ENTRIES} entries`);
-  }
-  e.stepExecutions.slice(0, MAX_STEP_ENTRIES).forEach((s, i) => {
+  v.each("execution.step_executions", e.stepExecutions, MAX_STEP_ENTRIES, (s, i) => {
     const f = `execution.step_executions[${i}]`;
     v.string(`${f}.step_id`, s.stepId, 1, MAX_ID);
     v.enumValue(`${f}.status`, s.status, WorkflowStatus);
@@ -83,21 +80,17 @@ export function validateSave(req: SaveWorkflowExecutionRequest): WorkflowExecuti
     v.string(`${f}.error_message`, s.errorMessage, 0, MAX_ERROR);
   });
 
-  const outputs = Object.entries(e.stepOutputs);
-  if (outputs.length > MAX_STEP_ENTRIES) v.add("execution.step_outputs", `must have at most ${MAX_STEP_ENTRIES} entries`);
-  for (const [stepId, value] of outputs.slice(0, MAX_STEP_ENTRIES)) {
+  v.each("execution.step_outputs", Object.keys(e.stepOutputs), MAX_STEP_ENTRIES, (stepId) => {
     const f = `execution.step_outputs[${JSON.stringify(stepId)}]`;
     v.string(`${f} key`, stepId, 1, MAX_ID);
-    v.structTree(f, value);
-  }
+    v.structTree(f, e.stepOutputs[stepId]);
+  });
 
-  const labels = Object.entries(e.labels);
-  if (labels.length > MAX_LABELS) v.add("execution.labels", `must have at most ${MAX_LABELS} entries`);
-  for (const [key, value] of labels.slice(0, MAX_LABELS)) {
+  v.each("execution.labels", Object.keys(e.labels), MAX_LABELS, (key) => {
     const f = `execution.labels[${JSON.stringify(key)}]`;
     v.string(`${f} key`, key, 1, 63);
-    v.string(f, value, 0, 255);
-  }
+    v.string(f, e.labels[key]!, 0, 255);
+  });
 
   v.string("etag", req.etag, 0, 100);
   v.throwIfAny();
@@ -115,7 +108,7 @@ export function validateGet(req: GetWorkflowExecutionRequest): void {
 export function validateList(req: ListWorkflowExecutionsRequest): void {
   const v = new Violations();
   v.string("workflow_name", req.workflowName, 0, MAX_NAME);
-  req.statuses.forEach((s, i) => v.enumValue(`statuses[${i}]`, s, WorkflowStatus));
+  v.each("statuses", req.statuses, MAX_STATUS_FILTERS, (s, i) => v.enumValue(`statuses[${i}]`, s, WorkflowStatus));
   v.timestamp("started_after", req.startedAfter);
   v.timestamp("started_before", req.startedBefore);
   v.string("page_token", req.pageToken, 0, 1_000);
@@ -135,7 +128,7 @@ export function validateDelete(req: DeleteWorkflowExecutionsRequest): void {
   if (req.completedBefore === undefined) v.add("completed_before", "is required");
   v.timestamp("completed_before", req.completedBefore);
   v.string("workflow_name", req.workflowName, 0, MAX_NAME);
-  req.statuses.forEach((s, i) => {
+  v.each("statuses", req.statuses, MAX_STATUS_FILTERS, (s, i) => {
     v.enumValue(`statuses[${i}]`, s, WorkflowStatus);
     if (WorkflowStatus[s] !== undefined && s !== WorkflowStatus.UNSPECIFIED && !isTerminal(s)) {
       v.add(`statuses[${i}]`, "must be COMPLETED, FAILED or CANCELLED: incomplete executions are never deleted");

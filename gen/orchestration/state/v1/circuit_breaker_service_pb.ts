@@ -422,7 +422,7 @@ export type ListCircuitBreakerStatesRequest = Message<"orchestration.state.v1.Li
 
   /**
    * Only breakers in one of these states. Empty: any state. Each must be a
-   * defined state other than UNSPECIFIED.
+   * defined state other than UNSPECIFIED. At most 10 entries.
    *
    * @generated from field: repeated orchestration.state.v1.CircuitState states = 3;
    */
@@ -528,8 +528,8 @@ export const RecoverCircuitBreakersRequestSchema: GenMessage<RecoverCircuitBreak
  */
 export type RecoverCircuitBreakersResponse = Message<"orchestration.state.v1.RecoverCircuitBreakersResponse"> & {
   /**
-   * The breakers this call moved from OPEN to HALF_OPEN, in `agent_key` order.
-   * Unbounded: one entry per expired breaker of the tenant.
+   * The breakers this call moved from OPEN to HALF_OPEN, in `agent_key` order:
+   * at most 1,000.
    *
    * @generated from field: repeated orchestration.state.v1.CircuitBreaker circuit_breakers = 1;
    */
@@ -1108,7 +1108,9 @@ export const CircuitBreakerService: GenService<{
    * Lists breakers, optionally only those in some states (e.g. every OPEN
    * circuit), ordered by `agent_key`, one page at a time (keyset pages: a
    * breaker saved or deleted between pages never makes the walk skip or repeat
-   * another one).
+   * another one). A page also ends at the page budget (PAGE_MAX_BYTES; see the
+   * limits on WorkflowStateService): only an empty `next_page_token` ends the
+   * list.
    *
    * Errors: INVALID_ARGUMENT for a malformed `page_token`, or one reused with
    * different `states`.
@@ -1142,6 +1144,8 @@ export const CircuitBreakerService: GenService<{
    * each changed breaker is returned by exactly one call. Breakers whose
    * `reset_at` is in the future stay OPEN. Meant to be called periodically;
    * AcquirePermission also makes this move for one agent when it is asked.
+   * At most 1,000 breakers per call (the first by `agent_key`): when a call
+   * returns 1,000, more may be due; call again.
    *
    * @generated from rpc orchestration.state.v1.CircuitBreakerService.RecoverCircuitBreakers
    */
@@ -1206,7 +1210,9 @@ export const CircuitBreakerService: GenService<{
   /**
    * Lists one agent's transitions, newest first, one page at a time. Transitions
    * are append-only and outlive the breaker (DeleteCircuitBreakerStates keeps
-   * them). An agent without transitions gives an empty list.
+   * them). An agent without transitions gives an empty list. A page also ends
+   * at the page budget (PAGE_MAX_BYTES; see the limits on
+   * WorkflowStateService): only an empty `next_page_token` ends the list.
    *
    * Errors: INVALID_ARGUMENT for a malformed `page_token`, or one issued for
    * another agent.
@@ -1229,11 +1235,15 @@ export const CircuitBreakerService: GenService<{
    * A client that caches breaker states opens the stream with
    * `include_current_states` and applies each transition's `to_state`.
    *
+   * The current states are read in batches, and transitions wait to be sent,
+   * within the stream limits (see the limits on WorkflowStateService).
+   *
    * Errors: the stream ends with UNAVAILABLE when the server shuts down or loses
    * its notification connection to the database (open it again, on another
    * replica), and with RESOURCE_EXHAUSTED when the client reads too slowly to
-   * keep up (10,000 unsent transitions); either way, re-open it with
-   * `include_current_states` to resynchronise.
+   * keep up (more than STREAM_BATCH_MAX_BYTES of unsent transitions, 1 MiB by
+   * default: thousands) or past the server's stream limits; either way,
+   * re-open it with `include_current_states` to resynchronise.
    *
    * @generated from rpc orchestration.state.v1.CircuitBreakerService.WatchCircuitBreakers
    */

@@ -447,7 +447,9 @@ export const StatisticsService: GenService<{
   /**
    * Lists every agent's aggregates, ordered by `agent_key`, one page at a time
    * (keyset-based: agents added between pages never make the walk skip or
-   * repeat one).
+   * repeat one). A page also ends at the page budget (PAGE_MAX_BYTES; see the
+   * limits on WorkflowStateService): only an empty `next_page_token` ends the
+   * list.
    *
    * Errors: INVALID_ARGUMENT for a malformed or foreign `page_token`.
    *

@@ -499,7 +499,8 @@ export type ListWorkflowExecutionsRequest = Message<"orchestration.state.v1.List
   workflowName: string;
 
   /**
-   * Only executions in one of these statuses. Empty: any status.
+   * Only executions in one of these statuses. Empty: any status. At most 10
+   * entries.
    *
    * @generated from field: repeated orchestration.state.v1.WorkflowStatus statuses = 4;
    */
@@ -620,7 +621,8 @@ export type DeleteWorkflowExecutionsRequest = Message<"orchestration.state.v1.De
 
   /**
    * Only executions in these terminal statuses. Empty: COMPLETED, FAILED and
-   * CANCELLED. An incomplete status here is rejected with INVALID_ARGUMENT.
+   * CANCELLED. An incomplete status here is rejected with INVALID_ARGUMENT. At
+   * most 10 entries.
    *
    * @generated from field: repeated orchestration.state.v1.WorkflowStatus statuses = 3;
    */
@@ -730,8 +732,8 @@ export const WorkflowStatusSchema: GenEnum<WorkflowStatus> = /*@__PURE__*/
  * Errors common to every RPC:
  *   - INVALID_ARGUMENT: a field or header is malformed; the message and a
  *     google.rpc.BadRequest detail name the offending field (at most 20 are
- *     named, each path clipped to 200 characters; the message counts the
- *     rest). Nothing is written. This covers, in every string, Struct key
+ *     named, each path clipped to 200 characters; past them the message ends
+ *     with "; and more", and validation stops looking). Nothing is written. This covers, in every string, Struct key
  *     and Struct value of every request: NUL characters, which PostgreSQL
  *     cannot store, and lone UTF-16 surrogates (a JSON string escaping
  *     U+D800 alone), which have no UTF-8 form; Structs and Values nested
@@ -747,9 +749,39 @@ export const WorkflowStatusSchema: GenEnum<WorkflowStatus> = /*@__PURE__*/
  *     is not valid UTF-8"; invalid bytes are not replaced with U+FFFD); a
  *     compressed envelope without a negotiated encoding. A JSON string with a
  *     lone surrogate escape is refused by the JSON decoder, naming the field.
- *   - UNAVAILABLE: the database cannot be reached right now. Safe to retry with
- *     backoff.
+ *   - RESOURCE_EXHAUSTED: past one of the limits below. A request too large:
+ *     do not retry, send less. Anything else: retry with backoff.
+ *   - UNAVAILABLE: the database cannot be reached right now, or the server is
+ *     shutting down. Safe to retry with backoff.
  *   - INTERNAL: a bug in this service. Please report it.
+ *
+ * Limits common to every RPC of the four services (the README's "Limits and
+ * fairness" gives each default and the variable that configures it):
+ *   - A request message is at most 128 KiB, except those of
+ *     SaveWorkflowExecution, RecordRoutingDecision and RecordRoutingDecisions,
+ *     which are at most the server's MAX_REQUEST_BYTES (4 MiB by default). A
+ *     larger one answers RESOURCE_EXHAUSTED before it is decoded. Repeated
+ *     fields state their own limits; more entries answer INVALID_ARGUMENT.
+ *   - With API keys configured, a call without a valid key (or naming another
+ *     tenant) is refused before its request is decoded.
+ *   - A tenant runs at most TENANT_CALLS_MAX calls at once (32 by default); its
+ *     next calls wait, in arrival order, behind that tenant's own calls only,
+ *     and past TENANT_QUEUE_MAX waiting calls (256) a call answers
+ *     RESOURCE_EXHAUSTED at once.
+ *   - A page of a List RPC holds at most `page_size` items and at most
+ *     PAGE_MAX_BYTES (4 MiB by default) of them, and at least one item, even
+ *     one larger than that. An item weighs its stored size: the UTF-8 bytes of
+ *     its text and of its JSON (Struct, list) values as JSON text, plus a few
+ *     bytes for its other fields. Its protobuf encoding is about as large for
+ *     text, and up to about five times larger for Structs of small numbers. A
+ *     page may so hold fewer than `page_size` items and still be followed by
+ *     more: only an empty `next_page_token` ends a list.
+ *   - A stream holds at most STREAM_BATCH_MAX_BYTES (1 MiB by default) of
+ *     items its client has not taken (and at least one item), and reads more
+ *     only once the client has taken them. At most STREAMS_MAX streams (1,000)
+ *     are open on a server and TENANT_STREAMS_MAX (100) per tenant, and they
+ *     hold at most STREAMS_BUFFER_MAX_BYTES (256 MiB) unsent in all; past any
+ *     of these a stream answers RESOURCE_EXHAUSTED.
  *
  * Timestamps are stored with microsecond precision: sub-microsecond nanos are
  * truncated (not rounded) on write.
@@ -792,6 +824,8 @@ export const WorkflowStateService: GenService<{
    * Lists executions, newest `started_at` first (ties broken by `execution_id`,
    * descending), one page at a time. Pages are keyset-based: rows inserted or
    * deleted between pages never make the walk skip or repeat an unchanged row.
+   * A page also ends at the page budget (PAGE_MAX_BYTES, see above): with 2 MB
+   * executions and the default 4 MiB, two per page.
    *
    * Errors: INVALID_ARGUMENT for a malformed or foreign `page_token`, or a
    * token reused with different filters.
@@ -808,8 +842,11 @@ export const WorkflowStateService: GenService<{
    * `started_at` first (FIFO; ties by `execution_id`, ascending), so that an
    * orchestrator can resume them after a restart.
    *
-   * The server reads the rows in keyset batches, so its memory does not grow with
-   * the number of executions, and stops reading when the client cancels. The
+   * The server reads the rows in keyset batches of at most STREAM_BATCH_SIZE
+   * executions and STREAM_BATCH_MAX_BYTES (see above), and the next batch only
+   * once the client has taken every execution of the last one, so its memory
+   * grows neither with the number of executions nor when the client stops
+   * reading; it stops reading when the client cancels. The
    * stream is not a snapshot: an execution saved while the stream runs is
    * included only if its position in the order is still ahead of the stream's
    * cursor. So an execution is sent once, unless it is re-saved during the

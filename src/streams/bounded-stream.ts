@@ -1,0 +1,146 @@
+import type { HandlerContext } from "@connectrpc/connect";
+import { throwIfStopped } from "../errors/stopped.js";
+import { kTenantScope } from "../tenancy/tenant-scope.js";
+import type { StreamLimits, StreamSlot } from "./stream-limits.js";
+
+/** What one batch may hold: at most `rows` rows and, beyond its first row, `bytes` bytes. */
+export interface BatchLimits {
+  rows: number;
+  bytes: number;
+}
+
+/** A batch a source read: its rows, and whether anything may follow them. */
+export interface Batch<Row> {
+  rows: Row[];
+  more: boolean;
+}
+
+/** Runs `work` in one of the tenant's turns (TenantLimiter): what a batch read from the database does. */
+export type InTurn = <T>(work: () => Promise<T>) => Promise<T>;
+
+/** Where a stream's messages come from, one batch at a time. */
+export interface BatchSource<Row, Message> {
+  /**
+   * The next batch within `limits` (a first row larger than `limits.bytes`
+   * comes alone). Database reads go through `inTurn`; a read that waits for
+   * something else (a notification) does not take a turn while it waits.
+   */
+  read(limits: BatchLimits, inTurn: InTurn): Promise<Batch<Row>>;
+  /** What a row weighs against the budget, in bytes (rowBytes, or a stored size). */
+  bytes(row: Row): number;
+  /** The message that sends a row. */
+  message(row: Row): Message;
+  /** Called once when the stream ends, however it ends. */
+  close?(): void;
+}
+
+/**
+ * Serves a server stream in batches, the one loop every server stream of the
+ * four services runs through, so that each holds at most one batch unsent:
+ *
+ * - the stream takes a place among the server's and its tenant's open streams
+ *   (RESOURCE_EXHAUSTED past STREAMS_MAX or TENANT_STREAMS_MAX);
+ * - each batch is at most STREAM_BATCH_SIZE rows and STREAM_BATCH_MAX_BYTES
+ *   bytes (a row larger than that comes alone), counted against the
+ *   server-wide STREAMS_BUFFER_MAX_BYTES (RESOURCE_EXHAUSTED past it) from
+ *   when it is read until the client has taken its message;
+ * - the next batch is read only once the client has taken every message of
+ *   the last one. The generator resumes after a `yield` only when Connect asks
+ *   for the next message, which it does once the last one was written to the
+ *   HTTP/2 stream and drained (flow control: the client read it), so a
+ *   stalled client holds the server at its last batch, not at the whole table;
+ * - each batch read from the database takes one of the tenant's turns
+ *   (TENANT_CALLS_MAX), so a tenant's streams queue behind its own calls;
+ * - a row is dropped from its batch once its message is made, and nothing is
+ *   read once the call is stopped (cancelled, past its deadline, or the server
+ *   shutting down: see throwIfStopped).
+ *
+ * `open` builds the source once the stream has its slot (a source that
+ * buffers by itself, like a watch's subscription, counts that through it too).
+ */
+export async function* boundedStream<Row, Message>(
+  ctx: HandlerContext,
+  limits: StreamLimits,
+  open: (slot: StreamSlot) => BatchSource<Row, Message> | Promise<BatchSource<Row, Message>>,
+): AsyncGenerator<Message> {
+  const tenant = ctx.values.get(kTenantScope)?.tenantId ?? "";
+  const { batchMaxBytes, batchMaxRows, turns } = limits.options;
+  const inTurn: InTurn = (work) => turns.run(tenant, ctx.signal, work);
+  throwIfStopped(ctx.signal);
+  const slot = limits.open(tenant);
+  let source: BatchSource<Row, Message> | undefined;
+  try {
+    const src = await open(slot);
+    source = src;
+    for (let more = true; more; ) {
+      throwIfStopped(ctx.signal);
+      // The batch's budget is counted while it is read, then what it really holds.
+      slot.hold(batchMaxBytes);
+      let batch: Batch<Row>;
+      try {
+        batch = await src.read({ rows: batchMaxRows, bytes: batchMaxBytes }, inTurn);
+      } finally {
+        slot.release(batchMaxBytes);
+      }
+      const { rows } = batch;
+      slot.hold(weight(src, rows), true);
+      more = batch.more;
+      throwIfStopped(ctx.signal);
+      for (let i = 0; i < rows.length; i++) {
+        const next = take(src, rows, i);
+        yield next.message;
+        // Connect asked for the next message: the client has taken this one.
+        slot.release(next.bytes);
+        throwIfStopped(ctx.signal);
+      }
+    }
+  } finally {
+    source?.close?.();
+    slot.close();
+  }
+}
+
+/** What a batch's rows weigh in all (not in the generator: see take). */
+function weight<Row>(src: BatchSource<Row, unknown>, rows: Row[]): number {
+  let bytes = 0;
+  for (const row of rows) bytes += src.bytes(row);
+  return bytes;
+}
+
+/**
+ * The message of a batch's row `i`, and what the row weighs; the row is
+ * dropped from the batch, which holds only the rows still to send. Not in the
+ * generator: V8 keeps a suspended generator's registers, dead ones included,
+ * so a row read there stays reachable while its message waits for the client
+ * (a 2 MB execution held twice per stalled stream).
+ */
+function take<Row, Message>(src: BatchSource<Row, Message>, rows: Row[], i: number): { message: Message; bytes: number } {
+  const row = rows[i]!;
+  rows[i] = undefined as never;
+  return { message: src.message(row), bytes: src.bytes(row) };
+}
+
+/** A keyset cursor over a table: each batch starts after the key of the last row of the one before. */
+export interface KeysetReader<Row, Key, Message> {
+  /** The batch after `after` (undefined: from the start), within `limits`. */
+  read(after: Key | undefined, limits: BatchLimits): Promise<Batch<Row>>;
+  /** The keyset position of a row. */
+  key(row: Row): Key;
+  bytes(row: Row): number;
+  message(row: Row): Message;
+}
+
+/** A BatchSource reading a table by keyset, each batch from the database in one of the tenant's turns. */
+export function keysetSource<Row, Key, Message>(reader: KeysetReader<Row, Key, Message>): BatchSource<Row, Message> {
+  let after: Key | undefined;
+  return {
+    async read(limits, inTurn) {
+      const batch = await inTurn(() => reader.read(after, limits));
+      const last = batch.rows[batch.rows.length - 1];
+      if (last !== undefined) after = reader.key(last);
+      return batch;
+    },
+    bytes: (row) => reader.bytes(row),
+    message: (row) => reader.message(row),
+  };
+}
