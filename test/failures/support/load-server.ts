@@ -1,8 +1,10 @@
 // The server as main.ts builds it (same config, database, availability and
 // createServer), in a child process of test/failures/load.test.ts, which asks
 // it over IPC for what a leak would show: memory after a full GC, open HTTP/2
-// sessions, calls in flight, and database connections checked out of the pool.
-// Run with --expose-gc.
+// sessions, calls in flight, and database connections checked out of the pool
+// ("stats"); and of test/failures/hostile-tenant.test.ts, which asks for the
+// event loop's delay since it last asked ("loop"). Run with --expose-gc.
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import type { Knex } from "knex";
 import { loadConfig } from "../../../src/config.js";
 import { DatabaseAvailability } from "../../../src/db/availability.js";
@@ -41,7 +43,16 @@ const gc = (globalThis as { gc?: () => void }).gc;
 if (gc === undefined) throw new Error("run with --expose-gc");
 const pool = (knex.client as Knex.Client & { pool: { numUsed(): number; numPendingAcquires(): number } }).pool;
 
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
+
 process.on("message", (message) => {
+  if (message === "loop") {
+    // Milliseconds: how late the event loop ran a 10 ms timer, at the 99th percentile and at most.
+    process.send!({ p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 });
+    loopDelay.reset();
+    return;
+  }
   if (message !== "stats") return;
   gc();
   const memory = process.memoryUsage();
