@@ -3,7 +3,11 @@ import { throwIfStopped } from "../errors/stopped.js";
 import { kTenantScope } from "../tenancy/tenant-scope.js";
 import type { StreamLimits, StreamSlot } from "./stream-limits.js";
 
-/** What one batch may hold: at most `rows` rows and, beyond its first row, `bytes` bytes. */
+/**
+ * What one batch may hold: at most `rows` rows (STREAM_BATCH_SIZE; a source
+ * with a batch size of its own may use that instead) and, beyond its first
+ * row, `bytes` bytes (STREAM_BATCH_MAX_BYTES, which every source keeps to).
+ */
 export interface BatchLimits {
   rows: number;
   bytes: number;
@@ -30,8 +34,14 @@ export interface BatchSource<Row, Message> {
   bytes(row: Row): number;
   /** The message that sends a row. */
   message(row: Row): Message;
-  /** Called once when the stream ends, however it ends. */
-  close?(): void;
+  /**
+   * Called once when the stream ends, however it ends, with the rows it read
+   * and never handed to the client (empty when it sent them all): a source
+   * that took something for them (leases) gives it back here. Awaited; its
+   * failure is ignored. A row handed over counts as sent, even if the client
+   * never received it.
+   */
+  close?(unsent: Row[]): void | Promise<unknown>;
 }
 
 /**
@@ -43,7 +53,7 @@ export interface BatchSource<Row, Message> {
  * - each batch is at most STREAM_BATCH_SIZE rows and STREAM_BATCH_MAX_BYTES
  *   bytes (a row larger than that comes alone), counted against the
  *   server-wide STREAMS_BUFFER_MAX_BYTES (RESOURCE_EXHAUSTED past it) from
- *   when it is read until the client has taken its message;
+ *   when its read starts until the client has taken its message;
  * - the next batch is read only once the client has taken every message of
  *   the last one. The generator resumes after a `yield` only when Connect asks
  *   for the next message, which it does once the last one was written to the
@@ -65,24 +75,30 @@ export async function* boundedStream<Row, Message>(
 ): AsyncGenerator<Message> {
   const tenant = ctx.values.get(kTenantScope)?.tenantId ?? "";
   const { batchMaxBytes, batchMaxRows, turns } = limits.options;
-  const inTurn: InTurn = (work) => turns.run(tenant, ctx.signal, work);
   throwIfStopped(ctx.signal);
   const slot = limits.open(tenant);
+  // A database read counts its batch's budget while it runs (then the batch
+  // counts what it really holds), in one of the tenant's turns. A source
+  // waiting for something else (a watch for its next transition) holds
+  // neither: its queue counts by itself.
+  const inTurn: InTurn = async (work) => {
+    slot.hold(batchMaxBytes);
+    try {
+      return await turns.run(tenant, ctx.signal, work);
+    } finally {
+      slot.release(batchMaxBytes);
+    }
+  };
   let source: BatchSource<Row, Message> | undefined;
+  // The batch being sent: its rows not handed over yet are still in it.
+  let rows: Row[] = [];
   try {
     const src = await open(slot);
     source = src;
     for (let more = true; more; ) {
       throwIfStopped(ctx.signal);
-      // The batch's budget is counted while it is read, then what it really holds.
-      slot.hold(batchMaxBytes);
-      let batch: Batch<Row>;
-      try {
-        batch = await src.read({ rows: batchMaxRows, bytes: batchMaxBytes }, inTurn);
-      } finally {
-        slot.release(batchMaxBytes);
-      }
-      const { rows } = batch;
+      const batch = await src.read({ rows: batchMaxRows, bytes: batchMaxBytes }, inTurn);
+      rows = batch.rows;
       slot.hold(weight(src, rows), true);
       more = batch.more;
       throwIfStopped(ctx.signal);
@@ -95,8 +111,14 @@ export async function* boundedStream<Row, Message>(
       }
     }
   } finally {
-    source?.close?.();
     slot.close();
+    const ended = source;
+    if (ended?.close !== undefined) {
+      const unsent = rows.filter((row) => row !== undefined);
+      await Promise.resolve()
+        .then(() => ended.close!(unsent))
+        .catch(() => {});
+    }
   }
 }
 

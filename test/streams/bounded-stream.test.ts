@@ -130,14 +130,34 @@ describe("boundedStream", () => {
     expect(l.stats()).toEqual({ streams: 0, bufferedBytes: 0 });
   });
 
-  it("ends with the call's error when it is stopped, and closes its source", async () => {
-    let closed = 0;
+  it("a source waiting outside a turn (a watch between transitions) holds no budget", async () => {
+    // Room for two batches' budgets; ten streams wait for their next message.
+    const l = limits({ bufferMaxBytes: 2_000 });
+    const stop = new AbortController();
+    const waiting = Array.from({ length: 10 }, () =>
+      boundedStream(context("a", stop.signal), l, () => ({
+        read: () => new Promise<never>((_, reject) => stop.signal.addEventListener("abort", () => reject(stop.signal.reason))),
+        bytes: () => 0,
+        message: () => create(HealthCheckResponseSchema),
+      })).next(),
+    );
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(l.stats()).toEqual({ streams: 10, bufferedBytes: 0 });
+    stop.abort(new ConnectError("the server is shutting down", Code.Unavailable));
+    expect(new Set(await Promise.all(waiting.map((w) => w.then(() => "ok", (e: unknown) => ConnectError.from(e).code))))).toEqual(new Set([Code.Unavailable]));
+    expect(l.stats()).toEqual({ streams: 0, bufferedBytes: 0 });
+  });
+
+  it("ends with the call's error when it is stopped, and closes its source with the rows read and not sent", async () => {
+    const closed: number[][] = [];
     const stop = new AbortController();
     const t = table(Array.from({ length: 10 }, (_, i) => ({ id: i + 1, bytes: 10 })));
-    const it = boundedStream(context("a", stop.signal), limits(), () => ({ ...t.source, close: () => closed++ }));
+    const it = boundedStream(context("a", stop.signal), limits(), () => ({ ...t.source, close: (unsent: Row[]) => void closed.push(unsent.map((r) => r.id)) }));
+    await it.next();
     await it.next();
     stop.abort(new ConnectError("the server is shutting down", Code.Unavailable));
     const err = await it.next().then(() => undefined, (e: unknown) => ConnectError.from(e));
-    expect([err?.code, closed]).toEqual([Code.Unavailable, 1]);
+    // The batch held rows 1-4; 1 and 2 were handed over.
+    expect([err?.code, closed]).toEqual([Code.Unavailable, [[3, 4]]]);
   });
 });
