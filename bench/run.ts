@@ -1,5 +1,6 @@
 // `npm run bench`: every workload of docs/performance.md against the real
-// server on PostgreSQL, side by side with its baseline in the same run.
+// server on PostgreSQL, side by side in the same run with its baselines: the
+// peer (a bare grpc-js + pg service, B1-B4) and raw pg (the limit).
 //
 //   npm run bench                                   # DATABASE_URL or postgres://postgres@127.0.0.1:5432/test
 //   npm run bench -- --runs=3 --seconds=5 --only=B0,B1 --b5-rows=1000000
@@ -23,7 +24,7 @@ import { silentLogger } from "../src/logging/logger.js";
 import { TENANT_HEADER } from "../src/tenancy/tenant-interceptor.js";
 import { seedExecutions } from "./lib/seed.js";
 import {
-  freePort, have, LOAD_CORE, memoryOf, ROOT, runPinned, runPinnedJson, SERVER_CORE, startPinned, stop, waitForPort,
+  cpuSecondsOf, freePort, have, LOAD_CORE, memoryOf, ROOT, runPinned, runPinnedJson, SERVER_CORE, startPinned, stop, waitForPort,
 } from "./lib/processes.js";
 import { type Measurement, medianRun, percentile } from "./lib/stats.js";
 import { B3_EXECUTIONS, execution, type UnaryWorkload, paths } from "./workloads.js";
@@ -80,22 +81,29 @@ async function startOurs(env: NodeJS.ProcessEnv = {}): Promise<{ url: string; ch
   return { url: `http://127.0.0.1:${port}`, child };
 }
 
-async function startBaselineServer(script: string): Promise<{ url: string; child: ChildProcess }> {
+async function startBaselineServer(script: string, env: NodeJS.ProcessEnv = {}): Promise<{ url: string; child: ChildProcess }> {
   const port = await freePort();
   const log = path.join(logDir, `${path.basename(script, ".ts")}.log`);
-  const child = startPinned(SERVER_CORE, path.join(ROOT, "bench/baselines", script), [String(port)], {}, log);
+  const child = startPinned(SERVER_CORE, path.join(ROOT, "bench/baselines", script), [String(port)], env, log);
   await waitForPort(port, child, log);
   return { url: `http://127.0.0.1:${port}`, child };
 }
 
 // ---------------------------------------------------------------- load
 
-/** Drives `url` with the Node load generator (bench/load/grpc-load.ts) from the load core. */
-async function nodeLoad(url: string, workload: UnaryWorkload, headers: Record<string, string>, inflight = INFLIGHT, secs = seconds): Promise<Measurement> {
-  const m = await runPinnedJson<Measurement & { errorsByStatus: Record<string, number> }>(LOAD_CORE, "bench/load/grpc-load.ts", [
+/**
+ * Drives `url` with the Node load generator (bench/load/grpc-load.ts) from the
+ * load core. With the server's `pid`, the measurement also gets the server's
+ * CPU time per call (user + system, microseconds): its CPU time while the
+ * generator ran, divided by every call the generator completed.
+ */
+async function nodeLoad(url: string, workload: UnaryWorkload, headers: Record<string, string>, inflight = INFLIGHT, secs = seconds, pid?: number): Promise<Measurement> {
+  const cpuBefore = pid === undefined ? 0 : cpuSecondsOf(pid);
+  const m = await runPinnedJson<Measurement & { errorsByStatus: Record<string, number>; allCalls: number }>(LOAD_CORE, "bench/load/grpc-load.ts", [
     JSON.stringify({ url, workload, inflight, seconds: secs, warmupSeconds, headers }),
   ]);
   if (m.errors > 0) throw new Error(`${workload} against ${url}: ${m.errors} calls failed: ${JSON.stringify(m.errorsByStatus)}`);
+  if (pid !== undefined) m.extra = { ...m.extra, cpuUsPerCall: ((cpuSecondsOf(pid) - cpuBefore) * 1e6) / m.allCalls };
   return m;
 }
 
@@ -145,10 +153,10 @@ type Runs = Record<string, Measurement[]>;
 const measured: Runs = {};
 const record = (key: string, m: Measurement) => (measured[key] ??= []).push(m);
 
-async function withServer<T>(env: NodeJS.ProcessEnv, fn: (url: string) => Promise<T>): Promise<T> {
+async function withServer<T>(env: NodeJS.ProcessEnv, fn: (url: string, pid: number) => Promise<T>): Promise<T> {
   const s = await startOurs(env);
   try {
-    return await fn(s.url);
+    return await fn(s.url, s.child.pid!);
   } finally {
     await stop(s.child);
   }
@@ -172,31 +180,41 @@ async function runB0(): Promise<void> {
   );
 }
 
+/** Measures B1-B4 against a server at `url` (ours or the peer), with its CPU per call; `name` names the records. */
+async function measureDatabaseWorkloads(url: string, pid: number, name: "ours" | "peer"): Promise<void> {
+  const load = (w: UnaryWorkload, tenant: string, inflight = INFLIGHT) => nodeLoad(url, w, { [TENANT_HEADER]: tenant }, inflight, seconds, pid);
+  if (only.has("B1")) record(`B1 ${name}`, await load("B1", newTenant()));
+  if (only.has("B2")) record(`B2 ${name}`, await load("B2", newTenant(), B2_INFLIGHT));
+  if (only.has("B3")) {
+    const tenant = newTenant();
+    // Every execution exists before the clock starts: saves update, gets find.
+    await saveAllExecutions(url, tenant);
+    record(`B3-save ${name}`, await load("B3-save", tenant));
+    record(`B3-get ${name}`, await load("B3-get", tenant));
+  }
+  if (only.has("B4")) record(`B4 ${name}`, await load("B4", newTenant()));
+}
+
+/** B1-B4 on our server, on the peer (bench/baselines/peer-server.ts) and as raw pg, back to back. */
 async function runDatabaseWorkloads(): Promise<void> {
-  await withServer({}, async (url) => {
-    const load = (w: UnaryWorkload, tenant: string, inflight = INFLIGHT) => nodeLoad(url, w, { [TENANT_HEADER]: tenant }, inflight);
-    if (only.has("B1")) {
-      record("B1 ours", await load("B1", newTenant()));
-      record("B1 pg", await pgBaseline("B1", newTenant()));
-    }
-    if (only.has("B2")) {
-      record("B2 ours", await load("B2", newTenant(), B2_INFLIGHT));
-      record("B2 pg", await pgBaseline("B2", newTenant(), B2_INFLIGHT));
-    }
-    if (only.has("B3")) {
-      const [t1, t2] = [newTenant(), newTenant()];
-      // Every execution exists before the clock starts: saves update, gets find.
-      for (const t of [t1, t2]) await saveAllExecutions(url, t);
-      record("B3-save ours", await load("B3-save", t1));
-      record("B3-save pg", await pgBaseline("B3-save", t2));
-      record("B3-get ours", await load("B3-get", t1));
-      record("B3-get pg", await pgBaseline("B3-get", t2));
-    }
-    if (only.has("B4")) {
-      record("B4 ours", await load("B4", newTenant()));
-      record("B4 pg", await pgBaseline("B4", newTenant()));
-    }
+  const pgTenantB3 = newTenant();
+  await withServer({}, async (url, pid) => {
+    await measureDatabaseWorkloads(url, pid, "ours");
+    if (only.has("B3")) await saveAllExecutions(url, pgTenantB3);
   });
+  const peer = await startBaselineServer("peer-server.ts", { DATABASE_URL: databaseUrl, POOL_MAX: String(POOL_MAX) });
+  try {
+    await measureDatabaseWorkloads(peer.url, peer.child.pid!, "peer");
+  } finally {
+    await stop(peer.child);
+  }
+  if (only.has("B1")) record("B1 pg", await pgBaseline("B1", newTenant()));
+  if (only.has("B2")) record("B2 pg", await pgBaseline("B2", newTenant(), B2_INFLIGHT));
+  if (only.has("B3")) {
+    record("B3-save pg", await pgBaseline("B3-save", pgTenantB3));
+    record("B3-get pg", await pgBaseline("B3-get", pgTenantB3));
+  }
+  if (only.has("B4")) record("B4 pg", await pgBaseline("B4", newTenant()));
 }
 
 /** Saves executions 0..B3_EXECUTIONS-1 of bench/workloads.ts for `tenant` through the server. */
@@ -268,6 +286,21 @@ function report(meta: Record<string, unknown>): string {
     line("B4", "RecordTaskOutcome, 10 hot agents, 32 in flight", "B4 ours", "pg pool, the same increment", "B4 pg", 0.8),
     line("B5", `StreamIncompleteWorkflows, ${b5Rows.toLocaleString("en")} rows`, "B5 ours", "pg cursor, FETCH 1000, one process", "B5 pg", 0.5, "rows/s"),
   ].filter((r): r is Result => r !== undefined);
+  // Against the peer (what a team would write instead): calls/s at least 1.0
+  // of the peer's (B1, with group commit, 1.5), server CPU per call at most 1.0.
+  const peers = [
+    ["B1", "RecordRoutingDecision", 1.5],
+    ["B2", "RecordRoutingDecisions, 500 per call", 1.0],
+    ["B3-save", "SaveWorkflowExecution", 1.0],
+    ["B3-get", "GetWorkflowExecution", 1.0],
+    ["B4", "RecordTaskOutcome", 1.0],
+  ].flatMap(([key, what, goal]) => {
+    const r = line(String(key).slice(0, 2), String(what), `${key} ours`, "peer", `${key} peer`, Number(goal));
+    if (r === undefined) return [];
+    const cpuOurs = r.ours.extra?.cpuUsPerCall ?? Number.NaN;
+    const cpuPeer = r.baseline.extra?.cpuUsPerCall ?? Number.NaN;
+    return [{ ...r, cpuOurs, cpuPeer, cpuRatio: cpuOurs / cpuPeer }];
+  });
   const costs = [
     line("auth", "B0 with an API key required, against B0 in development mode", "B0 ours+auth", "B0 without keys", "B0 ours", 0),
     line("RLS", `GetWorkflowExecution's SELECT bound to its tenant (RLS), ${INFLIGHT} concurrent`, "RLS scoped", "the same SELECT through Knex, unbound", "RLS plain", 0),
@@ -289,12 +322,26 @@ function report(meta: Record<string, unknown>): string {
     const flat = b5.peakRssMb - b5.peakRssAt100kMb;
     out.push("", `B5 server RSS: ${n(b5.rssBeforeMb)} MB before streaming, peak ${n(b5.peakRssAt100kMb)} MB by row ${MARK_ROWS.toLocaleString("en")}, peak ${n(b5.peakRssMb)} MB by the last row (${flat >= 0 ? "+" : ""}${n(flat, 1)} MB); goal under 200 MB and flat: ${b5.peakRssMb < 200 && flat < 10 ? "met" : "NOT met"}.`);
   }
+  if (peers.length > 0) {
+    out.push(
+      "",
+      "Against the peer: a bare @grpc/grpc-js server with a pg pool running the same statements (bench/baselines/peer-server.ts), same generator, same core. CPU per call: the server process's user + system time from /proc while the generator ran, divided by every call it completed (PostgreSQL's own CPU not included).",
+      "",
+      "| Workload | | ours | peer | ratio | goal | CPU µs/call, ours | peer | ratio | goal |",
+      "|---|---|---:|---:|---:|---|---:|---:|---:|---|",
+    );
+    for (const p of peers) {
+      const rateGoal = `${p.ratio >= p.goal ? "met" : "NOT met"} (≥ ${p.goal})`;
+      const cpuGoal = Number.isFinite(p.cpuRatio) ? `${p.cpuRatio <= 1 ? "met" : "NOT met"} (≤ 1.0)` : "";
+      out.push(`| ${p.workload} | ${p.what} | ${n(p.ours.rate)} calls/s | ${n(p.baseline.rate)} | ${n(p.ratio, 2)} | ${rateGoal} | ${n(p.cpuOurs)} | ${n(p.cpuPeer)} | ${n(p.cpuRatio, 2)} | ${cpuGoal} |`);
+    }
+  }
   if (costs.length > 0) {
     out.push("", "| Cost of | measured as | rate | against | rate | ratio |", "|---|---|---:|---|---:|---:|");
     for (const c of costs) out.push(`| ${c.workload} | ${c.what} | ${n(c.ours.rate)} | ${c.baselineName} | ${n(c.baseline.rate)} | ${n(c.ratio, 2)} |`);
   }
   fs.mkdirSync(outDir, { recursive: true });
-  fs.writeFileSync(path.join(outDir, "latest.json"), `${JSON.stringify({ ...meta, runs, seconds, warmupSeconds, results, costs, measured }, null, 2)}\n`);
+  fs.writeFileSync(path.join(outDir, "latest.json"), `${JSON.stringify({ ...meta, runs, seconds, warmupSeconds, results, peers, costs, measured }, null, 2)}\n`);
   return `${out.join("\n")}\n`;
 }
 

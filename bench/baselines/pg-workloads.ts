@@ -9,7 +9,9 @@
 import pg from "pg";
 import { decisionToColumns } from "../../src/services/routing-audit/decision-row.js";
 import { executionToColumns } from "../../src/services/workflow-state/execution-row.js";
-import { ADD_OUTCOME, SELECT_EXECUTION, UPSERT_EXECUTION } from "../lib/bare-sql.js";
+import {
+  ADD_OUTCOME, DECISION_COLUMNS, decisionParameters, INSERT_DECISION, INSERT_DECISIONS_UNNEST, SELECT_EXECUTION, UPSERT_EXECUTION,
+} from "../lib/bare-sql.js";
 import { LatencyRecorder, type Measurement } from "../lib/stats.js";
 import { B2_BATCH, B3_EXECUTIONS, B4_AGENTS, decision, execution, type UnaryWorkload } from "../workloads.js";
 
@@ -23,27 +25,9 @@ interface Spec {
   warmupSeconds: number;
 }
 
-const DECISION_COLUMNS = [
-  "decision_id", "task_id", "task_type", "required_capability", "selected_agent", "priority", "agent_score", "candidates",
-  "success", "error_message", "retry_attempts", "routing_duration_us", "task_duration_us", "routed_at",
-  "workflow_execution_id", "step_id", "content_hash",
-] as const;
-const DECISION_TYPES = [
-  "uuid", "text", "text", "text", "text", "int4", "float8", "jsonb", "bool", "text", "int4", "int8", "int8", "timestamptz",
-  "text", "text", "text",
-];
-
 function decisionValues(i: number): unknown[] {
-  const c = decisionToColumns(decision(i)) as unknown as Record<string, unknown>;
-  return DECISION_COLUMNS.map((name) => (name === "candidates" ? JSON.stringify(c[name]) : c[name]));
+  return decisionParameters(decisionToColumns(decision(i)));
 }
-
-const INSERT_DECISION = `INSERT INTO routing_decisions (tenant_id, ${DECISION_COLUMNS.join(", ")})
-  VALUES ($1, ${DECISION_COLUMNS.map((_, k) => `$${k + 2}`).join(", ")})`;
-
-// The fastest bulk insert from pg: one array parameter per column, UNNEST.
-const INSERT_DECISIONS_UNNEST = `INSERT INTO routing_decisions (tenant_id, ${DECISION_COLUMNS.join(", ")})
-  SELECT $1, * FROM unnest(${DECISION_TYPES.map((t, k) => `$${k + 2}::${t}[]`).join(", ")})`;
 
 /** The statement and parameters of call `i`: built before the clock starts, like the load generator's bodies. */
 function statement(spec: Spec, i: number): [string, unknown[]] {

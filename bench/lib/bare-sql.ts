@@ -1,5 +1,7 @@
+import type { DecisionColumns } from "../../src/db/queries/routing-decisions.js";
+
 // The bare statements of the raw-pg baselines (bench/baselines/pg-workloads.ts,
-// bench/rls-cost.ts), positional: what our queries in src/db/queries send,
+// bench/rls-cost.ts) and of the peer (bench/baselines/peer-server.ts), positional: what our queries in src/db/queries send,
 // without tenant binding or ORM.
 
 export const SELECT_EXECUTION = "SELECT * FROM workflow_executions WHERE tenant_id = $1 AND execution_id = $2";
@@ -24,3 +26,26 @@ export const ADD_OUTCOME = `INSERT INTO agent_statistics AS t
     last_task_time = GREATEST(t.last_task_time, EXCLUDED.last_task_time),
     version = t.version + 1, update_time = now()
   RETURNING *`;
+
+export const DECISION_COLUMNS = [
+  "decision_id", "task_id", "task_type", "required_capability", "selected_agent", "priority", "agent_score", "candidates",
+  "success", "error_message", "retry_attempts", "routing_duration_us", "task_duration_us", "routed_at",
+  "workflow_execution_id", "step_id", "content_hash",
+] as const;
+const DECISION_TYPES = [
+  "uuid", "text", "text", "text", "text", "int4", "float8", "jsonb", "bool", "text", "int4", "int8", "int8", "timestamptz",
+  "text", "text", "text",
+];
+
+/** The parameters of one decision's row, in DECISION_COLUMNS order (tenant not included). */
+export function decisionParameters(c: DecisionColumns): unknown[] {
+  const row = c as unknown as Record<string, unknown>;
+  return DECISION_COLUMNS.map((name) => (name === "candidates" ? JSON.stringify(row[name]) : row[name]));
+}
+
+export const INSERT_DECISION = `INSERT INTO routing_decisions (tenant_id, ${DECISION_COLUMNS.join(", ")})
+  VALUES ($1, ${DECISION_COLUMNS.map((_, k) => `$${k + 2}`).join(", ")})`;
+
+// The fastest bulk insert from pg: one array parameter per column, UNNEST.
+export const INSERT_DECISIONS_UNNEST = `INSERT INTO routing_decisions (tenant_id, ${DECISION_COLUMNS.join(", ")})
+  SELECT $1, * FROM unnest(${DECISION_TYPES.map((t, k) => `$${k + 2}::${t}[]`).join(", ")})`;

@@ -11,6 +11,10 @@ export const SERVER_CORE = 0;
 export const LOAD_CORE = 1;
 export const ROOT = path.resolve(import.meta.dirname, "../..");
 const TSX = path.join(ROOT, "node_modules/.bin/tsx");
+// A long-running .ts process (a baseline server) runs as one node process with
+// tsx's loader, not under the tsx CLI (which would fork a second process), so
+// that its pid is the one whose CPU time and memory /proc reports.
+const NODE_WITH_TSX = [process.execPath, "--import", "tsx"];
 
 /** Whether a program is on PATH. */
 export function have(program: string): boolean {
@@ -29,7 +33,7 @@ export async function freePort(): Promise<number> {
 /** Starts `node <script>` (a .ts script through tsx) pinned to `core`; stdout and stderr go to `logFile`. */
 export function startPinned(core: number, script: string, args: string[], env: NodeJS.ProcessEnv, logFile: string): ChildProcess {
   const out = fs.openSync(logFile, "a");
-  const runner = script.endsWith(".ts") ? [TSX, script] : [process.execPath, "--enable-source-maps", script];
+  const runner = script.endsWith(".ts") ? [...NODE_WITH_TSX, script] : [process.execPath, "--enable-source-maps", script];
   const child = spawn("taskset", ["-c", String(core), ...runner, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", out, out] });
   fs.closeSync(out);
   return child;
@@ -96,4 +100,17 @@ export function memoryOf(pid: number): { rssMb: number; peakMb: number } {
   const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
   const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? Number.NaN);
   return { rssMb: kb("VmRSS") / 1024, peakMb: kb("VmHWM") / 1024 };
+}
+
+const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
+
+/**
+ * CPU time (user + system, seconds) a process has used so far, from
+ * /proc/PID/stat: unlike a rate, it does not depend on who else had the cores.
+ */
+export function cpuSecondsOf(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the command name (which may hold spaces) start at field 3; utime and stime are fields 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
 }

@@ -1,6 +1,8 @@
 // Load generator for the unary workloads: raw gRPC over one node:http2
 // connection, `inflight` calls outstanding at all times, for a fixed time after
-// a warm-up. Prints one JSON line: calls/s, p50/p99 latency, errors by status.
+// a warm-up. Prints one JSON line: calls/s, p50/p99 latency, errors by status,
+// and every successful call including warm-up (bench/run.ts divides the
+// server's CPU time over the whole run by it).
 // Run pinned to its own core by bench/run.ts:
 //
 //   tsx bench/load/grpc-load.ts '{"url":"http://127.0.0.1:PORT","workload":"B1","inflight":32,"seconds":5,"warmupSeconds":1,"headers":{"x-tenant-id":"…"}}'
@@ -56,6 +58,8 @@ let stopping = false;
 let next = 0;
 let outstanding = 0;
 let calls = 0;
+/** Successful calls from the first to the last, warm-up and drain included: what the server's CPU time is divided by. */
+let allCalls = 0;
 let allDone: () => void;
 const finished = new Promise<void>((resolve) => (allDone = resolve));
 
@@ -78,6 +82,7 @@ function call(): void {
   stream.on("data", () => {});
   stream.on("close", () => {
     outstanding--;
+    if (status === "0") allCalls++;
     if (counted && measuring) {
       if (status === "0") {
         calls++;
@@ -104,8 +109,9 @@ await finished;
 session.close();
 
 const errorCount = Object.values(errors).reduce((a, b) => a + b, 0);
-const result: Measurement & { errorsByStatus: Record<string, number> } = {
+const result: Measurement & { errorsByStatus: Record<string, number>; allCalls: number } = {
   rate: calls / elapsed,
+  allCalls,
   ...latencies.summary(),
   errors: errorCount,
   errorsByStatus: errors,
