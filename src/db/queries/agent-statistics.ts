@@ -24,20 +24,34 @@ export function addOutcomesSql(source: string): string {
     INSERT INTO agent_statistics AS t
       (tenant_id, agent_key, total_tasks, successful_tasks, failed_tasks, total_duration_us, last_task_time)
     SELECT :tenant, agent_key, count(*), count(*) FILTER (WHERE success), count(*) FILTER (WHERE NOT success),
-           sum(duration_us), max(task_time)
+           LEAST(sum(duration_us), ${INT8_MAX}), max(task_time)
       FROM ${source}
      GROUP BY agent_key
      ORDER BY agent_key
     ${ADD_TO_COUNTERS}`;
 }
 
-/** The increments of addOutcomesSql, and of the single outcome of recordOutcome. */
+/**
+ * The largest int8: an agent's summed durations saturate there (the contract,
+ * AgentStatistics.average_duration), about 292,000 years of task time. Adding
+ * to a sum at or near it must neither fail ("bigint out of range" would refuse
+ * every later outcome, and audit batch, of the agent) nor wrap; durations are
+ * never negative (the table's CHECK), so only the upper bound matters.
+ */
+const INT8_MAX = "9223372036854775807";
+
+/**
+ * The increments of addOutcomesSql, and of the single outcome of recordOutcome.
+ * The duration sum saturates at INT8_MAX, compared before adding so that the
+ * int8 addition itself never overflows.
+ */
 const ADD_TO_COUNTERS = `
     ON CONFLICT (tenant_id, agent_key) DO UPDATE SET
       total_tasks = t.total_tasks + EXCLUDED.total_tasks,
       successful_tasks = t.successful_tasks + EXCLUDED.successful_tasks,
       failed_tasks = t.failed_tasks + EXCLUDED.failed_tasks,
-      total_duration_us = t.total_duration_us + EXCLUDED.total_duration_us,
+      total_duration_us = CASE WHEN t.total_duration_us > ${INT8_MAX} - EXCLUDED.total_duration_us THEN ${INT8_MAX}
+                               ELSE t.total_duration_us + EXCLUDED.total_duration_us END,
       last_task_time = GREATEST(t.last_task_time, EXCLUDED.last_task_time),
       version = t.version + 1,
       update_time = now()`;
@@ -154,7 +168,7 @@ export async function rebuildFromDecisions(scope: TenantScope, since: string | n
                 count(*) AS total_tasks,
                 count(*) FILTER (WHERE success) AS successful_tasks,
                 count(*) FILTER (WHERE NOT success) AS failed_tasks,
-                sum(task_duration_us) AS total_duration_us,
+                LEAST(sum(task_duration_us), ${INT8_MAX}) AS total_duration_us,
                 max(routed_at) AS last_task_time
            FROM routing_decisions
           WHERE tenant_id = :tenant AND routed_at >= COALESCE(:since::timestamptz, '-infinity'::timestamptz)

@@ -1,4 +1,4 @@
-import type { Duration } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import {
   type CircuitBreaker,
   type CircuitBreakerPolicy,
@@ -37,8 +37,8 @@ export function validateSave(req: SaveCircuitBreakerStateRequest): CircuitBreake
   v.enumValue("circuit_breaker.state", b.state, CircuitState);
   v.intRange("circuit_breaker.failure_count", b.failureCount, 0, MAX_COUNT);
   v.intRange("circuit_breaker.success_count", b.successCount, 0, MAX_COUNT);
-  v.timestamp("circuit_breaker.opened_at", b.openedAt);
-  v.timestamp("circuit_breaker.reset_at", b.resetAt);
+  breakerTime(v, "circuit_breaker.opened_at", b.openedAt);
+  breakerTime(v, "circuit_breaker.reset_at", b.resetAt);
   if (b.openedAt !== undefined && b.state !== CircuitState.OPEN && b.state !== CircuitState.HALF_OPEN) {
     v.add("circuit_breaker.opened_at", "must be unset unless the state is OPEN or HALF_OPEN");
   }
@@ -52,6 +52,23 @@ export function validateSave(req: SaveCircuitBreakerStateRequest): CircuitBreake
   v.string("etag", req.etag, 0, 100);
   v.throwIfAny();
   return b;
+}
+
+// A breaker's times are microseconds in JS numbers in the state machine,
+// exact up to 2^53 (in 2255): the contract allows 1970-01-01 up to, not
+// including, 2200-01-01, which leaves room for `opened_at` + the longest
+// `open_duration` (30 days). Larger times lost precision and then failed to
+// convert back (INTERNAL); now they are refused, naming the field.
+const FIRST_BREAKER_SECOND = 0n;
+const END_OF_BREAKER_TIME = 7_258_118_400n; // 2200-01-01T00:00:00Z
+
+function breakerTime(v: Violations, field: string, ts: Timestamp | undefined): void {
+  const before = v.list.length;
+  v.timestamp(field, ts);
+  if (ts === undefined || v.list.length > before) return;
+  if (ts.seconds < FIRST_BREAKER_SECOND || ts.seconds >= END_OF_BREAKER_TIME) {
+    v.add(field, "must be from 1970-01-01T00:00:00Z up to, not including, 2200-01-01T00:00:00Z");
+  }
 }
 
 function validatePolicy(v: Violations, prefix: string, p: CircuitBreakerPolicy): void {

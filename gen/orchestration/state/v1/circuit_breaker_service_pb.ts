@@ -135,6 +135,8 @@ export type CircuitBreaker = Message<"orchestration.state.v1.CircuitBreaker"> & 
   /**
    * When the breaker last opened. Only with OPEN or HALF_OPEN (INVALID_ARGUMENT
    * otherwise). Saving OPEN or HALF_OPEN without it sets it to the current time.
+   * On write: from 1970-01-01T00:00:00Z up to, not including,
+   * 2200-01-01T00:00:00Z (INVALID_ARGUMENT naming the field otherwise).
    *
    * @generated from field: google.protobuf.Timestamp opened_at = 5;
    */
@@ -143,7 +145,9 @@ export type CircuitBreaker = Message<"orchestration.state.v1.CircuitBreaker"> & 
   /**
    * When an OPEN breaker may move to HALF_OPEN. Only with OPEN
    * (INVALID_ARGUMENT otherwise). Saving OPEN without it sets it to `opened_at`
-   * + the policy's `open_duration`.
+   * + the policy's `open_duration` (which may pass 2200 by up to 30 days). On
+   * write: the same range as `opened_at`; to keep an agent closed for good,
+   * save FORCED_OPEN instead.
    *
    * @generated from field: google.protobuf.Timestamp reset_at = 6;
    */

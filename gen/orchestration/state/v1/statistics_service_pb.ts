@@ -61,6 +61,12 @@ export type AgentStatistics = Message<"orchestration.state.v1.AgentStatistics"> 
    * (halves up); 0 when there are no tasks. Tasks reported without a duration
    * count as 0.
    *
+   * The sum is kept in whole microseconds and saturates at 2^63 - 1 (about
+   * 292,000 years of task time; each task is at most 365 days): once there,
+   * it stays there, later tasks are still counted (never refused), and this
+   * average is the saturated sum / total_tasks, a lower bound of the true one.
+   * RecalculateStatistics saturates the same way.
+   *
    * @generated from field: google.protobuf.Duration average_duration = 6;
    */
   averageDuration?: Duration | undefined;
