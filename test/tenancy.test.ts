@@ -1,9 +1,10 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CircuitBreakerService } from "../gen/orchestration/state/v1/circuit_breaker_service_pb.js";
+import { RetentionService } from "../gen/orchestration/state/v1/retention_service_pb.js";
 import { RoutingAuditService } from "../gen/orchestration/state/v1/routing_audit_service_pb.js";
 import { StatisticsService } from "../gen/orchestration/state/v1/statistics_service_pb.js";
-import { WorkflowStatus } from "../gen/orchestration/state/v1/workflow_state_service_pb.js";
+import { WorkflowStateService, WorkflowStatus } from "../gen/orchestration/state/v1/workflow_state_service_pb.js";
 import { backendName } from "./support/backend.js";
 import { connectClient, workflowClient } from "./support/clients.js";
 import { codeOf } from "./support/errors.js";
@@ -31,7 +32,7 @@ describe("the x-tenant-id header", () => {
   });
 
   it("is required by every service of the contract, implemented or not", async () => {
-    const services = [CircuitBreakerService, RoutingAuditService, StatisticsService];
+    const services = [WorkflowStateService, CircuitBreakerService, RoutingAuditService, StatisticsService, RetentionService];
     for (const service of services) {
       for (const method of service.methods) {
         if (method.methodKind !== "unary") continue;
