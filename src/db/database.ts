@@ -4,6 +4,7 @@ import ClientPgLite from "knex-pglite";
 import pg from "pg";
 import { createLogger, type Logger } from "../logging/logger.js";
 import { migrationSource } from "./migrations/index.js";
+import { SESSION_SETTINGS_SQL } from "./session-settings.js";
 
 /** Where the data lives: a PostgreSQL server, or the embedded PGlite. */
 export interface DatabaseOptions {
@@ -28,11 +29,23 @@ const asText = (value: string) => value;
 // `.delete()` reports "DEL" and Knex's PostgreSQL dialect, which expects
 // "DELETE", returns the raw response instead of the deleted row count. Map the
 // methods whose name differs from their SQL command.
-type ResponseProcessor = { processResponse(obj: { method?: string }, runner: unknown): unknown };
-class PgLiteClient extends (ClientPgLite as unknown as new (config: Knex.Config) => ResponseProcessor) {
+//
+// Its one connection is the database's one session: the settings the code
+// relies on (session-settings.ts) are set on it once it is ready.
+type PgLiteInternals = {
+  processResponse(obj: { method?: string }, runner: unknown): unknown;
+  _acquireOnlyConnection(): Promise<PGlite>;
+};
+class PgLiteClient extends (ClientPgLite as unknown as new (config: Knex.Config) => PgLiteInternals) {
   override processResponse(obj: { method?: string }, runner: unknown): unknown {
     const method = obj.method === "del" ? "delete" : obj.method === "counter" ? "update" : obj.method;
     return super.processResponse({ ...obj, method }, runner);
+  }
+
+  override async _acquireOnlyConnection(): Promise<PGlite> {
+    const pglite = await super._acquireOnlyConnection();
+    await pglite.exec(SESSION_SETTINGS_SQL);
+    return pglite;
   }
 }
 
@@ -73,7 +86,17 @@ export function databaseConfig(options: DatabaseOptions): Knex.Config {
         // Fail fast when the server is unreachable; the call answers UNAVAILABLE.
         connectionTimeoutMillis: 5_000,
       },
-      pool: { min: 0, max: options.poolMax ?? 10 },
+      pool: {
+        min: 0,
+        max: options.poolMax ?? 10,
+        // The settings the code relies on, whatever the database's defaults (session-settings.ts).
+        afterCreate: (connection: pg.Client, done: (err: Error | null, connection: pg.Client) => void) => {
+          connection.query(SESSION_SETTINGS_SQL).then(
+            () => done(null, connection),
+            (err: Error) => done(err, connection),
+          );
+        },
+      },
       acquireConnectionTimeout: 10_000,
     };
   }

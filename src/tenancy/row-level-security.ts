@@ -1,5 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Knex } from "knex";
+import { TRANSACTION_SETTINGS_SELECT } from "../db/session-settings.js";
 import { databaseErrorToConnect } from "../errors/database-errors.js";
 import { runTenantUnit, type TenantUnit } from "./tenant-unit.js";
 
@@ -34,9 +35,11 @@ export const TENANT_ROLE = "orchestrator_tenant";
 /** The transaction-local setting the policies compare tenant_id with. */
 export const TENANT_SETTING = "app.tenant_id";
 
-// The binding: tenant, role and, with a deadline, the statement timeout in
+// The binding: tenant, role, the session settings the code relies on (for
+// this transaction: it may run on any server connection behind a pooler; see
+// src/db/session-settings.ts) and, with a deadline, the statement timeout in
 // milliseconds; the values are bind parameters.
-const BIND = `SELECT set_config('${TENANT_SETTING}', $1, true), set_config('role', '${TENANT_ROLE}', true)`;
+const BIND = `SELECT set_config('${TENANT_SETTING}', $1, true), set_config('role', '${TENANT_ROLE}', true), ${TRANSACTION_SETTINGS_SELECT}`;
 const BIND_WITH_TIMEOUT = `${BIND}, set_config('statement_timeout', $2, true)`;
 
 /** The binding statement of `tenantId`, with `timeoutMs` (an integer from 1 to MAX_TIMEOUT_MS) when given. */

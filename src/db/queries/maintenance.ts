@@ -1,4 +1,5 @@
 import type { Knex } from "knex";
+import { TRANSACTION_SETTINGS_SELECT } from "../session-settings.js";
 
 // The only statements that look across tenants: they run as role
 // `orchestrator_maintenance`, which may read every tenant's rows and write
@@ -12,7 +13,10 @@ export const MAINTENANCE_ROLE = "orchestrator_maintenance";
 async function asMaintenance<T>(knex: Knex, timeoutMs: number, work: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
   return knex.transaction(
     async (trx) => {
-      await trx.raw("SELECT set_config('role', ?, true), set_config('statement_timeout', ?, true)", [MAINTENANCE_ROLE, String(timeoutMs)]);
+      await trx.raw(`SELECT set_config('role', ?, true), set_config('statement_timeout', ?, true), ${TRANSACTION_SETTINGS_SELECT}`, [
+        MAINTENANCE_ROLE,
+        String(timeoutMs),
+      ]);
       return work(trx);
     },
     { readOnly: true },
