@@ -57,7 +57,7 @@ describe(`tenant isolation of WorkflowStateService on ${backendName}`, () => {
     const a = workflowClient(t.baseUrl, newTenant());
     const b = workflowClient(t.baseUrl, newTenant());
     const old = { seconds: 1_000_000_000n, nanos: 0 };
-    await a.saveWorkflowExecution({ execution: { executionId: "shared", workflowName: "w", status: WorkflowStatus.RUNNING, errorMessage: "A's" } });
+    const aFirst = await a.saveWorkflowExecution({ execution: { executionId: "shared", workflowName: "w", status: WorkflowStatus.RUNNING, errorMessage: "A's" } });
     await a.saveWorkflowExecution({ execution: { executionId: "a-done", workflowName: "w", status: WorkflowStatus.COMPLETED, completedAt: old } });
     await a.saveWorkflowExecution({ execution: { executionId: "a-only", workflowName: "w", status: WorkflowStatus.PENDING } });
 
@@ -70,7 +70,11 @@ describe(`tenant isolation of WorkflowStateService on ${backendName}`, () => {
 
     // B writes its own "shared": a separate execution, not an update of A's.
     const bShared = await b.saveWorkflowExecution({ execution: { executionId: "shared", workflowName: "w", status: WorkflowStatus.BLOCKED, errorMessage: "B's" } });
-    expect(bShared.execution?.etag).toBe((await a.getWorkflowExecution({ executionId: "shared" })).execution?.etag);
+    // A new row: its etag is its first (never one of A's), and A's row keeps its own.
+    const aShared = (await a.getWorkflowExecution({ executionId: "shared" })).execution!;
+    expect(bShared.execution?.etag).not.toBe(aShared.etag);
+    expect(aShared.etag).toBe(aFirst.execution?.etag);
+    expect(bShared.execution?.createTime).not.toEqual(aShared.createTime);
     expect((await a.getWorkflowExecution({ executionId: "shared" })).execution?.errorMessage).toBe("A's");
     expect((await b.getWorkflowExecution({ executionId: "shared" })).execution?.errorMessage).toBe("B's");
 
@@ -85,5 +89,35 @@ describe(`tenant isolation of WorkflowStateService on ${backendName}`, () => {
     // A sees exactly its own three.
     const listed = (await a.listWorkflowExecutions({})).executions.map((e) => e.executionId).sort();
     expect(listed).toEqual(["a-done", "a-only", "shared"]);
+  });
+
+  it("a tenant never claims, renews, releases or saves with a lease of another's executions", async () => {
+    const a = workflowClient(t.baseUrl, newTenant());
+    const b = workflowClient(t.baseUrl, newTenant());
+    await a.saveWorkflowExecution({ execution: { executionId: "job", workflowName: "w", status: WorkflowStatus.PENDING } });
+    await b.saveWorkflowExecution({ execution: { executionId: "job", workflowName: "w", status: WorkflowStatus.PENDING } });
+    const claim = async (client: typeof a, owner: string) => {
+      const out = [];
+      for await (const m of client.claimIncompleteWorkflows({ owner, leaseDuration: { seconds: 60n, nanos: 0 } })) out.push(m.execution!);
+      return out;
+    };
+    const [aLease] = (await claim(a, "a-replica")).map((e) => e.lease!);
+    expect(aLease?.owner).toBe("a-replica");
+    // B's claim takes B's own "job", never A's (leased or not).
+    const bClaimed = await claim(b, "b-replica");
+    expect(bClaimed.map((e) => e.executionId)).toEqual(["job"]);
+    expect(await claim(b, "b-other")).toEqual([]);
+    // A's token means nothing in B's tenant: no renewal, no release, no fenced write.
+    const held = [{ executionId: "job", fencingToken: aLease!.fencingToken }];
+    expect((await b.renewLeases({ leases: held, leaseDuration: { seconds: 60n, nanos: 0 } })).renewals[0]!.renewed).toBe(false);
+    expect((await b.releaseLeases({ leases: held })).releasedCount).toBe(0n);
+    expect(await codeOf(b.saveWorkflowExecution({ fencingToken: aLease!.fencingToken, execution: { executionId: "job", workflowName: "w", status: WorkflowStatus.FAILED } }))).toBe(Code.FailedPrecondition);
+    // A's lease and execution are untouched; B's token does not reach A's either.
+    const aJob = (await a.getWorkflowExecution({ executionId: "job" })).execution!;
+    expect(aJob.lease).toEqual(aLease);
+    expect(aJob.status).toBe(WorkflowStatus.PENDING);
+    const bHeld = [{ executionId: "job", fencingToken: bClaimed[0]!.lease!.fencingToken }];
+    expect((await a.releaseLeases({ leases: bHeld })).releasedCount).toBe(0n);
+    expect((await b.getWorkflowExecution({ executionId: "job" })).execution!.lease?.owner).toBe("b-replica");
   });
 });

@@ -1,19 +1,24 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import {
+  ClaimIncompleteWorkflowsResponseSchema,
   DeleteWorkflowExecutionsResponseSchema,
+  LeaseRenewalSchema,
+  ReleaseLeasesResponseSchema,
+  RenewLeasesResponseSchema,
   GetWorkflowExecutionResponseSchema,
   SaveWorkflowExecutionResponseSchema,
   StreamIncompleteWorkflowsResponseSchema,
   type WorkflowStateService,
 } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
-import { timestampToDb } from "../db/convert.js";
+import { timestampFromDb, timestampToDb } from "../db/convert.js";
+import * as leases from "../db/queries/execution-leases.js";
 import * as queries from "../db/queries/workflow-executions.js";
 import { storedBytes } from "../limits/byte-budget.js";
 import { keysetFromToken, nextPageToken, pageSize } from "../pagination/page-token.js";
 import { boundedStream, keysetSource } from "../streams/bounded-stream.js";
 import type { StreamLimits } from "../streams/stream-limits.js";
-import { tenantScope } from "../tenancy/tenant-scope.js";
+import { kTenantScope, tenantScope } from "../tenancy/tenant-scope.js";
 import {
   executionToColumns,
   isTerminal,
@@ -22,7 +27,20 @@ import {
 } from "./workflow-state/execution-row.js";
 import { ExecutionWriter } from "./workflow-state/execution-binary.js";
 import { executionListResponse, executionResponse, isBinaryCodec, unaryExecutionWriter } from "./workflow-state/execution-response.js";
-import { validateDelete, validateGet, validateList, validateSave, validateStream } from "./workflow-state/validate.js";
+import { leaseLost } from "./workflow-state/lease-lost.js";
+import {
+  validateClaim,
+  validateDelete,
+  validateGet,
+  validateList,
+  validateRelease,
+  validateRenew,
+  validateSave,
+  validateStream,
+} from "./workflow-state/validate.js";
+
+/** How long releasing the leases of rows a claim stream never sent may take. */
+const RELEASE_UNSENT_TIMEOUT_MS = 5_000;
 
 /** What WorkflowStateService needs besides the call's tenant scope. */
 export interface WorkflowStateDeps {
@@ -48,11 +66,19 @@ export function createWorkflowStateService(deps: WorkflowStateDeps): ServiceImpl
         legalHold: execution.legalHold,
       };
       let row;
-      if (req.etag === "") {
+      if (req.etag === "" && req.fencingToken === 0n) {
         row = await queries.upsertExecution(scope, input);
       } else {
-        const version = versionOfEtag(req.etag);
-        row = version === undefined ? undefined : await queries.updateExecutionIfVersion(scope, input, version);
+        const version = req.etag === "" ? undefined : versionOfEtag(req.etag);
+        const fencingToken = req.fencingToken === 0n ? undefined : req.fencingToken.toString();
+        // An etag that cannot be one of ours matches nothing: skip the write.
+        const matchable = req.etag === "" || version !== undefined;
+        row = matchable ? await queries.updateExecutionIf(scope, input, { version, fencingToken }) : undefined;
+        // A lost lease wins over an etag mismatch: the caller must stop
+        // working on the execution, not get it again and retry.
+        if (row === undefined && fencingToken !== undefined && !(await queries.holdsLease(scope, execution.executionId, fencingToken))) {
+          throw leaseLost(execution.executionId, fencingToken);
+        }
         if (row === undefined) {
           throw new ConnectError(
             `etag "${req.etag}" does not match the stored execution "${execution.executionId}" (it changed, or does not exist); get it again and retry`,
@@ -102,6 +128,60 @@ export function createWorkflowStateService(deps: WorkflowStateDeps): ServiceImpl
           message: (row) => executionResponse(StreamIncompleteWorkflowsResponseSchema, row, writer),
         }),
       );
+    },
+
+    async *claimIncompleteWorkflows(req, ctx) {
+      const leaseMs = validateClaim(req);
+      const scope = tenantScope(ctx);
+      const writer = isBinaryCodec(ctx.requestHeader.get("content-type")) ? new ExecutionWriter() : undefined;
+      let after: [string, string] | undefined;
+      let claimed = 0;
+      yield* boundedStream(ctx, deps.streams, () => ({
+        async read(limits, inTurn) {
+          const rows = req.maxCount === 0 ? limits.rows : Math.min(limits.rows, req.maxCount - claimed);
+          const input = { owner: req.owner, leaseMs, workflowName: req.workflowName, after };
+          const batch = await inTurn(() => leases.claimBatch(scope, input, { rows, bytes: limits.bytes }));
+          const last = batch.rows[batch.rows.length - 1];
+          if (last !== undefined) after = [last.started_at, last.execution_id];
+          claimed += batch.rows.length;
+          return { rows: batch.rows, more: batch.more && (req.maxCount === 0 || claimed < req.maxCount) };
+        },
+        bytes: (row) => storedBytes(row),
+        message: (row) => executionResponse(ClaimIncompleteWorkflowsResponseSchema, row, writer),
+        // Rows claimed and never handed over: give their leases back, so that
+        // other claimers need not wait for them to expire. The call may be
+        // past its deadline or cancelled: the release runs on a scope of its
+        // own, bounded by a few seconds (a lease it cannot release expires).
+        async close(unsent) {
+          if (unsent.length === 0) return;
+          const own = ctx.values.get(kTenantScope)!.withTimeout(RELEASE_UNSENT_TIMEOUT_MS);
+          await leases.releaseLeases(own, unsent.map((row) => ({ executionId: row.execution_id, fencingToken: row.lease_token! })));
+        },
+      }));
+    },
+
+    async renewLeases(req, ctx) {
+      const leaseMs = validateRenew(req);
+      const refs = req.leases.map((l) => ({ executionId: l.executionId, fencingToken: l.fencingToken.toString() }));
+      const renewed = new Map((await leases.renewLeases(tenantScope(ctx), refs, leaseMs)).map((r) => [r.execution_id, r]));
+      return create(RenewLeasesResponseSchema, {
+        renewals: req.leases.map((l) => {
+          const r = renewed.get(l.executionId);
+          return create(LeaseRenewalSchema, {
+            executionId: l.executionId,
+            fencingToken: l.fencingToken,
+            renewed: r !== undefined,
+            expireTime: r === undefined ? undefined : timestampFromDb(r.lease_expire_time),
+          });
+        }),
+      });
+    },
+
+    async releaseLeases(req, ctx) {
+      validateRelease(req);
+      const refs = req.leases.map((l) => ({ executionId: l.executionId, fencingToken: l.fencingToken.toString() }));
+      const released = await leases.releaseLeases(tenantScope(ctx), refs);
+      return create(ReleaseLeasesResponseSchema, { releasedCount: BigInt(released) });
     },
 
     async deleteWorkflowExecutions(req, ctx) {

@@ -262,7 +262,17 @@ const dbTimestamp: fc.Arbitrary<string> = fc.oneof(
   },
 );
 
-const row: fc.Arbitrary<ExecutionRow> = fc.record({
+/** A row's lease columns: all three set (any int64 token, any owner) or all null. */
+const lease = fc.option(
+  fc.record({
+    lease_owner: text,
+    lease_token: fc.oneof(fc.constantFrom("0", "1", "1000000000000", "4294967295", "4294967296", "9007199254740993", "-1"), fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }).map(String)),
+    lease_expire_time: dbTimestamp,
+  }),
+  { nil: null },
+).map((l) => l ?? { lease_owner: null, lease_token: null, lease_expire_time: null });
+
+const row: fc.Arbitrary<ExecutionRow> = fc.tuple(fc.record({
   tenant_id: fc.constant("00000000-0000-4000-8000-000000000000"),
   execution_id: text,
   workflow_name: text,
@@ -281,7 +291,7 @@ const row: fc.Arbitrary<ExecutionRow> = fc.record({
   update_time: dbTimestamp,
   legal_hold: fc.boolean(),
   stored_bytes: fc.constant("0"),
-});
+}), lease).map(([r, l]) => ({ ...r, ...l }));
 
 /** A row that the general path accepts, in the form the server writes. */
 function plainRow(overrides: Partial<ExecutionRow> = {}): ExecutionRow {
@@ -304,6 +314,9 @@ function plainRow(overrides: Partial<ExecutionRow> = {}): ExecutionRow {
     update_time: "2026-11-26 19:33:29.692123+00",
     legal_hold: false,
     stored_bytes: "0",
+    lease_owner: null,
+    lease_token: null,
+    lease_expire_time: null,
     ...overrides,
   };
 }
@@ -367,6 +380,22 @@ describe("a streamed execution's bytes", () => {
     expect(fromBinary(WorkflowExecutionSchema, held).legalHold).toBe(true);
     expect(fromBinary(WorkflowExecutionSchema, free).legalHold).toBeUndefined();
     expectSameEncoding(plainRow({ legal_hold: true }));
+  });
+
+  it("carry the lease (field 16) while the row has one, before legal_hold, and leave it out otherwise", () => {
+    const leased = plainRow({ lease_owner: "replica-a", lease_token: "1000000000042", lease_expire_time: "2026-12-04 21:00:05.123456+00" });
+    const bytes = Buffer.from(encodeExecution(leased));
+    const free = Buffer.from(encodeExecution(plainRow()));
+    // Tag of field 16, length-delimited: 0x82 0x01.
+    expect(bytes.subarray(0, free.length).equals(free)).toBe(true);
+    expect(bytes.subarray(free.length, free.length + 2).toString("hex")).toBe("8201");
+    const decoded = fromBinary(WorkflowExecutionSchema, bytes);
+    expect(decoded.lease?.owner).toBe("replica-a");
+    expect(decoded.lease?.fencingToken).toBe(1_000_000_000_042n);
+    expect(decoded.lease?.expireTime).toEqual(timestampFromDb("2026-12-04 21:00:05.123456+00"));
+    expectSameEncoding(leased);
+    expectSameEncoding({ ...leased, legal_hold: true });
+    expect(fromBinary(WorkflowExecutionSchema, free).lease).toBeUndefined();
   });
 
   it("fail, like the general path, on step outputs nested past fromJson's limit, and not on a context nested as deep", () => {

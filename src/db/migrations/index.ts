@@ -11,6 +11,7 @@ const migrations: Record<string, Knex.Migration> = {
   "20261126030000_row_level_security": await import("./20261126030000_row_level_security.js"),
   "20261204050000_retention": await import("./20261204050000_retention.js"),
   "20261204030000_stored_bytes": await import("./20261204030000_stored_bytes.js"),
+  "20261204010000_execution_leases": await import("./20261204010000_execution_leases.js"),
 };
 
 /** Knex migration source over the list above. */

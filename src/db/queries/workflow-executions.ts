@@ -51,7 +51,9 @@ function json(columns: ExecutionColumns) {
  * Creates or replaces an execution unconditionally (last writer wins) and
  * returns the stored row. `started_at` keeps its stored value when the client
  * leaves it unset; `completed_at` defaults to now() for terminal statuses and
- * is cleared for incomplete ones.
+ * is cleared for incomplete ones. A terminal status ends the lease; any other
+ * keeps it. Every write takes a new version from row_version_seq (an insert
+ * by the column's default), so versions never repeat.
  */
 export async function upsertExecution(scope: TenantScope, input: SaveInput): Promise<ExecutionRow> {
   return scope.run(async (db) => {
@@ -72,7 +74,10 @@ export async function upsertExecution(scope: TenantScope, input: SaveInput): Pro
          started_at = COALESCE(:started_at::timestamptz, t.started_at),
          completed_at = CASE WHEN :terminal THEN COALESCE(:completed_at::timestamptz, t.completed_at, now()) END,
          legal_hold = COALESCE(:legal_hold::boolean, t.legal_hold),
-         version = t.version + 1,
+         lease_owner = CASE WHEN :terminal THEN NULL ELSE t.lease_owner END,
+         lease_token = CASE WHEN :terminal THEN NULL ELSE t.lease_token END,
+         lease_expire_time = CASE WHEN :terminal THEN NULL ELSE t.lease_expire_time END,
+         version = nextval('row_version_seq'),
          update_time = now()
        RETURNING *`,
       {
@@ -91,31 +96,59 @@ export async function upsertExecution(scope: TenantScope, input: SaveInput): Pro
   });
 }
 
+/** What a conditional save requires of the stored execution (see updateExecutionIf). */
+export interface SaveCondition {
+  /** Its version (from the etag); undefined: any. */
+  version?: string | undefined;
+  /** The fencing token of its current, unexpired lease; undefined: no lease needed. */
+  fencingToken?: string | undefined;
+}
+
 /**
- * Replaces an execution only if its version is still `expectedVersion`, and
- * returns the stored row; undefined when the execution does not exist or has
- * another version. The row lock makes concurrent updates from the same
- * version serialize: exactly one of them matches.
+ * Replaces an execution only if it meets `condition` (its version; its current
+ * lease's token, unexpired), and returns the stored row; undefined when the
+ * execution does not exist or does not meet it. The row lock makes concurrent
+ * updates serialize: of several from the same version (or against a lease and
+ * a claim), exactly one matches. A terminal status ends the lease.
  */
-export async function updateExecutionIfVersion(
+export async function updateExecutionIf(
   scope: TenantScope,
   input: SaveInput,
-  expectedVersion: string,
+  condition: SaveCondition,
 ): Promise<WorkflowExecutionModel | undefined> {
   return scope.run(async (db) => {
     const { execution_id, ...cols } = json(input.columns);
-    const rows = await WorkflowExecutionModel.query(db)
-      .where({ tenant_id: scope.tenantId, execution_id, version: expectedVersion })
+    const q = WorkflowExecutionModel.query(db).where({ tenant_id: scope.tenantId, execution_id });
+    if (condition.version !== undefined) q.where("version", condition.version);
+    if (condition.fencingToken !== undefined) q.where("lease_token", condition.fencingToken).whereRaw("lease_expire_time > now()");
+    const rows = await q
       .patch({
         ...cols,
         started_at: db.raw("COALESCE(?::timestamptz, started_at)", [input.startedAt]),
         completed_at: input.terminal ? db.raw("COALESCE(?::timestamptz, completed_at, now())", [input.completedAt]) : null,
         ...(input.legalHold === undefined ? {} : { legal_hold: input.legalHold }),
-        version: db.raw("version + 1"),
+        ...(input.terminal ? { lease_owner: null, lease_token: null, lease_expire_time: null } : {}),
+        version: db.raw("nextval('row_version_seq')"),
         update_time: db.raw("now()"),
       } as never)
       .returning("*");
     return (rows as unknown as WorkflowExecutionModel[])[0];
+  });
+}
+
+/**
+ * Whether `fencingToken` is the current, unexpired lease of an execution (a
+ * fenced save that changed nothing tells a lost lease from an etag mismatch
+ * with it).
+ */
+export async function holdsLease(scope: TenantScope, executionId: string, fencingToken: string): Promise<boolean> {
+  return scope.run(async (db) => {
+    const { rows } = await db.raw<{ rows: unknown[] }>(
+      `SELECT 1 FROM workflow_executions
+       WHERE tenant_id = ? AND execution_id = ? AND lease_token = ? AND lease_expire_time > now()`,
+      [scope.tenantId, executionId, fencingToken],
+    );
+    return rows.length > 0;
   });
 }
 
@@ -207,7 +240,7 @@ export async function incompleteExecutionsBatch(
  * a JSON column the driver returned as a string (a top-level JSON string) is
  * parsed when it is JSON text. The drivers parse JSONB, so this is a type check per column.
  */
-function parseJsonColumns(row: ExecutionRow): void {
+export function parseJsonColumns(row: ExecutionRow): void {
   const json = row as unknown as Record<string, unknown>;
   for (const column of EXECUTION_JSON_COLUMNS) {
     const value = json[column];

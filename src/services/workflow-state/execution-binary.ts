@@ -134,6 +134,21 @@ export class ExecutionWriter {
     this.buf[this.pos++] = Number(rest);
   }
 
+  /** An int64 varint of any int64 (a fencing token). */
+  bigint64(value: bigint): void {
+    if (value >= 0n && value <= 0xffff_ffffn) {
+      this.uint32(Number(value));
+      return;
+    }
+    let rest = BigInt.asUintN(64, value);
+    this.ensure(10);
+    while (rest > 0x7fn) {
+      this.buf[this.pos++] = Number(rest & 0x7fn) | 0x80;
+      rest >>= 7n;
+    }
+    this.buf[this.pos++] = Number(rest);
+  }
+
   double(value: number): void {
     this.ensure(8);
     this.view.setFloat64(this.pos, value, true);
@@ -307,6 +322,20 @@ function writeExecution(w: ExecutionWriter, row: ExecutionRow): void {
   writeString(w, 13, etagOf(row.version));
   writeTimestampFromDb(w, 14, row.create_time);
   writeTimestampFromDb(w, 15, row.update_time);
+  // Lease lease = 16, while the execution has one (as leaseFromRow); its tag
+  // takes two bytes.
+  if (row.lease_token !== null && row.lease_token !== undefined) {
+    w.uint32(tag(16, LEN));
+    const mark = w.begin();
+    writeString(w, 1, row.lease_owner);
+    const token = BigInt(row.lease_token);
+    if (token !== 0n) {
+      w.byte(tag(2, VARINT));
+      w.bigint64(token);
+    }
+    writeTimestampFromDb(w, 3, row.lease_expire_time!);
+    w.end(mark);
+  }
   // optional bool legal_hold = 17, written only while held (as executionFromRow
   // sets it); its tag takes two bytes.
   if (row.legal_hold === true) {

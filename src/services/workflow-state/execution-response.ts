@@ -1,6 +1,7 @@
 import { create, type MessageShape } from "@bufbuild/protobuf";
 import { WireType } from "@bufbuild/protobuf/wire";
 import {
+  ClaimIncompleteWorkflowsResponseSchema,
   GetWorkflowExecutionResponseSchema,
   type ListWorkflowExecutionsResponse,
   ListWorkflowExecutionsResponseSchema,
@@ -15,11 +16,13 @@ import { executionFromRow } from "./execution-row.js";
 export type ExecutionResponseSchema =
   | typeof GetWorkflowExecutionResponseSchema
   | typeof SaveWorkflowExecutionResponseSchema
-  | typeof StreamIncompleteWorkflowsResponseSchema;
+  | typeof StreamIncompleteWorkflowsResponseSchema
+  | typeof ClaimIncompleteWorkflowsResponseSchema;
 
 /**
  * A response carrying the execution of a row: GetWorkflowExecution's,
- * SaveWorkflowExecution's, or one message of StreamIncompleteWorkflows.
+ * SaveWorkflowExecution's, or one message of StreamIncompleteWorkflows or
+ * ClaimIncompleteWorkflows.
  *
  * Without a writer (JSON codecs), the message has `execution` set, built by
  * executionFromRow.

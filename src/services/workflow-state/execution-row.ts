@@ -1,6 +1,8 @@
 import { create, fromJson, toJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import {
+  type Lease,
+  LeaseSchema,
   StepExecutionSchema,
   WorkflowDefinitionSchema,
   type WorkflowExecution,
@@ -76,6 +78,17 @@ export function executionFromRow(row: ExecutionRow): WorkflowExecution {
     // Set only while held (see the field's contract): a client saving back
     // what it read then never lifts a hold set meanwhile by someone else.
     legalHold: row.legal_hold === true ? true : undefined,
+    lease: leaseFromRow(row),
+  });
+}
+
+/** The Lease message of a row's lease columns, or undefined when it has none. */
+export function leaseFromRow(row: ExecutionRow): Lease | undefined {
+  if (row.lease_token === null || row.lease_token === undefined) return undefined;
+  return create(LeaseSchema, {
+    owner: row.lease_owner ?? "",
+    fencingToken: BigInt(row.lease_token),
+    expireTime: timestampFromDb(row.lease_expire_time!),
   });
 }
 

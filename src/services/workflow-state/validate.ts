@@ -1,5 +1,10 @@
+import type { Duration } from "@bufbuild/protobuf/wkt";
 import {
+  type ClaimIncompleteWorkflowsRequest,
   type DeleteWorkflowExecutionsRequest,
+  type HeldLease,
+  type ReleaseLeasesRequest,
+  type RenewLeasesRequest,
   type GetWorkflowExecutionRequest,
   type ListWorkflowExecutionsRequest,
   type SaveWorkflowExecutionRequest,
@@ -93,6 +98,7 @@ export function validateSave(req: SaveWorkflowExecutionRequest): WorkflowExecuti
   });
 
   v.string("etag", req.etag, 0, 100);
+  if (req.fencingToken < 0n) v.add("fencing_token", "must not be negative");
   v.throwIfAny();
   return e;
 }
@@ -135,4 +141,62 @@ export function validateDelete(req: DeleteWorkflowExecutionsRequest): void {
     }
   });
   v.throwIfAny();
+}
+
+/** Shortest and longest lease a claim or renewal may ask for, in milliseconds. */
+export const MIN_LEASE_MS = 5_000;
+export const MAX_LEASE_MS = 3_600_000;
+/** Most leases one RenewLeases or ReleaseLeases names. */
+export const MAX_LEASES = 1_000;
+
+/** Validates a ClaimIncompleteWorkflowsRequest and returns its lease lifetime in milliseconds. */
+export function validateClaim(req: ClaimIncompleteWorkflowsRequest): number {
+  const v = new Violations();
+  v.string("owner", req.owner, 1, MAX_NAME);
+  const leaseMs = leaseDuration(v, req.leaseDuration);
+  v.string("workflow_name", req.workflowName, 0, MAX_NAME);
+  if (req.maxCount < 0) v.add("max_count", "must not be negative");
+  v.throwIfAny();
+  return leaseMs;
+}
+
+/** Validates a RenewLeasesRequest and returns its lease lifetime in milliseconds. */
+export function validateRenew(req: RenewLeasesRequest): number {
+  const v = new Violations();
+  heldLeases(v, req.leases);
+  const leaseMs = leaseDuration(v, req.leaseDuration);
+  v.throwIfAny();
+  return leaseMs;
+}
+
+/** Validates a ReleaseLeasesRequest. */
+export function validateRelease(req: ReleaseLeasesRequest): void {
+  const v = new Violations();
+  heldLeases(v, req.leases);
+  v.throwIfAny();
+}
+
+/** 1 to MAX_LEASES leases, each of an execution named once, with a token. */
+function heldLeases(v: Violations, leases: readonly HeldLease[]): void {
+  if (leases.length === 0) v.add("leases", "must name at least one lease");
+  const seen = new Set<string>();
+  v.each("leases", leases, MAX_LEASES, (lease, i) => {
+    v.string(`leases[${i}].execution_id`, lease.executionId, 1, MAX_ID);
+    if (seen.has(lease.executionId)) v.add(`leases[${i}].execution_id`, `names execution ${JSON.stringify(lease.executionId)} twice`);
+    seen.add(lease.executionId);
+    if (lease.fencingToken <= 0n) v.add(`leases[${i}].fencing_token`, "is required (a lease's positive fencing token)");
+  });
+}
+
+/** A `lease_duration` within MIN_LEASE_MS..MAX_LEASE_MS, in whole milliseconds (sub-millisecond parts are dropped). */
+function leaseDuration(v: Violations, d: Duration | undefined): number {
+  if (d === undefined) {
+    v.add("lease_duration", "is required");
+    return 0;
+  }
+  const ms = Number(d.seconds) * 1000 + Math.floor(d.nanos / 1_000_000);
+  if (d.nanos < 0 || d.nanos > 999_999_999 || ms < MIN_LEASE_MS || ms > MAX_LEASE_MS) {
+    v.add("lease_duration", "must be from 5 seconds to 1 hour");
+  }
+  return ms;
 }

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file orchestration/state/v1/workflow_state_service.proto.
  */
 export const file_orchestration_state_v1_workflow_state_service: GenFile = /*@__PURE__*/
-  fileDesc("CjNvcmNoZXN0cmF0aW9uL3N0YXRlL3YxL3dvcmtmbG93X3N0YXRlX3NlcnZpY2UucHJvdG8SFm9yY2hlc3RyYXRpb24uc3RhdGUudjEi3QYKEVdvcmtmbG93RXhlY3V0aW9uEhQKDGV4ZWN1dGlvbl9pZBgBIAEoCRIVCg13b3JrZmxvd19uYW1lGAIgASgJEjYKBnN0YXR1cxgDIAEoDjImLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuV29ya2Zsb3dTdGF0dXMSPgoKZGVmaW5pdGlvbhgEIAEoCzIqLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuV29ya2Zsb3dEZWZpbml0aW9uEigKB2NvbnRleHQYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Ej4KD3N0ZXBfZXhlY3V0aW9ucxgGIAMoCzIlLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuU3RlcEV4ZWN1dGlvbhJQCgxzdGVwX291dHB1dHMYByADKAsyOi5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLldvcmtmbG93RXhlY3V0aW9uLlN0ZXBPdXRwdXRzRW50cnkSFQoNZXJyb3JfbWVzc2FnZRgIIAEoCRIuCgpzdGFydGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxjb21wbGV0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGluaXRpYXRlZF9ieRgLIAEoCRJFCgZsYWJlbHMYDCADKAsyNS5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLldvcmtmbG93RXhlY3V0aW9uLkxhYmVsc0VudHJ5EgwKBGV0YWcYDSABKAkSLwoLY3JlYXRlX3RpbWUYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCgpsZWdhbF9ob2xkGBEgASgISACIAQEaSgoQU3RlcE91dHB1dHNFbnRyeRILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWU6AjgBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCDQoLX2xlZ2FsX2hvbGQiaAoSV29ya2Zsb3dEZWZpbml0aW9uEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoCRIzCgVzdGVwcxgDIAMoCzIkLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuV29ya2Zsb3dTdGVwIoUCCgxXb3JrZmxvd1N0ZXASDwoHc3RlcF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhsKE3JlcXVpcmVkX2NhcGFiaWxpdHkYAyABKAkSEQoJdGFza190eXBlGAQgASgJEhIKCmRlcGVuZHNfb24YBSADKAkSKwoKcGFyYW1ldGVycxgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKgoHdGltZW91dBgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI5CgxyZXRyeV9wb2xpY3kYCCABKAsyIy5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLlJldHJ5UG9saWN5IqMBCgtSZXRyeVBvbGljeRIUCgxtYXhfYXR0ZW1wdHMYASABKAUSMgoPaW5pdGlhbF9iYWNrb2ZmGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KC21heF9iYWNrb2ZmGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhoKEmJhY2tvZmZfbXVsdGlwbGllchgEIAEoASL1AQoNU3RlcEV4ZWN1dGlvbhIPCgdzdGVwX2lkGAEgASgJEjYKBnN0YXR1cxgCIAEoDjImLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuV29ya2Zsb3dTdGF0dXMSEQoJYWdlbnRfa2V5GAMgASgJEg8KB2F0dGVtcHQYBCABKAUSLgoKc3RhcnRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMY29tcGxldGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1lcnJvcl9tZXNzYWdlGAcgASgJImoKHFNhdmVXb3JrZmxvd0V4ZWN1dGlvblJlcXVlc3QSPAoJZXhlY3V0aW9uGAEgASgLMikub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5Xb3JrZmxvd0V4ZWN1dGlvbhIMCgRldGFnGAIgASgJIl0KHVNhdmVXb3JrZmxvd0V4ZWN1dGlvblJlc3BvbnNlEjwKCWV4ZWN1dGlvbhgBIAEoCzIpLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuV29ya2Zsb3dFeGVjdXRpb24iMwobR2V0V29ya2Zsb3dFeGVjdXRpb25SZXF1ZXN0EhQKDGV4ZWN1dGlvbl9pZBgBIAEoCSJcChxHZXRXb3JrZmxvd0V4ZWN1dGlvblJlc3BvbnNlEjwKCWV4ZWN1dGlvbhgBIAEoCzIpLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuV29ya2Zsb3dFeGVjdXRpb24i/gEKHUxpc3RXb3JrZmxvd0V4ZWN1dGlvbnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhUKDXdvcmtmbG93X25hbWUYAyABKAkSOAoIc3RhdHVzZXMYBCADKA4yJi5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLldvcmtmbG93U3RhdHVzEjEKDXN0YXJ0ZWRfYWZ0ZXIYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDnN0YXJ0ZWRfYmVmb3JlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ4Ch5MaXN0V29ya2Zsb3dFeGVjdXRpb25zUmVzcG9uc2USPQoKZXhlY3V0aW9ucxgBIAMoCzIpLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuV29ya2Zsb3dFeGVjdXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjkKIFN0cmVhbUluY29tcGxldGVXb3JrZmxvd3NSZXF1ZXN0EhUKDXdvcmtmbG93X25hbWUYASABKAkiYQohU3RyZWFtSW5jb21wbGV0ZVdvcmtmbG93c1Jlc3BvbnNlEjwKCWV4ZWN1dGlvbhgBIAEoCzIpLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuV29ya2Zsb3dFeGVjdXRpb24iqAEKH0RlbGV0ZVdvcmtmbG93RXhlY3V0aW9uc1JlcXVlc3QSNAoQY29tcGxldGVkX2JlZm9yZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNd29ya2Zsb3dfbmFtZRgCIAEoCRI4CghzdGF0dXNlcxgDIAMoDjImLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuV29ya2Zsb3dTdGF0dXMiOQogRGVsZXRlV29ya2Zsb3dFeGVjdXRpb25zUmVzcG9uc2USFQoNZGVsZXRlZF9jb3VudBgBIAEoAyriAQoOV29ya2Zsb3dTdGF0dXMSHwobV09SS0ZMT1dfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGwoXV09SS0ZMT1dfU1RBVFVTX1BFTkRJTkcQARIbChdXT1JLRkxPV19TVEFUVVNfUlVOTklORxACEhsKF1dPUktGTE9XX1NUQVRVU19CTE9DS0VEEAMSHQoZV09SS0ZMT1dfU1RBVFVTX0NPTVBMRVRFRBAEEhoKFldPUktGTE9XX1NUQVRVU19GQUlMRUQQBRIdChlXT1JLRkxPV19TVEFUVVNfQ0FOQ0VMTEVEEAYy5gUKFFdvcmtmbG93U3RhdGVTZXJ2aWNlEoYBChVTYXZlV29ya2Zsb3dFeGVjdXRpb24SNC5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLlNhdmVXb3JrZmxvd0V4ZWN1dGlvblJlcXVlc3QaNS5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLlNhdmVXb3JrZmxvd0V4ZWN1dGlvblJlc3BvbnNlIgAShgEKFEdldFdvcmtmbG93RXhlY3V0aW9uEjMub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5HZXRXb3JrZmxvd0V4ZWN1dGlvblJlcXVlc3QaNC5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkdldFdvcmtmbG93RXhlY3V0aW9uUmVzcG9uc2UiA5ACARKMAQoWTGlzdFdvcmtmbG93RXhlY3V0aW9ucxI1Lm9yY2hlc3RyYXRpb24uc3RhdGUudjEuTGlzdFdvcmtmbG93RXhlY3V0aW9uc1JlcXVlc3QaNi5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkxpc3RXb3JrZmxvd0V4ZWN1dGlvbnNSZXNwb25zZSIDkAIBEpcBChlTdHJlYW1JbmNvbXBsZXRlV29ya2Zsb3dzEjgub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5TdHJlYW1JbmNvbXBsZXRlV29ya2Zsb3dzUmVxdWVzdBo5Lm9yY2hlc3RyYXRpb24uc3RhdGUudjEuU3RyZWFtSW5jb21wbGV0ZVdvcmtmbG93c1Jlc3BvbnNlIgOQAgEwARKSAQoYRGVsZXRlV29ya2Zsb3dFeGVjdXRpb25zEjcub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5EZWxldGVXb3JrZmxvd0V4ZWN1dGlvbnNSZXF1ZXN0Gjgub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5EZWxldGVXb3JrZmxvd0V4ZWN1dGlvbnNSZXNwb25zZSIDkAICQokCChpjb20ub3JjaGVzdHJhdGlvbi5zdGF0ZS52MUIZV29ya2Zsb3dTdGF0ZVNlcnZpY2VQcm90b1ABWlZnaXRodWIuY29tL29yY2hlc3RyYXRvci1zdGF0ZS9vcmNoZXN0cmF0b3Itc3RhdGUvZ2VuL2dvL29yY2hlc3RyYXRpb24vc3RhdGUvdjE7c3RhdGV2MaICA09TWKoCFk9yY2hlc3RyYXRpb24uU3RhdGUuVjHKAhZPcmNoZXN0cmF0aW9uXFN0YXRlXFYx4gIiT3JjaGVzdHJhdGlvblxTdGF0ZVxWMVxHUEJNZXRhZGF0YeoCGE9yY2hlc3RyYXRpb246OlN0YXRlOjpWMWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CjNvcmNoZXN0cmF0aW9uL3N0YXRlL3YxL3dvcmtmbG93X3N0YXRlX3NlcnZpY2UucHJvdG8SFm9yY2hlc3RyYXRpb24uc3RhdGUudjEiiwcKEVdvcmtmbG93RXhlY3V0aW9uEhQKDGV4ZWN1dGlvbl9pZBgBIAEoCRIVCg13b3JrZmxvd19uYW1lGAIgASgJEjYKBnN0YXR1cxgDIAEoDjImLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuV29ya2Zsb3dTdGF0dXMSPgoKZGVmaW5pdGlvbhgEIAEoCzIqLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuV29ya2Zsb3dEZWZpbml0aW9uEigKB2NvbnRleHQYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Ej4KD3N0ZXBfZXhlY3V0aW9ucxgGIAMoCzIlLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuU3RlcEV4ZWN1dGlvbhJQCgxzdGVwX291dHB1dHMYByADKAsyOi5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLldvcmtmbG93RXhlY3V0aW9uLlN0ZXBPdXRwdXRzRW50cnkSFQoNZXJyb3JfbWVzc2FnZRgIIAEoCRIuCgpzdGFydGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxjb21wbGV0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGluaXRpYXRlZF9ieRgLIAEoCRJFCgZsYWJlbHMYDCADKAsyNS5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLldvcmtmbG93RXhlY3V0aW9uLkxhYmVsc0VudHJ5EgwKBGV0YWcYDSABKAkSLwoLY3JlYXRlX3RpbWUYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCgpsZWdhbF9ob2xkGBEgASgISACIAQESLAoFbGVhc2UYECABKAsyHS5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkxlYXNlGkoKEFN0ZXBPdXRwdXRzRW50cnkSCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlOgI4ARotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQg0KC19sZWdhbF9ob2xkIl4KBUxlYXNlEg0KBW93bmVyGAEgASgJEhUKDWZlbmNpbmdfdG9rZW4YAiABKAMSLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImgKEldvcmtmbG93RGVmaW5pdGlvbhIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAkSMwoFc3RlcHMYAyADKAsyJC5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLldvcmtmbG93U3RlcCKFAgoMV29ya2Zsb3dTdGVwEg8KB3N0ZXBfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIbChNyZXF1aXJlZF9jYXBhYmlsaXR5GAMgASgJEhEKCXRhc2tfdHlwZRgEIAEoCRISCgpkZXBlbmRzX29uGAUgAygJEisKCnBhcmFtZXRlcnMYBiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EioKB3RpbWVvdXQYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SOQoMcmV0cnlfcG9saWN5GAggASgLMiMub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5SZXRyeVBvbGljeSKjAQoLUmV0cnlQb2xpY3kSFAoMbWF4X2F0dGVtcHRzGAEgASgFEjIKD2luaXRpYWxfYmFja29mZhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgttYXhfYmFja29mZhgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIaChJiYWNrb2ZmX211bHRpcGxpZXIYBCABKAEi9QEKDVN0ZXBFeGVjdXRpb24SDwoHc3RlcF9pZBgBIAEoCRI2CgZzdGF0dXMYAiABKA4yJi5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLldvcmtmbG93U3RhdHVzEhEKCWFnZW50X2tleRgDIAEoCRIPCgdhdHRlbXB0GAQgASgFEi4KCnN0YXJ0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGNvbXBsZXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNZXJyb3JfbWVzc2FnZRgHIAEoCSKBAQocU2F2ZVdvcmtmbG93RXhlY3V0aW9uUmVxdWVzdBI8CglleGVjdXRpb24YASABKAsyKS5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLldvcmtmbG93RXhlY3V0aW9uEgwKBGV0YWcYAiABKAkSFQoNZmVuY2luZ190b2tlbhgDIAEoAyJdCh1TYXZlV29ya2Zsb3dFeGVjdXRpb25SZXNwb25zZRI8CglleGVjdXRpb24YASABKAsyKS5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLldvcmtmbG93RXhlY3V0aW9uIjMKG0dldFdvcmtmbG93RXhlY3V0aW9uUmVxdWVzdBIUCgxleGVjdXRpb25faWQYASABKAkiXAocR2V0V29ya2Zsb3dFeGVjdXRpb25SZXNwb25zZRI8CglleGVjdXRpb24YASABKAsyKS5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLldvcmtmbG93RXhlY3V0aW9uIv4BCh1MaXN0V29ya2Zsb3dFeGVjdXRpb25zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIVCg13b3JrZmxvd19uYW1lGAMgASgJEjgKCHN0YXR1c2VzGAQgAygOMiYub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5Xb3JrZmxvd1N0YXR1cxIxCg1zdGFydGVkX2FmdGVyGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5zdGFydGVkX2JlZm9yZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAieAoeTGlzdFdvcmtmbG93RXhlY3V0aW9uc1Jlc3BvbnNlEj0KCmV4ZWN1dGlvbnMYASADKAsyKS5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLldvcmtmbG93RXhlY3V0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI5CiBTdHJlYW1JbmNvbXBsZXRlV29ya2Zsb3dzUmVxdWVzdBIVCg13b3JrZmxvd19uYW1lGAEgASgJImEKIVN0cmVhbUluY29tcGxldGVXb3JrZmxvd3NSZXNwb25zZRI8CglleGVjdXRpb24YASABKAsyKS5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLldvcmtmbG93RXhlY3V0aW9uIo0BCh9DbGFpbUluY29tcGxldGVXb3JrZmxvd3NSZXF1ZXN0Eg0KBW93bmVyGAEgASgJEjEKDmxlYXNlX2R1cmF0aW9uGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhUKDXdvcmtmbG93X25hbWUYAyABKAkSEQoJbWF4X2NvdW50GAQgASgFImAKIENsYWltSW5jb21wbGV0ZVdvcmtmbG93c1Jlc3BvbnNlEjwKCWV4ZWN1dGlvbhgBIAEoCzIpLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuV29ya2Zsb3dFeGVjdXRpb24iOAoJSGVsZExlYXNlEhQKDGV4ZWN1dGlvbl9pZBgBIAEoCRIVCg1mZW5jaW5nX3Rva2VuGAIgASgDInoKElJlbmV3TGVhc2VzUmVxdWVzdBIxCgZsZWFzZXMYASADKAsyIS5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkhlbGRMZWFzZRIxCg5sZWFzZV9kdXJhdGlvbhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJ9CgxMZWFzZVJlbmV3YWwSFAoMZXhlY3V0aW9uX2lkGAEgASgJEhUKDWZlbmNpbmdfdG9rZW4YAiABKAMSDwoHcmVuZXdlZBgDIAEoCBIvCgtleHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTQoTUmVuZXdMZWFzZXNSZXNwb25zZRI2CghyZW5ld2FscxgBIAMoCzIkLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuTGVhc2VSZW5ld2FsIkkKFFJlbGVhc2VMZWFzZXNSZXF1ZXN0EjEKBmxlYXNlcxgBIAMoCzIhLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuSGVsZExlYXNlIi8KFVJlbGVhc2VMZWFzZXNSZXNwb25zZRIWCg5yZWxlYXNlZF9jb3VudBgBIAEoAyKoAQofRGVsZXRlV29ya2Zsb3dFeGVjdXRpb25zUmVxdWVzdBI0ChBjb21wbGV0ZWRfYmVmb3JlGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg13b3JrZmxvd19uYW1lGAIgASgJEjgKCHN0YXR1c2VzGAMgAygOMiYub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5Xb3JrZmxvd1N0YXR1cyI5CiBEZWxldGVXb3JrZmxvd0V4ZWN1dGlvbnNSZXNwb25zZRIVCg1kZWxldGVkX2NvdW50GAEgASgDKuIBCg5Xb3JrZmxvd1N0YXR1cxIfChtXT1JLRkxPV19TVEFUVVNfVU5TUEVDSUZJRUQQABIbChdXT1JLRkxPV19TVEFUVVNfUEVORElORxABEhsKF1dPUktGTE9XX1NUQVRVU19SVU5OSU5HEAISGwoXV09SS0ZMT1dfU1RBVFVTX0JMT0NLRUQQAxIdChlXT1JLRkxPV19TVEFUVVNfQ09NUExFVEVEEAQSGgoWV09SS0ZMT1dfU1RBVFVTX0ZBSUxFRBAFEh0KGVdPUktGTE9XX1NUQVRVU19DQU5DRUxMRUQQBjLXCAoUV29ya2Zsb3dTdGF0ZVNlcnZpY2UShgEKFVNhdmVXb3JrZmxvd0V4ZWN1dGlvbhI0Lm9yY2hlc3RyYXRpb24uc3RhdGUudjEuU2F2ZVdvcmtmbG93RXhlY3V0aW9uUmVxdWVzdBo1Lm9yY2hlc3RyYXRpb24uc3RhdGUudjEuU2F2ZVdvcmtmbG93RXhlY3V0aW9uUmVzcG9uc2UiABKGAQoUR2V0V29ya2Zsb3dFeGVjdXRpb24SMy5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkdldFdvcmtmbG93RXhlY3V0aW9uUmVxdWVzdBo0Lm9yY2hlc3RyYXRpb24uc3RhdGUudjEuR2V0V29ya2Zsb3dFeGVjdXRpb25SZXNwb25zZSIDkAIBEowBChZMaXN0V29ya2Zsb3dFeGVjdXRpb25zEjUub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5MaXN0V29ya2Zsb3dFeGVjdXRpb25zUmVxdWVzdBo2Lm9yY2hlc3RyYXRpb24uc3RhdGUudjEuTGlzdFdvcmtmbG93RXhlY3V0aW9uc1Jlc3BvbnNlIgOQAgESlwEKGVN0cmVhbUluY29tcGxldGVXb3JrZmxvd3MSOC5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLlN0cmVhbUluY29tcGxldGVXb3JrZmxvd3NSZXF1ZXN0Gjkub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5TdHJlYW1JbmNvbXBsZXRlV29ya2Zsb3dzUmVzcG9uc2UiA5ACATABEpEBChhDbGFpbUluY29tcGxldGVXb3JrZmxvd3MSNy5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkNsYWltSW5jb21wbGV0ZVdvcmtmbG93c1JlcXVlc3QaOC5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkNsYWltSW5jb21wbGV0ZVdvcmtmbG93c1Jlc3BvbnNlIgAwARJoCgtSZW5ld0xlYXNlcxIqLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuUmVuZXdMZWFzZXNSZXF1ZXN0Gisub3JjaGVzdHJhdGlvbi5zdGF0ZS52MS5SZW5ld0xlYXNlc1Jlc3BvbnNlIgAScQoNUmVsZWFzZUxlYXNlcxIsLm9yY2hlc3RyYXRpb24uc3RhdGUudjEuUmVsZWFzZUxlYXNlc1JlcXVlc3QaLS5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLlJlbGVhc2VMZWFzZXNSZXNwb25zZSIDkAICEpIBChhEZWxldGVXb3JrZmxvd0V4ZWN1dGlvbnMSNy5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkRlbGV0ZVdvcmtmbG93RXhlY3V0aW9uc1JlcXVlc3QaOC5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxLkRlbGV0ZVdvcmtmbG93RXhlY3V0aW9uc1Jlc3BvbnNlIgOQAgJCiQIKGmNvbS5vcmNoZXN0cmF0aW9uLnN0YXRlLnYxQhlXb3JrZmxvd1N0YXRlU2VydmljZVByb3RvUAFaVmdpdGh1Yi5jb20vb3JjaGVzdHJhdG9yLXN0YXRlL29yY2hlc3RyYXRvci1zdGF0ZS9nZW4vZ28vb3JjaGVzdHJhdGlvbi9zdGF0ZS92MTtzdGF0ZXYxogIDT1NYqgIWT3JjaGVzdHJhdGlvbi5TdGF0ZS5WMcoCFk9yY2hlc3RyYXRpb25cU3RhdGVcVjHiAiJPcmNoZXN0cmF0aW9uXFN0YXRlXFYxXEdQQk1ldGFkYXRh6gIYT3JjaGVzdHJhdGlvbjo6U3RhdGU6OlYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * One run of a workflow: what it runs, where it is, and what it produced.
@@ -151,6 +151,17 @@ export type WorkflowExecution = Message<"orchestration.state.v1.WorkflowExecutio
    * @generated from field: optional bool legal_hold = 17;
    */
   legalHold?: boolean | undefined;
+
+  /**
+   * The execution's current lease (see ClaimIncompleteWorkflows), when it has
+   * one: set by a claim, extended by RenewLeases, cleared by ReleaseLeases and
+   * by a terminal save. A lease past its `expire_time` is shown until another
+   * claim replaces it: compare `expire_time` to know whether it still lives.
+   * Output only: ignored on write.
+   *
+   * @generated from field: orchestration.state.v1.Lease lease = 16;
+   */
+  lease?: Lease | undefined;
 };
 
 /**
@@ -159,6 +170,44 @@ export type WorkflowExecution = Message<"orchestration.state.v1.WorkflowExecutio
  */
 export const WorkflowExecutionSchema: GenMessage<WorkflowExecution> = /*@__PURE__*/
   messageDesc(file_orchestration_state_v1_workflow_state_service, 0);
+
+/**
+ * A lease on an execution: who may work on it, until when, and the token that
+ * fences its writes.
+ *
+ * @generated from message orchestration.state.v1.Lease
+ */
+export type Lease = Message<"orchestration.state.v1.Lease"> & {
+  /**
+   * Who holds the lease, as named by ClaimIncompleteWorkflowsRequest.owner.
+   *
+   * @generated from field: string owner = 1;
+   */
+  owner: string;
+
+  /**
+   * The lease's fencing token: pass it in SaveWorkflowExecutionRequest,
+   * RenewLeasesRequest and ReleaseLeasesRequest. Strictly increasing per
+   * execution and never reused, also across delete and recreate.
+   *
+   * @generated from field: int64 fencing_token = 2;
+   */
+  fencingToken: bigint;
+
+  /**
+   * When the lease expires unless renewed (server time).
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 3;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message orchestration.state.v1.Lease.
+ * Use `create(LeaseSchema)` to create a new message.
+ */
+export const LeaseSchema: GenMessage<Lease> = /*@__PURE__*/
+  messageDesc(file_orchestration_state_v1_workflow_state_service, 1);
 
 /**
  * The shape of a workflow: its steps and how they depend on each other.
@@ -193,7 +242,7 @@ export type WorkflowDefinition = Message<"orchestration.state.v1.WorkflowDefinit
  * Use `create(WorkflowDefinitionSchema)` to create a new message.
  */
 export const WorkflowDefinitionSchema: GenMessage<WorkflowDefinition> = /*@__PURE__*/
-  messageDesc(file_orchestration_state_v1_workflow_state_service, 1);
+  messageDesc(file_orchestration_state_v1_workflow_state_service, 2);
 
 /**
  * One step of a workflow definition.
@@ -266,7 +315,7 @@ export type WorkflowStep = Message<"orchestration.state.v1.WorkflowStep"> & {
  * Use `create(WorkflowStepSchema)` to create a new message.
  */
 export const WorkflowStepSchema: GenMessage<WorkflowStep> = /*@__PURE__*/
-  messageDesc(file_orchestration_state_v1_workflow_state_service, 2);
+  messageDesc(file_orchestration_state_v1_workflow_state_service, 3);
 
 /**
  * How a failed step is retried.
@@ -310,7 +359,7 @@ export type RetryPolicy = Message<"orchestration.state.v1.RetryPolicy"> & {
  * Use `create(RetryPolicySchema)` to create a new message.
  */
 export const RetryPolicySchema: GenMessage<RetryPolicy> = /*@__PURE__*/
-  messageDesc(file_orchestration_state_v1_workflow_state_service, 3);
+  messageDesc(file_orchestration_state_v1_workflow_state_service, 4);
 
 /**
  * The execution record of one step of an execution.
@@ -373,7 +422,7 @@ export type StepExecution = Message<"orchestration.state.v1.StepExecution"> & {
  * Use `create(StepExecutionSchema)` to create a new message.
  */
 export const StepExecutionSchema: GenMessage<StepExecution> = /*@__PURE__*/
-  messageDesc(file_orchestration_state_v1_workflow_state_service, 4);
+  messageDesc(file_orchestration_state_v1_workflow_state_service, 5);
 
 /**
  * Request of WorkflowStateService.SaveWorkflowExecution.
@@ -396,6 +445,15 @@ export type SaveWorkflowExecutionRequest = Message<"orchestration.state.v1.SaveW
    * @generated from field: string etag = 2;
    */
   etag: string;
+
+  /**
+   * The fencing token of the caller's lease on the execution (Lease.fencing_token).
+   * Unset or 0: no fencing. Set: write only while this lease is the current one
+   * and unexpired, otherwise FAILED_PRECONDITION (reason "LEASE_LOST").
+   *
+   * @generated from field: int64 fencing_token = 3;
+   */
+  fencingToken: bigint;
 };
 
 /**
@@ -403,7 +461,7 @@ export type SaveWorkflowExecutionRequest = Message<"orchestration.state.v1.SaveW
  * Use `create(SaveWorkflowExecutionRequestSchema)` to create a new message.
  */
 export const SaveWorkflowExecutionRequestSchema: GenMessage<SaveWorkflowExecutionRequest> = /*@__PURE__*/
-  messageDesc(file_orchestration_state_v1_workflow_state_service, 5);
+  messageDesc(file_orchestration_state_v1_workflow_state_service, 6);
 
 /**
  * Response of WorkflowStateService.SaveWorkflowExecution.
@@ -424,7 +482,7 @@ export type SaveWorkflowExecutionResponse = Message<"orchestration.state.v1.Save
  * Use `create(SaveWorkflowExecutionResponseSchema)` to create a new message.
  */
 export const SaveWorkflowExecutionResponseSchema: GenMessage<SaveWorkflowExecutionResponse> = /*@__PURE__*/
-  messageDesc(file_orchestration_state_v1_workflow_state_service, 6);
+  messageDesc(file_orchestration_state_v1_workflow_state_service, 7);
 
 /**
  * Request of WorkflowStateService.GetWorkflowExecution.
@@ -445,7 +503,7 @@ export type GetWorkflowExecutionRequest = Message<"orchestration.state.v1.GetWor
  * Use `create(GetWorkflowExecutionRequestSchema)` to create a new message.
  */
 export const GetWorkflowExecutionRequestSchema: GenMessage<GetWorkflowExecutionRequest> = /*@__PURE__*/
-  messageDesc(file_orchestration_state_v1_workflow_state_service, 7);
+  messageDesc(file_orchestration_state_v1_workflow_state_service, 8);
 
 /**
  * Response of WorkflowStateService.GetWorkflowExecution.
@@ -466,7 +524,7 @@ export type GetWorkflowExecutionResponse = Message<"orchestration.state.v1.GetWo
  * Use `create(GetWorkflowExecutionResponseSchema)` to create a new message.
  */
 export const GetWorkflowExecutionResponseSchema: GenMessage<GetWorkflowExecutionResponse> = /*@__PURE__*/
-  messageDesc(file_orchestration_state_v1_workflow_state_service, 8);
+  messageDesc(file_orchestration_state_v1_workflow_state_service, 9);
 
 /**
  * Request of WorkflowStateService.ListWorkflowExecutions. All filters combine
@@ -526,7 +584,7 @@ export type ListWorkflowExecutionsRequest = Message<"orchestration.state.v1.List
  * Use `create(ListWorkflowExecutionsRequestSchema)` to create a new message.
  */
 export const ListWorkflowExecutionsRequestSchema: GenMessage<ListWorkflowExecutionsRequest> = /*@__PURE__*/
-  messageDesc(file_orchestration_state_v1_workflow_state_service, 9);
+  messageDesc(file_orchestration_state_v1_workflow_state_service, 10);
 
 /**
  * Response of WorkflowStateService.ListWorkflowExecutions.
@@ -554,7 +612,7 @@ export type ListWorkflowExecutionsResponse = Message<"orchestration.state.v1.Lis
  * Use `create(ListWorkflowExecutionsResponseSchema)` to create a new message.
  */
 export const ListWorkflowExecutionsResponseSchema: GenMessage<ListWorkflowExecutionsResponse> = /*@__PURE__*/
-  messageDesc(file_orchestration_state_v1_workflow_state_service, 10);
+  messageDesc(file_orchestration_state_v1_workflow_state_service, 11);
 
 /**
  * Request of WorkflowStateService.StreamIncompleteWorkflows.
@@ -575,7 +633,7 @@ export type StreamIncompleteWorkflowsRequest = Message<"orchestration.state.v1.S
  * Use `create(StreamIncompleteWorkflowsRequestSchema)` to create a new message.
  */
 export const StreamIncompleteWorkflowsRequestSchema: GenMessage<StreamIncompleteWorkflowsRequest> = /*@__PURE__*/
-  messageDesc(file_orchestration_state_v1_workflow_state_service, 11);
+  messageDesc(file_orchestration_state_v1_workflow_state_service, 12);
 
 /**
  * One message of WorkflowStateService.StreamIncompleteWorkflows.
@@ -596,7 +654,237 @@ export type StreamIncompleteWorkflowsResponse = Message<"orchestration.state.v1.
  * Use `create(StreamIncompleteWorkflowsResponseSchema)` to create a new message.
  */
 export const StreamIncompleteWorkflowsResponseSchema: GenMessage<StreamIncompleteWorkflowsResponse> = /*@__PURE__*/
-  messageDesc(file_orchestration_state_v1_workflow_state_service, 12);
+  messageDesc(file_orchestration_state_v1_workflow_state_service, 13);
+
+/**
+ * Request of WorkflowStateService.ClaimIncompleteWorkflows.
+ *
+ * @generated from message orchestration.state.v1.ClaimIncompleteWorkflowsRequest
+ */
+export type ClaimIncompleteWorkflowsRequest = Message<"orchestration.state.v1.ClaimIncompleteWorkflowsRequest"> & {
+  /**
+   * Who claims: a replica's stable name (a host name, a pod name). Required,
+   * 1-200 characters. Shown in each claimed execution's lease.
+   *
+   * @generated from field: string owner = 1;
+   */
+  owner: string;
+
+  /**
+   * How long each lease lives from its claim unless renewed. Required, from 5
+   * seconds to 1 hour.
+   *
+   * @generated from field: google.protobuf.Duration lease_duration = 2;
+   */
+  leaseDuration?: Duration | undefined;
+
+  /**
+   * Only executions of this workflow. Empty: every workflow.
+   *
+   * @generated from field: string workflow_name = 3;
+   */
+  workflowName: string;
+
+  /**
+   * Claim at most this many executions. 0: no limit (until none is left).
+   * Negative values are rejected.
+   *
+   * @generated from field: int32 max_count = 4;
+   */
+  maxCount: number;
+};
+
+/**
+ * Describes the message orchestration.state.v1.ClaimIncompleteWorkflowsRequest.
+ * Use `create(ClaimIncompleteWorkflowsRequestSchema)` to create a new message.
+ */
+export const ClaimIncompleteWorkflowsRequestSchema: GenMessage<ClaimIncompleteWorkflowsRequest> = /*@__PURE__*/
+  messageDesc(file_orchestration_state_v1_workflow_state_service, 14);
+
+/**
+ * One message of WorkflowStateService.ClaimIncompleteWorkflows.
+ *
+ * @generated from message orchestration.state.v1.ClaimIncompleteWorkflowsResponse
+ */
+export type ClaimIncompleteWorkflowsResponse = Message<"orchestration.state.v1.ClaimIncompleteWorkflowsResponse"> & {
+  /**
+   * A claimed execution, with its new lease (`lease`).
+   *
+   * @generated from field: orchestration.state.v1.WorkflowExecution execution = 1;
+   */
+  execution?: WorkflowExecution | undefined;
+};
+
+/**
+ * Describes the message orchestration.state.v1.ClaimIncompleteWorkflowsResponse.
+ * Use `create(ClaimIncompleteWorkflowsResponseSchema)` to create a new message.
+ */
+export const ClaimIncompleteWorkflowsResponseSchema: GenMessage<ClaimIncompleteWorkflowsResponse> = /*@__PURE__*/
+  messageDesc(file_orchestration_state_v1_workflow_state_service, 15);
+
+/**
+ * A lease the caller holds on an execution.
+ *
+ * @generated from message orchestration.state.v1.HeldLease
+ */
+export type HeldLease = Message<"orchestration.state.v1.HeldLease"> & {
+  /**
+   * Id of the execution. Required, 1-100 characters.
+   *
+   * @generated from field: string execution_id = 1;
+   */
+  executionId: string;
+
+  /**
+   * The lease's fencing token. Required (not 0).
+   *
+   * @generated from field: int64 fencing_token = 2;
+   */
+  fencingToken: bigint;
+};
+
+/**
+ * Describes the message orchestration.state.v1.HeldLease.
+ * Use `create(HeldLeaseSchema)` to create a new message.
+ */
+export const HeldLeaseSchema: GenMessage<HeldLease> = /*@__PURE__*/
+  messageDesc(file_orchestration_state_v1_workflow_state_service, 16);
+
+/**
+ * Request of WorkflowStateService.RenewLeases.
+ *
+ * @generated from message orchestration.state.v1.RenewLeasesRequest
+ */
+export type RenewLeasesRequest = Message<"orchestration.state.v1.RenewLeasesRequest"> & {
+  /**
+   * The leases to extend. 1 to 1,000 entries, each execution at most once.
+   *
+   * @generated from field: repeated orchestration.state.v1.HeldLease leases = 1;
+   */
+  leases: HeldLease[];
+
+  /**
+   * The new lifetime of each lease, from now. Required, from 5 seconds to 1
+   * hour.
+   *
+   * @generated from field: google.protobuf.Duration lease_duration = 2;
+   */
+  leaseDuration?: Duration | undefined;
+};
+
+/**
+ * Describes the message orchestration.state.v1.RenewLeasesRequest.
+ * Use `create(RenewLeasesRequestSchema)` to create a new message.
+ */
+export const RenewLeasesRequestSchema: GenMessage<RenewLeasesRequest> = /*@__PURE__*/
+  messageDesc(file_orchestration_state_v1_workflow_state_service, 17);
+
+/**
+ * The answer for one lease of RenewLeasesRequest.
+ *
+ * @generated from message orchestration.state.v1.LeaseRenewal
+ */
+export type LeaseRenewal = Message<"orchestration.state.v1.LeaseRenewal"> & {
+  /**
+   * The execution, as in the request.
+   *
+   * @generated from field: string execution_id = 1;
+   */
+  executionId: string;
+
+  /**
+   * The fencing token, as in the request (unchanged by a renewal).
+   *
+   * @generated from field: int64 fencing_token = 2;
+   */
+  fencingToken: bigint;
+
+  /**
+   * Whether the lease was renewed. False: the lease was lost (see RenewLeases);
+   * stop working on the execution.
+   *
+   * @generated from field: bool renewed = 3;
+   */
+  renewed: boolean;
+
+  /**
+   * The lease's new expiry, when renewed.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 4;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message orchestration.state.v1.LeaseRenewal.
+ * Use `create(LeaseRenewalSchema)` to create a new message.
+ */
+export const LeaseRenewalSchema: GenMessage<LeaseRenewal> = /*@__PURE__*/
+  messageDesc(file_orchestration_state_v1_workflow_state_service, 18);
+
+/**
+ * Response of WorkflowStateService.RenewLeases.
+ *
+ * @generated from message orchestration.state.v1.RenewLeasesResponse
+ */
+export type RenewLeasesResponse = Message<"orchestration.state.v1.RenewLeasesResponse"> & {
+  /**
+   * One answer per requested lease, in request order.
+   *
+   * @generated from field: repeated orchestration.state.v1.LeaseRenewal renewals = 1;
+   */
+  renewals: LeaseRenewal[];
+};
+
+/**
+ * Describes the message orchestration.state.v1.RenewLeasesResponse.
+ * Use `create(RenewLeasesResponseSchema)` to create a new message.
+ */
+export const RenewLeasesResponseSchema: GenMessage<RenewLeasesResponse> = /*@__PURE__*/
+  messageDesc(file_orchestration_state_v1_workflow_state_service, 19);
+
+/**
+ * Request of WorkflowStateService.ReleaseLeases.
+ *
+ * @generated from message orchestration.state.v1.ReleaseLeasesRequest
+ */
+export type ReleaseLeasesRequest = Message<"orchestration.state.v1.ReleaseLeasesRequest"> & {
+  /**
+   * The leases to release. 1 to 1,000 entries.
+   *
+   * @generated from field: repeated orchestration.state.v1.HeldLease leases = 1;
+   */
+  leases: HeldLease[];
+};
+
+/**
+ * Describes the message orchestration.state.v1.ReleaseLeasesRequest.
+ * Use `create(ReleaseLeasesRequestSchema)` to create a new message.
+ */
+export const ReleaseLeasesRequestSchema: GenMessage<ReleaseLeasesRequest> = /*@__PURE__*/
+  messageDesc(file_orchestration_state_v1_workflow_state_service, 20);
+
+/**
+ * Response of WorkflowStateService.ReleaseLeases.
+ *
+ * @generated from message orchestration.state.v1.ReleaseLeasesResponse
+ */
+export type ReleaseLeasesResponse = Message<"orchestration.state.v1.ReleaseLeasesResponse"> & {
+  /**
+   * How many of the leases were current and are now released; the others were
+   * already lost (or released before).
+   *
+   * @generated from field: int64 released_count = 1;
+   */
+  releasedCount: bigint;
+};
+
+/**
+ * Describes the message orchestration.state.v1.ReleaseLeasesResponse.
+ * Use `create(ReleaseLeasesResponseSchema)` to create a new message.
+ */
+export const ReleaseLeasesResponseSchema: GenMessage<ReleaseLeasesResponse> = /*@__PURE__*/
+  messageDesc(file_orchestration_state_v1_workflow_state_service, 21);
 
 /**
  * Request of WorkflowStateService.DeleteWorkflowExecutions.
@@ -634,7 +922,7 @@ export type DeleteWorkflowExecutionsRequest = Message<"orchestration.state.v1.De
  * Use `create(DeleteWorkflowExecutionsRequestSchema)` to create a new message.
  */
 export const DeleteWorkflowExecutionsRequestSchema: GenMessage<DeleteWorkflowExecutionsRequest> = /*@__PURE__*/
-  messageDesc(file_orchestration_state_v1_workflow_state_service, 13);
+  messageDesc(file_orchestration_state_v1_workflow_state_service, 22);
 
 /**
  * Response of WorkflowStateService.DeleteWorkflowExecutions.
@@ -655,7 +943,7 @@ export type DeleteWorkflowExecutionsResponse = Message<"orchestration.state.v1.D
  * Use `create(DeleteWorkflowExecutionsResponseSchema)` to create a new message.
  */
 export const DeleteWorkflowExecutionsResponseSchema: GenMessage<DeleteWorkflowExecutionsResponse> = /*@__PURE__*/
-  messageDesc(file_orchestration_state_v1_workflow_state_service, 14);
+  messageDesc(file_orchestration_state_v1_workflow_state_service, 23);
 
 /**
  * The lifecycle state of a workflow execution or of one of its steps.
@@ -758,8 +1046,8 @@ export const WorkflowStatusSchema: GenEnum<WorkflowStatus> = /*@__PURE__*/
  * Limits common to every RPC of the four services (the README's "Limits and
  * fairness" gives each default and the variable that configures it):
  *   - A request message is at most 128 KiB, except those of
- *     SaveWorkflowExecution, RecordRoutingDecision and RecordRoutingDecisions,
- *     which are at most the server's MAX_REQUEST_BYTES (4 MiB by default). A
+ *     SaveWorkflowExecution, RenewLeases, ReleaseLeases, RecordRoutingDecision
+ *     and RecordRoutingDecisions, which are at most the server's MAX_REQUEST_BYTES (4 MiB by default). A
  *     larger one answers RESOURCE_EXHAUSTED before it is decoded. Repeated
  *     fields state their own limits; more entries answer INVALID_ARGUMENT.
  *   - With API keys configured, a call without a valid key (or naming another
@@ -799,7 +1087,25 @@ export const WorkflowStateService: GenService<{
    * ABORTED and nothing changes (also when the execution does not exist yet).
    * When `etag` is empty the write is unconditional (last writer wins).
    *
-   * Errors: INVALID_ARGUMENT, ABORTED.
+   * Fencing: when `fencing_token` is set (a lease's token, from
+   * ClaimIncompleteWorkflows), the write only happens while that lease is the
+   * execution's current one and has not expired; otherwise the call fails with
+   * FAILED_PRECONDITION and a google.rpc.ErrorInfo detail with reason
+   * "LEASE_LOST" (domain "orchestration.state.v1", metadata `execution_id`),
+   * and nothing changes. The lease is lost when it expired (whether or not
+   * another owner claimed the execution since), was released, was ended by a
+   * terminal save, or the execution was deleted (also when it was recreated
+   * since: fencing tokens are never reused). A fenced save never creates an
+   * execution. The owner must stop working on the execution: another owner may
+   * have it. With both `fencing_token` and `etag` set, a lost lease answers
+   * FAILED_PRECONDITION, and a current lease with another etag ABORTED.
+   *
+   * Saving a terminal status (COMPLETED, FAILED, CANCELLED), fenced or not,
+   * ends the execution's lease. Any other save keeps it as it is: a save does
+   * not need a fencing token, but only a fenced one is safe against a replica
+   * that took the execution over.
+   *
+   * Errors: INVALID_ARGUMENT, ABORTED, FAILED_PRECONDITION.
    *
    * @generated from rpc orchestration.state.v1.WorkflowStateService.SaveWorkflowExecution
    */
@@ -857,12 +1163,94 @@ export const WorkflowStateService: GenService<{
    * When the server shuts down, open streams end with UNAVAILABLE; the client
    * should call again (on another replica).
    *
+   * A read-only view: it shows each execution's lease (`lease`) but takes
+   * none, and sends executions whoever holds them. Replicas that resume work
+   * should use ClaimIncompleteWorkflows, so that each execution is resumed by
+   * one of them only.
+   *
    * @generated from rpc orchestration.state.v1.WorkflowStateService.StreamIncompleteWorkflows
    */
   streamIncompleteWorkflows: {
     methodKind: "server_streaming";
     input: typeof StreamIncompleteWorkflowsRequestSchema;
     output: typeof StreamIncompleteWorkflowsResponseSchema;
+  },
+  /**
+   * Claims incomplete executions (PENDING, RUNNING or BLOCKED) for `owner` and
+   * streams each with its new lease (`execution.lease`): the owner, a fencing
+   * token and the lease's expiry, `lease_duration` after the claim.
+   *
+   * Only executions without a live lease are claimed: never leased, released,
+   * or whose lease expired. They are claimed oldest `started_at` first (ties by
+   * `execution_id`), in keyset batches as StreamIncompleteWorkflows reads them
+   * (same limits: STREAM_BATCH_SIZE executions and STREAM_BATCH_MAX_BYTES per
+   * batch, the next batch only once the client has taken the last one), each
+   * batch in one transaction. Claimers running at once, on one server or on
+   * several sharing a database, get disjoint sets: while a lease lives, no
+   * other claim takes its execution; an execution claimed by another claimer
+   * meanwhile is skipped, not waited for. A claimer that reads to the end
+   * (without `max_count`) has claimed every execution that was claimable and
+   * not claimed by someone else during its stream.
+   *
+   * A lease starts when its batch is claimed, not when the client receives the
+   * execution: a client that reads slowly should check `expire_time`. When the
+   * stream ends before the client took every claimed execution (the client
+   * cancelled, an error, the server shutting down), the server releases the
+   * leases of the executions it claimed and never sent (best effort: a lease
+   * that could not be released expires). Executions sent are the owner's until
+   * it releases them (ReleaseLeases), saves a terminal status, or stops
+   * renewing them (RenewLeases) and their leases expire.
+   *
+   * The fencing token is strictly increasing per execution and never reused,
+   * also across delete and recreate (it comes from the same sequence as
+   * etags). Claiming, renewing and releasing a lease do not change the
+   * execution's etag or `update_time`: the etag versions the execution's
+   * content, the fencing token its ownership.
+   *
+   * Errors: INVALID_ARGUMENT when `owner` or `lease_duration` is missing or out
+   * of range, or `max_count` is negative.
+   *
+   * @generated from rpc orchestration.state.v1.WorkflowStateService.ClaimIncompleteWorkflows
+   */
+  claimIncompleteWorkflows: {
+    methodKind: "server_streaming";
+    input: typeof ClaimIncompleteWorkflowsRequestSchema;
+    output: typeof ClaimIncompleteWorkflowsResponseSchema;
+  },
+  /**
+   * Extends leases the caller holds, each to `lease_duration` from now, and
+   * answers for each one whether it was renewed or lost, without failing the
+   * call for lost ones. A lease is renewed while its fencing token is still
+   * the execution's current one, even past its expiry when nobody claimed the
+   * execution meanwhile (no other owner can have written with a fence). It is
+   * lost when another owner claimed the execution, it was released, a
+   * terminal save ended it, or the execution was deleted: the owner must stop
+   * working on that execution.
+   *
+   * Errors: INVALID_ARGUMENT when `leases` is empty or has more than 1,000
+   * entries or an execution twice, or `lease_duration` is out of range.
+   *
+   * @generated from rpc orchestration.state.v1.WorkflowStateService.RenewLeases
+   */
+  renewLeases: {
+    methodKind: "unary";
+    input: typeof RenewLeasesRequestSchema;
+    output: typeof RenewLeasesResponseSchema;
+  },
+  /**
+   * Releases leases the caller holds, so that other claimers may take their
+   * executions at once instead of after expiry. A lease no longer current (lost)
+   * is left alone. Idempotent.
+   *
+   * Errors: INVALID_ARGUMENT when `leases` is empty or has more than 1,000
+   * entries.
+   *
+   * @generated from rpc orchestration.state.v1.WorkflowStateService.ReleaseLeases
+   */
+  releaseLeases: {
+    methodKind: "unary";
+    input: typeof ReleaseLeasesRequestSchema;
+    output: typeof ReleaseLeasesResponseSchema;
   },
   /**
    * Deletes terminal executions (COMPLETED, FAILED or CANCELLED) whose
