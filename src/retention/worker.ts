@@ -6,11 +6,14 @@ import type { Logger } from "../logging/logger.js";
 import type { Metrics } from "../metrics/metrics.js";
 import { TenantScope } from "../tenancy/tenant-scope.js";
 import { applyRetention, noCounts, type RetentionCounts } from "./apply.js";
+import { maintainDecisionPartitions } from "./partitions.js";
 import { effectiveRetention, policyFromJson, POLICY_FIELDS } from "./policy.js";
 
-// The background retention: every `intervalMs`, one pass over every tenant
-// with something to delete, applying each tenant's policy in force in bounded
-// batches (src/retention/apply.ts).
+// The background retention: every `intervalMs`, one pass that first keeps
+// the monthly partitions of routing_decisions (creates those ahead, drops
+// those every policy lets go: src/retention/partitions.ts), then visits every
+// tenant with something to delete, applying each tenant's policy in force in
+// bounded batches (src/retention/apply.ts).
 //
 // One replica at a time: a pass runs only while its replica holds a
 // PostgreSQL session-level advisory lock, on a connection of its own opened
@@ -139,6 +142,17 @@ export class RetentionWorker {
     const { tenants, policies } = await retentionTenants(knex, 60_000, { withRows: someDefault });
     const saved = new Map(policies.map((p) => [p.tenant_id, policyFromJson(p.policy)]));
     const deleted = noCounts();
+    // Whole months of routing decisions first (src/retention/partitions.ts);
+    // on failure (a lock_timeout behind long calls) the rows are deleted one
+    // by one below, and the next pass tries again.
+    try {
+      const months = await maintainDecisionPartitions(knex, defaults, saved.values());
+      deleted.routingDecisions += months.rows;
+      if (months.rows > 0) metrics?.retentionDeleted.inc({ resource: "routing_decision", status: "" }, months.rows);
+      if (months.created.length > 0 || months.dropped.length > 0) logger.info("routing decision partitions", { created: months.created, dropped: months.dropped, rows: months.rows });
+    } catch (err) {
+      logger.warn("routing decision partitions not maintained in this pass", { error: err });
+    }
     let visited = 0;
     for (const tenant of tenants) {
       if (this.stopped) return { outcome: "stopped", tenants: visited, deleted };

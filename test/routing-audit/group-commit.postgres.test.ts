@@ -2,6 +2,7 @@ import { Code } from "@connectrpc/connect";
 import type { Knex } from "knex";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RoutingAuditService } from "../../gen/orchestration/state/v1/routing_audit_service_pb.js";
+import { DECISION_ID_LOCK_CLASS } from "../../src/db/queries/routing-decisions.js";
 import { connectClient } from "../support/clients.js";
 import { newTenant, startTestServer, type TestServer } from "../support/server.js";
 import { codeOf, decision, RECORD, value, watchInserts } from "./support/group-commit.js";
@@ -42,10 +43,15 @@ describe("group commit of RecordRoutingDecision on PostgreSQL, a batch under its
     await t.close();
   });
 
-  /** An open transaction (added to `holders`) holding the row lock of a not yet committed decision `id` of `tenant`. */
+  /**
+   * An open transaction (added to `holders`) recording decision `id` of
+   * `tenant` and not yet committed: it holds the id's lock, which a recording
+   * takes before its INSERT (src/db/queries/routing-decisions.ts).
+   */
   async function lockDecision(tenant: string, id: string, holders: Knex.Transaction[]): Promise<Knex.Transaction> {
     const trx = await t.knex.transaction();
     holders.push(trx);
+    await trx.raw(`SELECT pg_advisory_xact_lock(${DECISION_ID_LOCK_CLASS}, hashtext(? || '/' || ?))`, [tenant, id]);
     await trx.raw(
       `INSERT INTO routing_decisions (tenant_id, decision_id, task_id, selected_agent, success, routed_at, content_hash) VALUES (?, ?, 'holder', 'holder', true, now(), 'holder')`,
       [tenant, id],
@@ -62,7 +68,7 @@ describe("group commit of RecordRoutingDecision on PostgreSQL, a batch under its
     try {
       const firstHolder = await lockDecision(tenant, first!.decisionId, holders);
       const laterHolder = await lockDecision(tenant, later!.decisionId, holders);
-      // `first` goes at once and waits on its row lock; `early` and `later` queue behind it.
+      // `first` goes at once and waits on its id lock; `early` and `later` queue behind it.
       const firstCall = client.recordRoutingDecision({ decision: first! });
       await new Promise((resolve) => setTimeout(resolve, 300));
       const calls = Promise.allSettled([
@@ -71,7 +77,7 @@ describe("group commit of RecordRoutingDecision on PostgreSQL, a batch under its
       ]);
       await new Promise((resolve) => setTimeout(resolve, 300));
       // `first` commits; `early` and `later` go together, under `later`'s
-      // deadline, and wait on `later`'s row lock past `early`'s deadline.
+      // deadline, and wait on `later`'s id lock past `early`'s deadline.
       await firstHolder.rollback();
       await firstCall;
       await new Promise((resolve) => setTimeout(resolve, 2_000));

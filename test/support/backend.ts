@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import type { Knex } from "knex";
 import { createDatabase, migrate } from "../../src/db/database.js";
 import { silentLogger } from "../../src/logging/logger.js";
@@ -29,4 +30,33 @@ export async function createTestDatabase(): Promise<Knex> {
     : createDatabase({ dataDir: "memory://", logger: silentLogger });
   await migrate(knex);
   return knex;
+}
+
+/**
+ * A database of its own, not migrated, for tests that must see every tenant's
+ * rows or change the schema (retention passes across tenants, migrations): a
+ * fresh in-memory PGlite, or a scratch PostgreSQL database created next to
+ * TEST_DATABASE_URL's. `drop` closes it and drops the scratch database.
+ */
+export async function createScratchDatabase(name: string): Promise<{ knex: Knex; url?: string; drop(): Promise<void> }> {
+  const url = process.env.TEST_DATABASE_URL;
+  if (!url) {
+    const knex = createDatabase({ dataDir: "memory://", logger: silentLogger });
+    return { knex, drop: () => knex.destroy() };
+  }
+  const admin = createDatabase({ databaseUrl: url, poolMax: 1, logger: silentLogger });
+  const scratch = `${name}_${randomUUID().replaceAll("-", "")}`;
+  await admin.raw(`CREATE DATABASE ${scratch}`);
+  const scratchUrl = new URL(url);
+  scratchUrl.pathname = `/${scratch}`;
+  const knex = createDatabase({ databaseUrl: scratchUrl.toString(), poolMax: 4, logger: silentLogger });
+  return {
+    knex,
+    url: scratchUrl.toString(),
+    async drop() {
+      await knex.destroy();
+      await admin.raw(`DROP DATABASE IF EXISTS ${scratch} WITH (FORCE)`);
+      await admin.destroy();
+    },
+  };
 }

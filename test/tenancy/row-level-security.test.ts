@@ -60,6 +60,10 @@ describe(`row-level security on ${backendName}`, () => {
          FROM pg_class c
         WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')
           AND c.relname NOT LIKE 'knex_migrations%'
+          -- Partitions (of routing_decisions) are reached only through their
+          -- parent, whose policies apply to them; test/routing-audit/partition-migration.test.ts
+          -- shows the tenant role has no privilege on them directly.
+          AND NOT c.relispartition
         ORDER BY c.relname`,
     );
     // A table added later without row-level security fails here.

@@ -12,6 +12,7 @@ const migrations: Record<string, Knex.Migration> = {
   "20261204050000_retention": await import("./20261204050000_retention.js"),
   "20261204030000_stored_bytes": await import("./20261204030000_stored_bytes.js"),
   "20261204010000_execution_leases": await import("./20261204010000_execution_leases.js"),
+  "20261204080000_partition_routing_decisions": await import("./20261204080000_partition_routing_decisions.js"),
 };
 
 /** Knex migration source over the list above. */

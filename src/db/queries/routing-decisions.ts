@@ -49,6 +49,8 @@ const INPUT_COLUMNS = `decision_id uuid, task_id text, task_type text, required_
   priority int4, agent_score float8, candidates jsonb, success boolean, error_message text, retry_attempts int4,
   routing_duration_us int8, task_duration_us int8, routed_at timestamptz, workflow_execution_id text, step_id text,
   content_hash text`;
+/** The first key of the decision id advisory locks (two int4 keys: apart from the bigint locks' key space). */
+export const DECISION_ID_LOCK_CLASS = 1919247465; // "rdid"
 const COLUMN_NAMES = INPUT_COLUMNS.split(",").map((c) => c.trim().split(/\s+/)[0]).join(", ");
 
 /**
@@ -90,13 +92,10 @@ export async function insertDecisions(
  * arrived while the write waited for its connection, and leaves out those
  * that gave up meanwhile.
  *
- * Without statistics this is ONE statement, which is its own transaction: on
- * PostgreSQL, one round trip with the tenant binding and its commit
- * (TenantScope.run), against three for a transaction. No rollback is needed
- * when some ids are stored already: the INSERT wrote only the others. Only
- * then does a second statement read the stored rows (see insertDecisions for
- * why a statement of its own). With statistics, the statistics lock and the
- * INSERT run in a transaction, as in insertDecisions.
+ * One transaction (the decision id locks, see insertNew, then the INSERT),
+ * as in insertDecisions. No rollback is needed when some ids are stored
+ * already: the INSERT wrote only the others. Only then does a second statement
+ * read the stored rows (see insertDecisions for why a statement of its own).
  */
 export async function insertEachDecision(
   scope: TenantScope,
@@ -110,7 +109,7 @@ export async function insertEachDecision(
     if (decisions.length === 0) return new Map<string, RoutingDecisionModel>();
     return insertNew(db, tenant, decisions, addOutcomes);
   };
-  const byId = addOutcomes ? await scope.transaction(insert) : await scope.run(insert);
+  const byId = await scope.transaction(insert);
   if (byId.size < decisions.length) await scope.run((db) => addStored(db, tenant, decisions, byId));
   return {
     decisions,
@@ -122,10 +121,19 @@ export async function insertEachDecision(
 }
 
 /**
- * The INSERT of a recording: the decisions not stored yet, with (when
- * `addOutcomes`) their outcomes added to agent_statistics, so that a retried
- * decision is never counted twice; that takes the statistics lock first, so
- * it must run in a transaction. Returns the inserted rows by decision id.
+ * The INSERT of a recording, in a transaction: the decisions not stored yet,
+ * with (when `addOutcomes`) their outcomes added to agent_statistics, so that
+ * a retried decision is never counted twice (that takes the statistics lock
+ * first). Returns the inserted rows by decision id.
+ *
+ * routing_decisions is partitioned by routed_at, and PostgreSQL enforces a
+ * unique key only if it contains the partition key: the primary key is
+ * (tenant_id, decision_id, routed_at), which alone would store a reused id
+ * with another routed_at a second time. So the transaction first takes an
+ * advisory lock per (tenant, decision id) (transaction-level: released at
+ * commit, and fine behind a transaction-mode pooler), in id order, and the
+ * INSERT, a later statement and so with a snapshot that sees whatever a
+ * previous holder of a lock committed, skips ids stored in any partition.
  */
 async function insertNew(
   db: Knex,
@@ -134,6 +142,11 @@ async function insertNew(
   addOutcomes: boolean,
 ): Promise<Map<string, RoutingDecisionModel>> {
   if (addOutcomes) await db.raw(ADD_OUTCOMES_LOCK_SQL, { tenant });
+  const ids = decisions.map((d) => d.decision_id).sort();
+  await db.raw(
+    `SELECT count(pg_advisory_xact_lock(${DECISION_ID_LOCK_CLASS}, hashtext(:tenant || '/' || id))) FROM (SELECT unnest(:ids::text[]) AS id ORDER BY 1) AS ids`,
+    { tenant, ids },
+  );
   // Rows are inserted in decision_id order, so that concurrent batches sharing
   // ids wait for each other in the same order and cannot deadlock.
   const { rows: inserted } = await db.raw<{ rows: Record<string, unknown>[] }>(
@@ -141,8 +154,10 @@ async function insertNew(
        SELECT * FROM jsonb_to_recordset(:rows::jsonb) AS x(${INPUT_COLUMNS})
      ), inserted AS (
        INSERT INTO routing_decisions (tenant_id, ${COLUMN_NAMES})
-       SELECT :tenant, ${COLUMN_NAMES} FROM input ORDER BY decision_id
-       ON CONFLICT (tenant_id, decision_id) DO NOTHING
+       SELECT :tenant, ${COLUMN_NAMES} FROM input
+        WHERE NOT EXISTS (SELECT FROM routing_decisions r WHERE r.tenant_id = :tenant AND r.decision_id = input.decision_id)
+        ORDER BY decision_id
+       ON CONFLICT DO NOTHING
        RETURNING *
      )${
        addOutcomes
@@ -314,6 +329,7 @@ export async function deleteRoutedBeforeBatch(scope: TenantScope, routedBefore: 
       .limit(limit);
     const deleted: unknown = await RoutingDecisionModel.query(db)
       .where("tenant_id", scope.tenantId)
+      .where("routed_at", "<", routedBefore) // reads only the partitions before the cutoff
       .whereIn("decision_id", victims)
       .delete();
     // The caller loops until a batch comes back short: a non-number here would loop forever.
