@@ -5,7 +5,9 @@ already ran returns the first answer and runs nothing: an orchestrator that
 crashed after calling the agent, but before saving the step, lets its successor
 repeat the call with the same key at no cost. A run counts once its answer is
 stored (answers/<key>.json, written atomically, also naming the agent, the
-call number and the process): a test counts runs there.
+call number and the process): a test counts runs there. Every call, run or
+answered from a stored answer, is also appended to calls.jsonl (key, agent,
+process): a test sees there which orchestrators worked on which step.
 
 Several orchestrator processes share one directory: the call counter and the
 answers live there, guarded by file locks.
@@ -34,6 +36,7 @@ class FakeAgent:
     def call(self, key, task):
         """Runs `task` once per `key`; returns (ok, output or error, duration_s) of the first run."""
         answer_path = os.path.join(self.directory, "answers", key.replace("/", "__") + ".json")
+        self._log_call(key)
         with _locked(answer_path + ".lock"):
             if os.path.exists(answer_path):
                 with open(answer_path, encoding="utf-8") as f:
@@ -52,6 +55,13 @@ class FakeAgent:
             }
             _write_atomically(answer_path, answer)
             return answer["ok"], answer["result"], answer["duration_s"]
+
+    def _log_call(self, key):
+        path = os.path.join(self.directory, "calls.jsonl")
+        with _locked(path + ".lock"), open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"key": key, "agent": self.name, "pid": os.getpid(), "time": time.time()}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
 
     def _next_call_number(self):
         path = os.path.join(self.directory, f"{self.name}.calls")

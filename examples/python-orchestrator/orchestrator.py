@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """A small orchestrator that keeps all its state in orchestrator-state.
 
-On startup it takes every incomplete workflow and resumes it where it stopped.
+It claims incomplete workflows (ClaimIncompleteWorkflows: each one leased to
+one orchestrator at a time, so several can run side by side) and resumes each
+where it stopped.
 For each step it routes the task to an agent whose circuit breaker permits a
 call (AcquirePermission), calls the agent, reports the call to the breaker
 (RecordCallOutcome), the task to the statistics (RecordTaskOutcome) and the
 routing decision to the audit trail (RecordRoutingDecision), and saves the
-execution with its etag before and after every attempt, so that a restart,
-here or on another machine, loses nothing and repeats no agent call.
+execution with its etag and its lease's fencing token before and after every
+attempt, so that a restart, here or on another machine, loses nothing and
+repeats no agent call, and an orchestrator whose lease was lost cannot
+overwrite the work of the one that took over.
 
     ./generate.sh
     python3 seed.py --target 127.0.0.1:50051 --tenant 7c0e6c1e-5b7a-4c1e-9a51-8f2d6c3b9e10
@@ -16,9 +20,10 @@ here or on another machine, loses nothing and repeats no agent call.
 """
 
 import argparse
-import json
 import logging
+import os
 import random
+import socket
 import signal
 import threading
 import time
@@ -30,8 +35,8 @@ import grpc
 from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 
 from fake_agent import FakeAgent
-from state_api import StateApi, audit_pb, breakers_pb, statistics_pb, workflows_pb
-from work_source import StreamSource
+from state_api import StateApi, audit_pb, breakers_pb, error_info, statistics_pb, workflows_pb
+from work_source import ClaimSource, StreamSource
 
 log = logging.getLogger("orchestrator")
 
@@ -69,7 +74,7 @@ class Workflow:
     def __init__(self, api, execution, lease):
         self.api = api
         self.execution = execution
-        self.lease = lease
+        self.lease = lease  # None without leases (StreamSource)
 
     @property
     def id(self):
@@ -85,17 +90,29 @@ class Workflow:
         applies to it. On ABORTED (someone saved first, or our own first try
         committed before its answer was lost), the README says: read again,
         re-apply the change to what was read, save with the new etag.
+
+        With a lease, the save carries its fencing token: FAILED_PRECONDITION
+        with reason LEASE_LOST means another orchestrator owns the workflow
+        now (our lease expired and it was claimed, or it was deleted), and
+        this one must stop working on it.
         """
+        fencing_token = self.lease.fencing_token if self.lease is not None else 0
         for round_ in range(5):
             edited = workflows_pb.WorkflowExecution()
             edited.CopyFrom(self.execution)
             if not change(edited):
                 raise StaleCopy()
-            request = workflows_pb.SaveWorkflowExecutionRequest(execution=edited, etag=self.execution.etag)
+            request = workflows_pb.SaveWorkflowExecutionRequest(
+                execution=edited, etag=self.execution.etag, fencing_token=fencing_token
+            )
             try:
                 self.execution = self.api.call(self.api.workflows.SaveWorkflowExecution, request).execution
                 return
             except grpc.RpcError as err:
+                if err.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                    info = error_info(err)
+                    if info is not None and info.reason == "LEASE_LOST":
+                        raise LeaseLost() from err
                 if err.code() != grpc.StatusCode.ABORTED:
                     raise
             self.execution = self.api.call(
@@ -193,14 +210,27 @@ class Orchestrator:
                     self.run_step(wf, step)
                 except StaleCopy:
                     continue  # someone saved first: go on from what is stored
-        except (LeaseLost, Stopping) as reason:
-            log.info("%s: left (%s)", wf.id, type(reason).__name__)
+        except LeaseLost:
+            log.info("%s: left (lease lost: another orchestrator has it)", wf.id)
+        except Stopping:
+            log.info("%s: left (stopping)", wf.id)
+            self.give_back(wf)
         except Exception:  # pylint: disable=broad-except
             log.exception("%s: stopped by an error; the next claim resumes it", wf.id)
+            self.give_back(wf)
         finally:
             with self.lock:
                 del self.running[wf.id]
             self.wake.set()
+
+    def give_back(self, wf):
+        """Releases the lease of a workflow left incomplete, so that another orchestrator resumes it at once."""
+        if wf.lease is None or wf.execution.status in TERMINAL:
+            return  # a terminal save ended the lease
+        try:
+            self.source.release([wf.lease])
+        except grpc.RpcError as err:  # it expires instead
+            log.warning("%s: releasing the lease failed: %s", wf.id, err.code().name)
 
     def run_step(self, wf, step):
         if self.stopping.is_set():
@@ -368,6 +398,12 @@ def main():
     parser.add_argument("--concurrency", type=int, default=8, help="workflows run at once")
     parser.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for new work")
     parser.add_argument("--exit-when-done", action="store_true", help="exit once no incomplete workflow is left")
+    parser.add_argument("--owner", default=f"{socket.gethostname()}-{os.getpid()}",
+                        help="this orchestrator's name in the leases it holds")
+    parser.add_argument("--lease-seconds", type=float, default=30,
+                        help="how long a claimed workflow stays ours without renewal (5 to 3600); renewed every third of it")
+    parser.add_argument("--source", choices=("claim", "stream"), default="claim",
+                        help="claim workflows with leases (several orchestrators may run), or stream them (one orchestrator only)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
@@ -378,10 +414,14 @@ def main():
         for candidates in ROUTES.values()
         for name, _ in candidates
     }
-    orchestrator = Orchestrator(api, StreamSource(api, args.workflow), agents, args.concurrency, args.poll_seconds)
+    if args.source == "claim":
+        source = ClaimSource(api, args.workflow, args.owner, args.lease_seconds)
+    else:
+        source = StreamSource(api, args.workflow)
+    orchestrator = Orchestrator(api, source, agents, args.concurrency, args.poll_seconds)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: (orchestrator.stopping.set(), orchestrator.wake.set()))
-    threading.Thread(target=orchestrator.renew_leases, args=(3.0,), daemon=True).start()
+    threading.Thread(target=orchestrator.renew_leases, args=(args.lease_seconds / 3,), daemon=True).start()
     orchestrator.run(args.exit_when_done)
     orchestrator.stopping.set()
     api.close()

@@ -1,4 +1,5 @@
-import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -34,6 +35,30 @@ function runsIn(agentsDir: string): AgentRun[] {
   return readdirSync(answers)
     .filter((f) => f.endsWith(".json"))
     .map((f) => JSON.parse(readFileSync(path.join(answers, f), "utf8")) as AgentRun);
+}
+
+/** One call of an agent by an orchestrator, run or answered from a stored answer (calls.jsonl). */
+interface AgentCall {
+  key: string;
+  agent: string;
+  pid: number;
+  /** Seconds since the epoch. */
+  time: number;
+}
+
+function callsIn(agentsDir: string): AgentCall[] {
+  const file = path.join(agentsDir, "calls.jsonl");
+  if (!existsSync(file)) return [];
+  return readFileSync(file, "utf8").trim().split("\n").filter(Boolean).map((line) => JSON.parse(line) as AgentCall);
+}
+
+/** Starts an orchestrator in the background; `exited` settles with its exit code (or signal). */
+function startOrchestrator(args: string[]) {
+  const child = spawn(python, [`${example}/orchestrator.py`, ...args], { cwd: root, stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr = (stderr + chunk).slice(-8000)));
+  const exited = new Promise<string>((resolve) => child.once("exit", (code, signal) => resolve(signal ?? String(code))));
+  return { child, pid: child.pid!, exited, stderr: () => stderr };
 }
 
 async function allExecutions(state: StateClients) {
@@ -126,5 +151,74 @@ describe("the Python orchestrator", () => {
       expect(decisions.map((d) => `${d.taskId} ${d.success}`).sort()).toEqual(mine.map((r) => `${r.key} ${r.ok}`).sort());
     }
     state.close();
+  });
+
+  it("two orchestrators share the workflows through leases; one killed (SIGKILL) mid-way, the other finishes them all once its leases expire, and no step ran twice", async () => {
+    const tenant = newTenant();
+    const agentsDir = mkdtempSync(path.join(tmpdir(), "agents-"));
+    const target = `127.0.0.1:${server.port}`;
+    const state = createStateClients({ baseUrl: server.baseUrl, tenantId: tenant });
+    await run(python, [`${example}/seed.py`, "--target", target, "--tenant", tenant, "--count", "50"]);
+
+    // Short leases (10 s) and slow agents, so that the one killed
+    // holds workflows, some with an agent call made and not yet saved.
+    const common = ["--target", target, "--tenant", tenant, "--agents-dir", agentsDir,
+      "--lease-seconds", "10", "--agent-work-ms", "150", "--concurrency", "4", "--poll-seconds", "0.5"];
+    const doomed = startOrchestrator([...common, "--owner", "doomed"]);
+    const survivor = startOrchestrator([...common, "--owner", "survivor", "--exit-when-done"]);
+    try {
+      // Kill the first once it has called agents several times (it works alongside the other).
+      const deadline = Date.now() + 60_000;
+      while (callsIn(agentsDir).filter((c) => c.pid === doomed.pid).length < 6) {
+        if (Date.now() > deadline) throw new Error(`the first orchestrator made no progress:\n${doomed.stderr()}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      doomed.child.kill("SIGKILL");
+      expect(await doomed.exited).toBe("SIGKILL");
+      const killedAt = Date.now() / 1000;
+
+      const timeout = setTimeout(() => survivor.child.kill("SIGKILL"), 180_000);
+      const code = await survivor.exited;
+      clearTimeout(timeout);
+      expect(code, survivor.stderr()).toBe("0");
+
+      // Every workflow completed, the killed one's included.
+      const executions = await allExecutions(state);
+      expect(executions.map((e) => WorkflowStatus[e.status])).toEqual(Array(50).fill("COMPLETED"));
+      expect(executions.every((e) => e.lease === undefined)).toBe(true); // a terminal save ends the lease
+
+      // Both worked. Each step succeeded in exactly one agent run, and no
+      // call number of an agent was run twice (a number may be missing: a run
+      // the kill interrupted before its answer was stored, which never happened).
+      const runs = runsIn(agentsDir);
+      expect(new Set(runs.map((r) => r.pid))).toEqual(new Set([doomed.pid, survivor.pid]));
+      const succeeded = runs.filter((r) => r.ok).map((r) => r.key.split("/").slice(0, 2).join("/"));
+      expect(new Set(succeeded).size).toBe(succeeded.length);
+      expect(succeeded).toHaveLength(13 * 3 + 25 * 2 + 12);
+      for (const agent of new Set(runs.map((r) => r.agent))) {
+        const calls = runs.filter((r) => r.agent === agent).map((r) => r.call);
+        expect(new Set(calls).size).toBe(calls.length);
+      }
+
+      // No step was worked on by both while both lived: a step attempt both
+      // called was the killed one's first, and the survivor's only after the kill
+      // (it took the workflow over once the lease expired).
+      const calls = callsIn(agentsDir);
+      for (const key of new Set(calls.map((c) => c.key))) {
+        const of = calls.filter((c) => c.key === key);
+        if (new Set(of.map((c) => c.pid)).size === 1) continue;
+        expect(of[0]!.pid, key).toBe(doomed.pid);
+        expect(of.filter((c) => c.pid === survivor.pid).every((c) => c.time >= killedAt - 0.5), key).toBe(true);
+      }
+      // The survivor finished workflows the killed one had started.
+      const executionOf = (c: AgentCall) => c.key.split("/")[0]!;
+      const startedByDoomed = new Set(calls.filter((c) => c.pid === doomed.pid).map(executionOf));
+      const finishedBySurvivor = new Set(calls.filter((c) => c.pid === survivor.pid && startedByDoomed.has(executionOf(c))).map(executionOf));
+      expect(finishedBySurvivor.size).toBeGreaterThan(0);
+    } finally {
+      doomed.child.kill("SIGKILL");
+      survivor.child.kill("SIGKILL");
+      state.close();
+    }
   });
 });

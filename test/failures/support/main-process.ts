@@ -39,7 +39,7 @@ export async function freePort(): Promise<number> {
 /**
  * Starts `node --import tsx <entry>` with `env` added to this process's
  * environment (DATABASE_URL and DATA_DIR removed first), HOST=127.0.0.1 and a
- * free PORT, and waits for its "serving" log line (30 s at most).
+ * free PORT, and waits for its "serving" log line (90 s at most: an embedded PGlite opens and migrates on the server thread, which takes long on a loaded machine).
  */
 export async function startServerProcess(
   env: NodeJS.ProcessEnv,
@@ -89,7 +89,7 @@ export async function startServerProcess(
   const outcome = await Promise.race([
     served.then(() => "serving"),
     exited.then(({ code, signal }) => `exited early (code ${code}, signal ${signal})`),
-    new Promise<string>((resolve) => (timer = setTimeout(() => resolve("no serving line within 30 s"), 30_000))),
+    new Promise<string>((resolve) => (timer = setTimeout(() => resolve("no serving line within 90 s"), 90_000))),
   ]);
   clearTimeout(timer);
   if (outcome !== "serving") {
