@@ -98,6 +98,22 @@ export interface TracingConfig {
   samplerRatio: number;
 }
 
+/**
+ * A setting that cannot work: thrown by `loadConfig` (and by the checks of
+ * main.ts that run before the database is opened), logged as one line naming
+ * `variable`, and the process exits with EXIT_CONFIGURATION (README "Exit codes").
+ */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+  constructor(
+    /** The environment variable at fault. */
+    readonly variable: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /** Severity of a log line, lowest first. */
 export type LogLevel = "debug" | "info" | "warn" | "error";
 const logLevels: readonly LogLevel[] = ["debug", "info", "warn", "error"];
@@ -154,26 +170,26 @@ export const defaultConfig: Config = {
 };
 
 /**
- * Reads the configuration from environment variables. Throws an Error naming
- * the variable when one is malformed, so that a typo stops the server at
+ * Reads the configuration from environment variables. Throws a ConfigError
+ * naming the variable when one is malformed or set but empty, so that a typo stops the server at
  * startup instead of being silently replaced by a default.
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const port = int(env, "PORT", 0, 65_535) ?? defaultConfig.port;
   const dashboardPort = int(env, "DASHBOARD_PORT", 0, 65_535);
   if (dashboardPort !== undefined && dashboardPort !== 0 && dashboardPort === port) {
-    throw new Error(`DASHBOARD_PORT must differ from PORT (both are ${port})`);
+    throw new ConfigError("DASHBOARD_PORT", `DASHBOARD_PORT must differ from PORT (both are ${port})`);
   }
   const metricsPort = int(env, "METRICS_PORT", 0, 65_535);
   if (metricsPort !== undefined && metricsPort !== 0 && (metricsPort === port || metricsPort === dashboardPort)) {
     const other = metricsPort === port ? "PORT" : "DASHBOARD_PORT";
-    throw new Error(`METRICS_PORT must differ from ${other} (both are ${metricsPort}): the operations server needs a port of its own`);
+    throw new ConfigError("METRICS_PORT", `METRICS_PORT must differ from ${other} (both are ${metricsPort}): the operations server needs a port of its own`);
   }
   return {
     host: str(env, "HOST") ?? defaultConfig.host,
     port,
     dashboardPort,
-    databaseUrl: str(env, "DATABASE_URL"),
+    databaseUrl: databaseUrl(env, "DATABASE_URL"),
     dataDir: str(env, "DATA_DIR") ?? defaultConfig.dataDir,
     databasePoolMax: int(env, "DATABASE_POOL_MAX", 1, 1_000) ?? defaultConfig.databasePoolMax,
     databaseRetryMaxMs: int(env, "DATABASE_RETRY_MAX_MS", 1, 600_000) ?? defaultConfig.databaseRetryMaxMs,
@@ -226,7 +242,7 @@ function seconds(env: NodeJS.ProcessEnv, name: string, what: string): number | u
   if (raw === undefined) return undefined;
   const match = /^(\d{1,9})([smhd])?$/.exec(raw);
   if (match === null || (match[2] === undefined && match[1] !== "0")) {
-    throw new Error(`${name} must be ${what}, written as a whole number of s, m, h or d (e.g. "90d", "12h"), got "${raw}"`);
+    throw new ConfigError(name, `${name} must be ${what}, written as a whole number of s, m, h or d (e.g. "90d", "12h"), got "${raw}"`);
   }
   return Number(match[1]) * (DURATION_UNITS[match[2] ?? "s"] ?? 1);
 }
@@ -236,7 +252,7 @@ function maxAge(env: NodeJS.ProcessEnv, name: string): number | undefined {
   const what = "0 (keep forever) or a max age from 1m to 36500d";
   const value = seconds(env, name, what);
   if (value !== undefined && value !== 0 && (value < MIN_RETENTION_SECONDS || value > MAX_RETENTION_SECONDS)) {
-    throw new Error(`${name} must be ${what}, got "${str(env, name)}"`);
+    throw new ConfigError(name, `${name} must be ${what}, got "${str(env, name)}"`);
   }
   return value;
 }
@@ -245,7 +261,7 @@ function maxAge(env: NodeJS.ProcessEnv, name: string): number | undefined {
 function retentionInterval(env: NodeJS.ProcessEnv, name: string): number | undefined {
   const what = "0 (no background retention) or an interval from 1s to 7d";
   const value = seconds(env, name, what);
-  if (value !== undefined && value !== 0 && value > 7 * 86_400) throw new Error(`${name} must be ${what}, got "${str(env, name)}"`);
+  if (value !== undefined && value !== 0 && value > 7 * 86_400) throw new ConfigError(name, `${name} must be ${what}, got "${str(env, name)}"`);
   return value === undefined ? undefined : value * 1_000;
 }
 
@@ -263,7 +279,7 @@ function tracing(env: NodeJS.ProcessEnv): TracingConfig | undefined {
   const disabled = bool(env, "OTEL_SDK_DISABLED") ?? false;
   const exporter = str(env, "OTEL_TRACES_EXPORTER");
   if (exporter !== undefined && exporter !== "otlp" && exporter !== "none") {
-    throw new Error(`OTEL_TRACES_EXPORTER must be otlp or none (this server exports spans with OTLP only), got "${exporter}"`);
+    throw new ConfigError("OTEL_TRACES_EXPORTER", `OTEL_TRACES_EXPORTER must be otlp or none (this server exports spans with OTLP only), got "${exporter}"`);
   }
   const tracesEndpoint = url(env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
   const endpoint = url(env, "OTEL_EXPORTER_OTLP_ENDPOINT");
@@ -271,17 +287,17 @@ function tracing(env: NodeJS.ProcessEnv): TracingConfig | undefined {
   const protocol = str(env, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") === undefined ? "OTEL_EXPORTER_OTLP_PROTOCOL" : "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
   const protocolValue = str(env, protocol) ?? "http/protobuf";
   if (protocolValue !== "http/protobuf" && protocolValue !== "http/json") {
-    throw new Error(`${protocol} must be http/protobuf or http/json (grpc is not supported: use the collector's HTTP port, 4318), got "${protocolValue}"`);
+    throw new ConfigError(protocol, `${protocol} must be http/protobuf or http/json (grpc is not supported: use the collector's HTTP port, 4318), got "${protocolValue}"`);
   }
   const resourceAttributes = keyValues(env, "OTEL_RESOURCE_ATTRIBUTES");
   const sampler = str(env, "OTEL_TRACES_SAMPLER") ?? "parentbased_always_on";
   if (!(SAMPLERS as readonly string[]).includes(sampler)) {
-    throw new Error(`OTEL_TRACES_SAMPLER must be one of ${SAMPLERS.join(", ")}, got "${sampler}"`);
+    throw new ConfigError("OTEL_TRACES_SAMPLER", `OTEL_TRACES_SAMPLER must be one of ${SAMPLERS.join(", ")}, got "${sampler}"`);
   }
   const ratioRaw = str(env, "OTEL_TRACES_SAMPLER_ARG");
   const ratio = ratioRaw === undefined ? 1 : Number(ratioRaw);
   if (sampler.endsWith("traceidratio") && !(ratio >= 0 && ratio <= 1)) {
-    throw new Error(`OTEL_TRACES_SAMPLER_ARG must be a number from 0 to 1, got "${ratioRaw}"`);
+    throw new ConfigError("OTEL_TRACES_SAMPLER_ARG", `OTEL_TRACES_SAMPLER_ARG must be a number from 0 to 1, got "${ratioRaw}"`);
   }
   return {
     url: tracesEndpoint ?? `${(endpoint ?? "http://localhost:4318").replace(/\/+$/, "")}/v1/traces`,
@@ -300,9 +316,9 @@ function url(env: NodeJS.ProcessEnv, name: string): string | undefined {
   try {
     parsed = new URL(raw);
   } catch {
-    throw new Error(`${name} must be an http:// or https:// URL, got "${raw}"`);
+    throw new ConfigError(name, `${name} must be an http:// or https:// URL, got "${raw}"`);
   }
-  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new Error(`${name} must be an http:// or https:// URL, got "${raw}"`);
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new ConfigError(name, `${name} must be an http:// or https:// URL, got "${raw}"`);
   return raw;
 }
 
@@ -320,15 +336,50 @@ function keyValues(env: NodeJS.ProcessEnv, name: string): Record<string, string>
     } catch {
       value = undefined;
     }
-    if (key === "" || value === undefined) throw new Error(`${name} must be key=value pairs separated by commas, got "${raw}"`);
+    if (key === "" || value === undefined) throw new ConfigError(name, `${name} must be key=value pairs separated by commas, got "${raw}"`);
     pairs[key] = value;
   }
   return pairs;
 }
 
+/**
+ * A variable's value, trimmed; undefined when unset. Set but empty is an
+ * error, not the default (OTEL_* aside): `DATABASE_URL=` from a template whose
+ * secret was never filled in must not start the server on the embedded database.
+ */
 function str(env: NodeJS.ProcessEnv, name: string): string | undefined {
-  const value = env[name]?.trim();
-  return value === "" ? undefined : value;
+  const raw = env[name];
+  if (raw === undefined) return undefined;
+  const value = raw.trim();
+  // The OpenTelemetry specification reads an empty OTEL_* variable as unset.
+  if (value === "" && name.startsWith("OTEL_")) return undefined;
+  if (value === "") throw new ConfigError(name, `${name} is set but empty: give it a value, or unset it for the default`);
+  return value;
+}
+
+/**
+ * DATABASE_URL: a postgres:// or postgresql:// URL that parses (host, and a
+ * port from 1 to 65535 when one is given). Checked here so that a typo stops
+ * the server before anything is opened, instead of being retried as if the
+ * database were down.
+ */
+function databaseUrl(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const raw = str(env, name);
+  if (raw === undefined) return undefined;
+  const expected = `${name} must be a PostgreSQL URL, postgres://USER:PASSWORD@HOST:PORT/DATABASE`;
+  let parsed: URL;
+  try {
+    parsed = new URL(raw);
+  } catch {
+    // The value may hold a password: never repeated.
+    throw new ConfigError(name, `${expected}; the value is not a URL`);
+  }
+  if (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") {
+    throw new ConfigError(name, `${expected}; its scheme is "${parsed.protocol.slice(0, 20)}//", and this server speaks only to PostgreSQL`);
+  }
+  // A socket directory may stand in the query (?host=/var/run/postgresql) instead of the host.
+  if (parsed.hostname === "" && parsed.searchParams.get("host") === null) throw new ConfigError(name, `${expected}; it names no host`);
+  return raw;
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, min: number, max: number): number | undefined {
@@ -336,7 +387,7 @@ function int(env: NodeJS.ProcessEnv, name: string, min: number, max: number): nu
   if (raw === undefined) return undefined;
   const value = Number(raw);
   if (!/^\d+$/.test(raw) || value < min || value > max) {
-    throw new Error(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+    throw new ConfigError(name, `${name} must be an integer from ${min} to ${max}, got "${raw}"`);
   }
   return value;
 }
@@ -345,7 +396,7 @@ function level(env: NodeJS.ProcessEnv, name: string): LogLevel | undefined {
   const raw = str(env, name);
   if (raw === undefined) return undefined;
   if (!(logLevels as readonly string[]).includes(raw)) {
-    throw new Error(`${name} must be one of ${logLevels.join(", ")}, got "${raw}"`);
+    throw new ConfigError(name, `${name} must be one of ${logLevels.join(", ")}, got "${raw}"`);
   }
   return raw as LogLevel;
 }
@@ -353,6 +404,6 @@ function level(env: NodeJS.ProcessEnv, name: string): LogLevel | undefined {
 function bool(env: NodeJS.ProcessEnv, name: string): boolean | undefined {
   const raw = str(env, name);
   if (raw === undefined) return undefined;
-  if (raw !== "true" && raw !== "false") throw new Error(`${name} must be true or false, got "${raw}"`);
+  if (raw !== "true" && raw !== "false") throw new ConfigError(name, `${name} must be true or false, got "${raw}"`);
   return raw === "true";
 }

@@ -113,6 +113,9 @@ function parseKeys(text: string, setting: string): StoredKey[] {
     throw new Error(`${setting} must be a JSON array of keys ({"id", "tenant", "sha256" or "key", "readOnly"})`);
   }
   if (!Array.isArray(parsed)) throw new Error(`${setting} must be a JSON array of keys`);
+  // Set but empty would mean development mode, where any caller acts for any
+  // tenant: a deployment that meant to configure keys must not fail open.
+  if (parsed.length === 0) throw new Error(`${setting} holds an empty list of keys: give at least one key, or unset ${setting} (development mode)`);
   return parsed.map((entry: unknown, i) => parseEntry(entry, `${setting}[${i}]`));
 }
 

@@ -8,7 +8,7 @@ export interface DatabaseAvailabilityOptions {
   knex: Knex;
   logger: Logger;
   /** Applies the migrations (main.ts: `() => migrate(knex)`); retried until it succeeds. */
-  migrate: () => Promise<void>;
+  migrate: () => Promise<unknown>;
   /** Longest wait between two migration attempts (ms); the wait doubles from `retryInitialMs` up to this. */
   retryMaxMs: number;
   /** First wait after a failed migration attempt (ms). Default 250 (or `retryMaxMs` if smaller). */

@@ -65,8 +65,8 @@ export function databaseConfig(options: DatabaseOptions): Knex.Config {
     migrations: { migrationSource, tableName: "knex_migrations" },
     // Knex would print these to the console as free text; keep stdout JSON.
     log: {
-      warn: (message: unknown) => logger.warn("knex", { detail: String(message) }),
-      error: (message: unknown) => logger.error("knex", { detail: String(message) }),
+      warn: (message: unknown) => logger.warn("knex", { detail: withoutStackLines(message) }),
+      error: (message: unknown) => logger.error("knex", { detail: withoutStackLines(message) }),
       deprecate: (method: string, alternative: string) => logger.warn("knex deprecation", { method, alternative }),
       debug: (message: unknown) => logger.debug("knex", { detail: String(message) }),
     },
@@ -118,17 +118,24 @@ export function databaseConfig(options: DatabaseOptions): Knex.Config {
   };
 }
 
+// Knex's warnings quote an error with its stack ("Acquire connection error: error:
+// ...\n    at ..."), once per failed connection while the database is away.
+function withoutStackLines(message: unknown): string {
+  return String(message).split(/\n\s+at /, 1)[0]!;
+}
+
 /**
  * Applies every pending migration. Safe to run on every start and from
  * several replicas at once: Knex's migration lock lets one replica migrate,
- * and the others wait for it here instead of failing.
+ * and the others wait for it here instead of failing. Resolves with the names
+ * of the migrations this call applied (none when the schema was up to date).
  */
-export async function migrate(knex: Knex, timeoutMs = 60_000): Promise<void> {
+export async function migrate(knex: Knex, timeoutMs = 60_000): Promise<string[]> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
-      await knex.migrate.latest();
-      return;
+      const [, applied] = (await knex.migrate.latest()) as [number, string[]];
+      return applied;
     } catch (err) {
       const locked = err instanceof Error && err.message.includes("Migration table is already locked");
       if (!locked || Date.now() > deadline) throw err;

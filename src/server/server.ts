@@ -324,8 +324,10 @@ export function createServer(deps: ServerDeps): AppServer {
           health.setAll(ServingStatus.SERVING);
           retention.start();
           const fields = { ...auth.logFields, tls: tls !== undefined };
-          if (auth.developmentMode) logger.warn("health is SERVING in DEVELOPMENT MODE: no API keys, any caller may act for any tenant", fields);
-          else logger.info("health is SERVING", fields);
+          // Health follows the database too: not SERVING while it has not answered.
+          const state = deps.database === undefined || deps.database.isAvailable ? "health is SERVING" : "health is NOT_SERVING until the database answers";
+          if (auth.developmentMode) logger.warn(`${state} in DEVELOPMENT MODE: no API keys, any caller may act for any tenant`, fields);
+          else logger.info(state, fields);
           resolve((server.address() as AddressInfo).port);
         });
       });

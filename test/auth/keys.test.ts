@@ -64,6 +64,8 @@ describe("KeyStore", () => {
   it.each([
     ["not JSON", `{"id": "a", "key": "${secret}"`, /^AUTH_KEYS must be a JSON array/],
     ["not an array", JSON.stringify({ id: "a", tenant, key: secret }), /^AUTH_KEYS must be a JSON array/],
+    // Issue 12 item 10: an empty list used to fail open into development mode.
+    ["an empty list", "[]", /^AUTH_KEYS holds an empty list of keys/],
     ["an entry without an id", JSON.stringify([{ tenant, key: secret }]), /AUTH_KEYS\[0\]\.id/],
     ["an id with spaces", JSON.stringify([{ id: "a b", tenant, key: secret }]), /AUTH_KEYS\[0\]\.id/],
     ["a tenant that is not a UUID", JSON.stringify([{ id: "a", tenant: "acme", key: secret }]), /AUTH_KEYS\[0\]\.tenant/],
@@ -91,6 +93,15 @@ describe("KeyStore", () => {
 
   it("an unreadable AUTH_KEYS_FILE stops the server, naming it", () => {
     expect(() => KeyStore.load({ authKeysFile: path.join(dir, "missing.json"), authKeys: undefined })).toThrow(/^AUTH_KEYS_FILE: cannot read/);
+  });
+
+  it("an AUTH_KEYS_FILE holding an empty list stops the server instead of falling back to development mode", () => {
+    const file = path.join(dir, "empty.json");
+    fs.writeFileSync(file, "[]\n");
+    expect(() => KeyStore.load({ authKeysFile: file, authKeys: undefined })).toThrow(/^AUTH_KEYS_FILE holds an empty list of keys/);
+    // Keys in the other setting do not make an empty file acceptable: it is still a mistake.
+    const other = JSON.stringify([{ id: "a", tenant, key: secret }]);
+    expect(() => KeyStore.load({ authKeysFile: file, authKeys: other })).toThrow(/^AUTH_KEYS_FILE holds an empty list/);
   });
 
   it("a malformed AUTH_KEYS_FILE names AUTH_KEYS_FILE", () => {

@@ -1,0 +1,116 @@
+// Configuration that cannot work stops the built server (node
+// dist/src/main.js, what npm start and the container run) at once: within
+// 5 s, with a non-zero exit code (README "Exit codes") and one JSON line, at
+// level error, naming the variable and the cause, and no stack trace. A port
+// in use is found before the database is opened. And DATA_DIR is locked: a
+// second server on the same directory refuses to start, naming the directory
+// and the PID holding it, while the lock a SIGKILLed server leaves behind does
+// not block the next start (issue 12, item 4).
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as os from "node:os";
+import * as path from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { copyRepository, exitOf, freePort, killAll, pidExists, run, serverProcess, SERVING } from "./support.js";
+
+let dir: string;
+let scratch: string;
+beforeAll(async () => {
+  dir = copyRepository("orchestrator-state-fail-fast-", { nodeModules: true });
+  scratch = fs.mkdtempSync(path.join(os.tmpdir(), "orchestrator-state-fail-fast-data-"));
+  const build = run(process.execPath, ["scripts/build.mjs"], dir, {});
+  const { code } = await exitOf(build, 240_000);
+  if (code !== 0) throw new Error(`the build failed: ${build.garbage.join("\n")} ${build.stderr()}`);
+}, 300_000);
+afterEach(killAll);
+afterAll(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.rmSync(scratch, { recursive: true, force: true });
+});
+
+/** Starts the server with `env` and expects it to stop by itself within 5 s, as README "Exit codes" says. */
+async function expectRefusal(env: NodeJS.ProcessEnv, expected: { code: number; variable: string; msg: RegExp }) {
+  const proc = serverProcess(dir, { PORT: String(await freePort()), ...env });
+  const { code, signal, ms } = await exitOf(proc, 30_000);
+  expect({ code, signal }).toEqual({ code: expected.code, signal: null });
+  expect(ms).toBeLessThan(5_000);
+  expect(proc.garbage).toEqual([]);
+  expect(proc.stderr()).toBe("");
+  const errors = proc.logs.filter((l) => l.level === "error");
+  expect(errors).toHaveLength(1);
+  expect(errors[0]).toMatchObject({ variable: expected.variable, exitCode: expected.code });
+  expect(String(errors[0]!.msg)).toMatch(expected.msg);
+  expect(String(errors[0]!.msg)).toContain(expected.variable);
+  expect(JSON.stringify(proc.logs)).not.toMatch(/\\n\s+at |"stack"/);
+  return proc;
+}
+
+describe("misconfiguration stops the built server within 5 s with one JSON line naming it", () => {
+  it.each([
+    ["a DATABASE_URL that is not a URL", { DATABASE_URL: "notaurl" }, /DATABASE_URL must be a PostgreSQL URL.*not a URL/],
+    ["a DATABASE_URL of another database (mysql://)", { DATABASE_URL: "mysql://app:secret@127.0.0.1:3306/app" }, /DATABASE_URL .*scheme is "mysql:\/\/"/],
+    ["an empty DATABASE_URL (it used to open PGlite silently)", { DATABASE_URL: "" }, /DATABASE_URL is set but empty/],
+    ["an empty DATA_DIR", { DATA_DIR: "  " }, /DATA_DIR is set but empty/],
+    ["a LOG_LEVEL that is not a level", { LOG_LEVEL: "loud" }, /LOG_LEVEL must be one of debug, info, warn, error, got "loud"/],
+    ["AUTH_KEYS holding an empty list (it used to fail open into development mode)", { AUTH_KEYS: "[]" }, /AUTH_KEYS holds an empty list of keys/],
+  ])("%s", async (_name, env, msg) => {
+    const variable = Object.keys(env)[0]!;
+    const proc = await expectRefusal({ DATA_DIR: "memory://", ...env }, { code: 2, variable, msg });
+    // A password in the URL is never repeated.
+    expect(JSON.stringify(proc.logs)).not.toContain("secret");
+  });
+
+  it("AUTH_KEYS_FILE holding an empty list", async () => {
+    const file = path.join(scratch, "no-keys.json");
+    fs.writeFileSync(file, "[]\n");
+    await expectRefusal({ DATA_DIR: "memory://", AUTH_KEYS_FILE: file }, { code: 2, variable: "AUTH_KEYS_FILE", msg: /AUTH_KEYS_FILE holds an empty list of keys/ });
+  });
+
+  it("a DATA_DIR that cannot be created or written", async () => {
+    const file = path.join(scratch, "a-file");
+    fs.writeFileSync(file, "not a directory\n");
+    await expectRefusal({ DATA_DIR: path.join(file, "data") }, { code: 2, variable: "DATA_DIR", msg: /DATA_DIR .*a-file\/data is not a writable directory/ });
+  });
+
+  it("a PORT in use, found before the database is opened", async () => {
+    const holder = net.createServer();
+    await new Promise<void>((resolve) => holder.listen(0, "127.0.0.1", resolve));
+    const port = (holder.address() as net.AddressInfo).port;
+    const dataDir = path.join(scratch, "port-in-use");
+    try {
+      const proc = await expectRefusal({ PORT: String(port), DATA_DIR: dataDir }, { code: 2, variable: "PORT", msg: new RegExp(`PORT: port ${port} on 127.0.0.1 is in use`) });
+      expect(proc.logs.map((l) => l.msg)).not.toContainEqual(expect.stringMatching(/opening PGlite/));
+      expect(fs.existsSync(dataDir)).toBe(false);
+    } finally {
+      holder.close();
+    }
+  });
+});
+
+describe("DATA_DIR is locked", () => {
+  it("a second server on the same DATA_DIR refuses to start, naming the directory and the PID holding it; after a SIGKILL the next start takes the stale lock", async () => {
+    const dataDir = path.join(scratch, "locked");
+    const first = serverProcess(dir, { PORT: String(await freePort()), DATA_DIR: dataDir });
+    await first.line(SERVING, 120_000);
+    const pid = first.child.pid!;
+
+    const second = await expectRefusal({ DATA_DIR: dataDir }, { code: 3, variable: "DATA_DIR", msg: /DATA_DIR .* is in use by another process/ });
+    const refused = second.logs.find((l) => l.level === "error")!;
+    expect(refused).toMatchObject({ dataDir, pid });
+    expect(String(refused.msg)).toContain(`${dataDir} is in use by another process (PID ${pid})`);
+    expect(first.logs.some((l) => l.level === "error")).toBe(false); // the first one never noticed
+
+    // A crash leaves the lock file behind; its PID is gone.
+    first.child.kill("SIGKILL");
+    await exitOf(first, 10_000);
+    expect(pidExists(pid)).toBe(false);
+    expect(fs.existsSync(path.join(dataDir, "orchestrator-state.lock"))).toBe(true);
+
+    const third = serverProcess(dir, { PORT: String(await freePort()), DATA_DIR: dataDir });
+    await third.line(SERVING, 120_000);
+    third.child.kill("SIGTERM");
+    expect(await exitOf(third, 20_000)).toMatchObject({ code: 0, signal: null });
+    // A clean stop removes the lock.
+    expect(fs.existsSync(path.join(dataDir, "orchestrator-state.lock"))).toBe(false);
+  }, 300_000);
+});
