@@ -28,7 +28,7 @@ import { rewriteGrpcTrailer } from "../validation/request-decoding.js";
 import { type Admission, kRefusal, type Verdict } from "./admission.js";
 import { RequestEnvelopes } from "./grpc-request-envelopes.js";
 import { errorFromResetCode } from "./h2-reset-error.js";
-import { NodeRequestHeaders } from "./node-request-headers.js";
+import { joinRepeatedAuthorization, NodeRequestHeaders } from "./node-request-headers.js";
 import { UnaryHandlerCall, type UnarySpec } from "./unary-handler-call.js";
 
 // Why this exists (issue 6, B0: our stack at least 0.8 of bare @grpc/grpc-js
@@ -239,6 +239,9 @@ export function serveGrpcUnaryFirst(server: http2.Http2Server | http2.Http2Secur
   const toCompat = compat[0]!;
   server.removeAllListeners("stream");
   server.on("stream", function (this: unknown, stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) {
+    // rest: flags, rawHeaders. The compatibility layer's request shares
+    // `headers`, so both paths see several authorization fields joined.
+    joinRepeatedAuthorization(headers, rest[1] as string[] | undefined);
     if (!fastPath.serve(stream, headers)) toCompat.call(this, stream, headers, ...rest);
   });
 }

@@ -45,6 +45,7 @@ import { strictJsonOptions, withRequestDecodeErrors } from "../validation/reques
 import { type Admission, keyAdmission, refusalInterceptor, tenantAdmission, withAdmission } from "./admission.js";
 import { CallDrain } from "./drain.js";
 import { createGrpcUnaryFastPath, serveGrpcUnaryFirst, serviceRegistration, type ServiceRegistration } from "./grpc-unary-fast-path.js";
+import { joinRepeatedAuthorization } from "./node-request-headers.js";
 import { loadTls } from "./tls.js";
 
 /** What the server is built from. */
@@ -263,7 +264,7 @@ export function createServer(deps: ServerDeps): AppServer {
     // connectNodeAdapter's default, spelled out for the fast path.
     acceptCompression: [compressionGzip, compressionBrotli],
   };
-  const handler = connectNodeAdapter({
+  const connectHandler = connectNodeAdapter({
     ...handlerOptions,
     // Larger request messages answer RESOURCE_EXHAUSTED before they are decoded (each method has its own limit, above).
     readMaxBytes: config.maxRequestBytes,
@@ -272,6 +273,13 @@ export function createServer(deps: ServerDeps): AppServer {
     // The HTTP/2 stream of each call, for the stream guard (src/streams/stream-guard.ts).
     contextValues: (req) => createContextValues().set(kHttp2Stream, "stream" in req ? req.stream : undefined),
   });
+  // Several authorization fields are several keys, whatever node:http2 and
+  // node:http keep (src/server/node-request-headers.ts); the fast path does the
+  // same for the streams it takes.
+  const handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+    joinRepeatedAuthorization(req.headers, req.rawHeaders);
+    connectHandler(req, res);
+  };
   // With a certificate: h2 over TLS, and HTTP/1.1 (ALPN) for the Connect and
   // gRPC-Web protocols; without: h2c.
   const server: http2.Http2Server | http2.Http2SecureServer =

@@ -68,10 +68,10 @@ export function createCircuitBreakerService(deps: CircuitBreakerDeps): ServiceIm
     async saveCircuitBreakerState(req, ctx) {
       const b = validateSave(req);
       const expected = req.etag === "" ? undefined : (versionOfEtag(req.etag) ?? "mismatch");
-      const { row } = await queries.changeBreaker(tenantScope(ctx), b.agentKey, { createIfMissing: true }, ({ row, now }) => {
-        // The breaker was created by this transaction (version 1, never
-        // saved): an etag cannot match it.
-        if (expected !== undefined && (expected !== row!.version || row!.version === "1")) {
+      const { row } = await queries.changeBreaker(tenantScope(ctx), b.agentKey, { createIfMissing: true }, ({ row, now, created }) => {
+        // The breaker was created by this transaction (never saved): an etag
+        // cannot match it.
+        if (expected !== undefined && (expected !== row!.version || created)) {
           throw new ConnectError(
             `etag "${req.etag}" does not match the stored breaker of "${b.agentKey}" (it changed, or does not exist); get it again and retry`,
             Code.Aborted,

@@ -13,6 +13,7 @@ const migrations: Record<string, Knex.Migration> = {
   "20261204030000_stored_bytes": await import("./20261204030000_stored_bytes.js"),
   "20261204010000_execution_leases": await import("./20261204010000_execution_leases.js"),
   "20261204080000_partition_routing_decisions": await import("./20261204080000_partition_routing_decisions.js"),
+  "20261204020000_breaker_row_versions": await import("./20261204020000_breaker_row_versions.js"),
 };
 
 /** Knex migration source over the list above. */

@@ -49,6 +49,8 @@ export interface LockedBreaker {
   row: CircuitBreakerModel | undefined;
   /** clock_timestamp() in timestamptz text form. */
   now: string;
+  /** Whether this transaction created the breaker (createIfMissing): no etag can match it yet. */
+  created: boolean;
 }
 
 /** What a change decided: what to write (nothing: leave the row as is), and what to return. */
@@ -70,7 +72,9 @@ export interface Changed<T> {
  * Changes one breaker atomically: in one transaction, optionally creates it
  * (CLOSED, default policy) when missing, locks its row, lets `decide` choose
  * the change from the locked row and the database clock, and writes it: the
- * row (version + 1, update_time = that clock) and, if any, the transition
+ * row (version = the next value of row_version_seq, so that an etag never
+ * repeats for the agent, also across delete and recreate; update_time = that
+ * clock) and, if any, the transition
  * (which notifies watchers on commit, see the migration's trigger). When
  * `decide` throws, nothing is written.
  */
@@ -82,12 +86,15 @@ export async function changeBreaker<T>(
 ): Promise<Changed<T>> {
   return scope.transaction(async (trx) => {
     const key = { tenant: scope.tenantId, agent: agentKey };
+    let created = false;
     if (options.createIfMissing) {
-      await trx.raw(
+      // The version comes from the column's default, nextval('row_version_seq').
+      const inserted = await trx.raw<{ rows: unknown[] }>(
         `INSERT INTO circuit_breakers (tenant_id, agent_key, state) VALUES (:tenant, :agent, 'CLOSED')
-         ON CONFLICT (tenant_id, agent_key) DO NOTHING`,
+         ON CONFLICT (tenant_id, agent_key) DO NOTHING RETURNING 1`,
         key,
       );
+      created = inserted.rows.length === 1;
     }
     // The clock is read by the outer SELECT, after the CTE has returned (and
     // so locked) the row: a wait for another replica's change is not counted
@@ -101,7 +108,7 @@ export async function changeBreaker<T>(
     );
     const { db_now: now, ...found } = rows[0]!;
     const locked = found.agent_key === null ? undefined : CircuitBreakerModel.fromDatabaseJson(found);
-    const decision = decide({ row: locked, now });
+    const decision = decide({ row: locked, now, created });
     let row = locked;
     if (decision.breaker !== undefined) {
       const { policy, ...columns } = decision.breaker;
@@ -110,7 +117,7 @@ export async function changeBreaker<T>(
         .patch({
           ...columns,
           ...(policy === undefined ? {} : { policy }),
-          version: trx.raw("version + 1"),
+          version: trx.raw("nextval('row_version_seq')"),
           update_time: now,
         } as never)
         .returning("*");
@@ -194,7 +201,7 @@ export async function recoverExpired(scope: TenantScope, limit: number): Promise
          UPDATE circuit_breakers b SET
            state = 'HALF_OPEN', failure_count = 0, success_count = 0, consecutive_failures = 0,
            recent_outcomes = '', trial_calls_granted = 0, reset_at = NULL,
-           version = b.version + 1, update_time = (SELECT now FROM clock)
+           version = nextval('row_version_seq'), update_time = (SELECT now FROM clock)
          FROM expired e
          WHERE b.tenant_id = e.tenant_id AND b.agent_key = e.agent_key
          RETURNING b.*, e.failure_count AS from_failure_count, e.success_count AS from_success_count

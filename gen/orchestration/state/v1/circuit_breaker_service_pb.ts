@@ -155,8 +155,10 @@ export type CircuitBreaker = Message<"orchestration.state.v1.CircuitBreaker"> & 
 
   /**
    * Opaque version tag, set by the server on every write (including
-   * RecordCallOutcome and AcquirePermission). Ignored on write: pass it in
-   * SaveCircuitBreakerStateRequest.etag instead.
+   * RecordCallOutcome, AcquirePermission and RecoverCircuitBreakers). Never
+   * repeats for the same agent, also after DeleteCircuitBreakerStates and a
+   * recreate, so an etag read before a delete never matches a later breaker.
+   * Ignored on write: pass it in SaveCircuitBreakerStateRequest.etag instead.
    *
    * @generated from field: string etag = 7;
    */
