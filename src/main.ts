@@ -150,7 +150,8 @@ async function main(): Promise<void> {
   if (operations !== undefined) logger.info("serving /metrics, /livez and /readyz over HTTP/1.1", { host: config.host, port: operations.port });
   const port = await server.listen(config.port, config.host).catch((err: unknown) => Promise.reject(listenError(err, "PORT", config.host, config.port)));
   const transport = config.tlsCertFile === undefined ? "h2c" : "TLS (h2, and HTTP/1.1 for Connect and gRPC-Web)";
-  logger.info(`serving gRPC, gRPC-Web and Connect over ${transport}`, { host: config.host, port, backend, startupMs: sinceStart() });
+  const address = `${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
+  logger.info(`serving gRPC, gRPC-Web and Connect over ${transport}`, { host: config.host, port, address, backend, startupMs: sinceStart() });
   if (config.dashboardPort !== undefined) {
     const dashboardPort = await server
       .listenDashboard(config.dashboardPort, config.host)

@@ -2,7 +2,8 @@
 // dist/src/main.js, what npm start and the container run) at once: within
 // 5 s, with a non-zero exit code (README "Exit codes") and one JSON line, at
 // level error, naming the variable and the cause, and no stack trace. A port
-// in use is found before the database is opened. And DATA_DIR is locked: a
+// in use is found before the database is opened. Startup says what it does.
+// And DATA_DIR is locked: a
 // second server on the same directory refuses to start, naming the directory
 // and the PID holding it, while the lock a SIGKILLed server leaves behind does
 // not block the next start (issue 12, item 4).
@@ -72,6 +73,36 @@ describe("misconfiguration stops the built server within 5 s with one JSON line 
     await expectRefusal({ DATA_DIR: path.join(file, "data") }, { code: 2, variable: "DATA_DIR", msg: /DATA_DIR .*a-file\/data is not a writable directory/ });
   });
 
+  it("a PostgreSQL server that rejects the password (28P01), however often it is asked", async () => {
+    // A server speaking just enough of the protocol to refuse: it reads the
+    // startup message and answers the ErrorResponse PostgreSQL sends for a wrong password.
+    const refusals: number[] = [];
+    const fake = net.createServer((socket) => {
+      socket.once("data", () => {
+        const fields = ["SFATAL", "VFATAL", "C28P01", 'Mpassword authentication failed for user "app"'].map((f) => Buffer.from(`${f}\0`));
+        const body = Buffer.concat([...fields, Buffer.from([0])]);
+        const header = Buffer.alloc(5);
+        header.write("E", 0);
+        header.writeInt32BE(body.length + 4, 1);
+        refusals.push(Date.now());
+        socket.end(Buffer.concat([header, body]));
+      });
+      socket.on("error", () => {});
+    });
+    await new Promise<void>((resolve) => fake.listen(0, "127.0.0.1", resolve));
+    const { port } = fake.address() as net.AddressInfo;
+    try {
+      const proc = await expectRefusal(
+        { DATABASE_URL: `postgres://app:wrong-secret@127.0.0.1:${port}/app` },
+        { code: 2, variable: "DATABASE_URL", msg: /DATABASE_URL: password authentication failed \(28P01/ },
+      );
+      expect(refusals.length).toBeGreaterThanOrEqual(1);
+      expect(JSON.stringify(proc.logs)).not.toContain("wrong-secret");
+    } finally {
+      fake.close();
+    }
+  });
+
   it("a PORT in use, found before the database is opened", async () => {
     const holder = net.createServer();
     await new Promise<void>((resolve) => holder.listen(0, "127.0.0.1", resolve));
@@ -93,6 +124,19 @@ describe("DATA_DIR is locked", () => {
     const first = serverProcess(dir, { PORT: String(await freePort()), DATA_DIR: dataDir });
     await first.line(SERVING, 120_000);
     const pid = first.child.pid!;
+    // Startup says what it does, in order, with timings.
+    const said = (msg: string) => first.logs.findIndex((l) => l.msg === msg);
+    expect(said("starting orchestrator-state")).toBe(0);
+    expect(first.logs[0]).toMatchObject({ level: "info", pid });
+    expect(said(`opening PGlite at ${dataDir}`)).toBeGreaterThan(0);
+    expect(said("migrations applied")).toBeGreaterThan(said(`opening PGlite at ${dataDir}`));
+    expect(first.logs[said("migrations applied")]).toMatchObject({
+      migrations: expect.arrayContaining(["20261126000000_initial_schema"]),
+      durationMs: expect.any(Number),
+    });
+    expect(said(SERVING)).toBeGreaterThan(said("migrations applied"));
+    expect(first.logs[said(SERVING)]).toMatchObject({ address: `127.0.0.1:${first.logs[said(SERVING)]!.port}`, startupMs: expect.any(Number) });
+    expect(first.garbage).toEqual([]);
 
     const second = await expectRefusal({ DATA_DIR: dataDir }, { code: 3, variable: "DATA_DIR", msg: /DATA_DIR .* is in use by another process/ });
     const refused = second.logs.find((l) => l.level === "error")!;

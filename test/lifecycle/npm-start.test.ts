@@ -12,7 +12,7 @@ import { WorkflowStatus } from "../../gen/orchestration/state/v1/workflow_state_
 import { hashKey } from "../../src/auth/key-store.js";
 import { workflowClient } from "../support/clients.js";
 import { newTenant } from "../support/server.js";
-import { copyRepository, exitOf, freePort, killAll, pidExists, portIsFree, type Proc, run, SERVING } from "./support.js";
+import { copyRepository, exitOf, freePort, killAll, pidExists, portIsFree, type Proc, root, run, SERVING } from "./support.js";
 
 const npm = process.platform === "win32" ? "npm.cmd" : "npm";
 const database: NodeJS.ProcessEnv = process.env.TEST_DATABASE_URL ? { DATABASE_URL: process.env.TEST_DATABASE_URL } : { DATA_DIR: "memory://" };
@@ -45,6 +45,30 @@ async function roundTrip(port: number): Promise<void> {
   const saved = await client.saveWorkflowExecution({ execution: { executionId: "e-1", workflowName: "wf", status: WorkflowStatus.RUNNING } });
   expect((await client.getWorkflowExecution({ executionId: "e-1" })).execution).toEqual(saved.execution);
 }
+
+describe("README \"Start it\"", () => {
+  it("shows only commands this file runs (npm start, npm ci --omit=dev, npm run migrate, npm run --silent hash-key)", () => {
+    const readme = fs.readFileSync(path.join(root, "README.md"), "utf8");
+    const section = readme.slice(readme.indexOf("### Start it\n"), readme.indexOf("### Stop it\n"));
+    const block = /```sh\n([\s\S]*?)```/.exec(section)![1]!;
+    const commands = block
+      .split("\n")
+      .map((line) => line.replace(/#.*$/, "").trim())
+      .filter((line) => line !== "")
+      .flatMap((line) => line.split(/ && | \| /))
+      .filter((command) => command.startsWith("npm "));
+    const ran: Record<string, string> = {
+      "npm ci": "npm ci (with dev dependencies) is CI's first step",
+      "npm start": 'run(npm, ["start"]',
+      "npm ci --omit=dev": '"ci", "--omit=dev"',
+      "npm run migrate": '"run", "--silent", "migrate"',
+      "npm run --silent hash-key": '"run", "--silent", "hash-key"',
+    };
+    const self = fs.readFileSync(path.join(root, "test/lifecycle/npm-start.test.ts"), "utf8");
+    expect(new Set(commands)).toEqual(new Set(Object.keys(ran)));
+    for (const command of commands.filter((c) => c !== "npm ci")) expect(self, command).toContain(ran[command]);
+  });
+});
 
 describe("npm start", () => {
   it("builds a missing dist/, serves, and on SIGTERM to npm exits 0 with the port free and no node left behind", async () => {
