@@ -29,6 +29,13 @@ process.on("unhandledRejection", (reason) => {
   process.exit(EXIT.FAILURE);
 });
 
+// Node's own warnings (deprecations, listener leaks) as log lines too: its
+// default printer writes free text to stderr.
+process.removeAllListeners("warning");
+process.on("warning", (warning) => {
+  logger.warn(`node warning: ${warning.message}`, { warning: warning.name, code: (warning as { code?: unknown }).code });
+});
+
 // A signal during startup is acted on once startup is over (an embedded
 // database is never left half migrated); afterwards it stops the server.
 let stop: ((signal: string) => Promise<void>) | undefined;

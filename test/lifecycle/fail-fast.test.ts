@@ -137,6 +137,7 @@ describe("DATA_DIR is locked", () => {
     expect(said(SERVING)).toBeGreaterThan(said("migrations applied"));
     expect(first.logs[said(SERVING)]).toMatchObject({ address: `127.0.0.1:${first.logs[said(SERVING)]!.port}`, startupMs: expect.any(Number) });
     expect(first.garbage).toEqual([]);
+    expect(first.stderr()).toBe(""); // nothing but JSON lines on stdout
 
     const second = await expectRefusal({ DATA_DIR: dataDir }, { code: 3, variable: "DATA_DIR", msg: /DATA_DIR .* is in use by another process/ });
     const refused = second.logs.find((l) => l.level === "error")!;
