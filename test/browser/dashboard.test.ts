@@ -211,6 +211,9 @@ describe(`the dashboard in Chromium (${backendName})`, () => {
     const listed = () => page.$$eval("tr[data-execution]", (rows) => rows.map((r) => (r as HTMLElement).dataset.execution));
     expect((await listed()).sort()).toEqual(["order-1042", "order-1043", "report-77"]);
     expect(await page.locator('tr[data-execution="order-1043"]').innerText()).toMatch(/fulfil-order\s+blocked\s+2 h 1\d min\s+1 \/ 4/);
+    // Leases: two replicas' view of who resumes what (claimed by the seed for 10 minutes).
+    expect(await page.locator('tr[data-execution="order-1042"] td.lease').innerText()).toMatch(/^replica-a, (9|10) min \d+ s left$/);
+    expect(await page.locator('tr[data-execution="report-77"] td.lease').innerText()).toBe("—");
     await screenshot(page, "workflows");
 
     await page.fill('input[name="workflow"]', "weekly-report");

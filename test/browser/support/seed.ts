@@ -93,6 +93,10 @@ export async function seedTenant(baseUrl: string, key: string): Promise<RoutingD
     ],
   } });
   await workflows.saveWorkflowExecution({ execution: { executionId: "report-77", workflowName: "weekly-report", status: WorkflowStatus.PENDING, initiatedBy: "scheduler" } });
+  // One replica holds order-1042 (the oldest incomplete ones are claimed first: order-1043, then order-1042).
+  for await (const _ of workflows.claimIncompleteWorkflows({ owner: "replica-a", leaseDuration: { seconds: 600n }, workflowName: "fulfil-order", maxCount: 2 })) {
+    // Reading to the end keeps every lease.
+  }
   await workflows.saveWorkflowExecution({ execution: {
     executionId: "order-1001", workflowName: "fulfil-order", status: WorkflowStatus.COMPLETED, definition, startedAt: ago(300 * MIN), completedAt: ago(280 * MIN),
   } });

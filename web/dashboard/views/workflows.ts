@@ -25,6 +25,18 @@ function age(e: WorkflowExecution, now: number): string {
   return since === undefined ? "—" : spanText(Math.max(0, now - timeMs(since)));
 }
 
+/**
+ * Who holds the execution's lease (ClaimIncompleteWorkflows) and for how long:
+ * "replica-a, 4 min 10 s left"; "replica-a, expired" once it lapsed (anyone may
+ * claim it again); "—" when nobody claimed it.
+ */
+function leaseText(e: WorkflowExecution, now: number): string {
+  const lease = e.lease;
+  if (lease === undefined) return "—";
+  const left = lease.expireTime === undefined ? 0 : timeMs(lease.expireTime) - now;
+  return left > 0 ? `${lease.owner}, ${spanText(left)} left` : `${lease.owner}, expired`;
+}
+
 export const workflowsView: View = (root, ctx) => {
   if (ctx.param !== undefined) executionView(root, ctx, ctx.param);
   else listView(root, ctx);
@@ -40,6 +52,7 @@ function executionRow(e: WorkflowExecution, now: number): HTMLTableRowElement {
     h("td", null, age(e, now)),
     h("td", { class: "num" }, `${e.stepExecutions.filter((s) => s.status === WorkflowStatus.COMPLETED).length} / ${e.definition?.steps.length || e.stepExecutions.length}`),
     h("td", null, timeText(e.updateTime)),
+    h("td", { class: "lease" }, leaseText(e, now)),
     h("td", null, e.initiatedBy || "—"),
   );
 }
@@ -64,7 +77,7 @@ function listView(root: HTMLElement, ctx: ViewContext): void {
     const now = Date.now();
     await pagedTable(results, ctx, {
       caption: "Newest first; age since the execution started (or was first saved, when it has not started)",
-      headers: ["Execution", "Workflow", "Status", "Age", "Steps done", "Updated", "Initiated by"],
+      headers: ["Execution", "Workflow", "Status", "Age", "Steps done", "Updated", "Held by", "Initiated by"],
       empty: "No executions match.",
       more: "More executions",
       page: async (pageToken) => {
@@ -91,6 +104,7 @@ function executionView(root: HTMLElement, ctx: ViewContext, executionId: string)
       ["Age", age(e, now)],
       ["Initiated by", e.initiatedBy || "—"],
       ["Updated", timeText(e.updateTime)],
+      ["Lease", e.lease === undefined ? "—" : `${leaseText(e, now)} (fencing token ${e.lease.fencingToken})`],
     ];
     if (e.errorMessage !== "") facts.push(["Error", e.errorMessage]);
     for (const [k, v] of Object.entries(e.labels)) facts.push([`Label ${k}`, v]);
