@@ -6,7 +6,8 @@
 // And DATA_DIR is locked: a
 // second server on the same directory refuses to start, naming the directory
 // and the PID holding it, while the lock a SIGKILLed server leaves behind does
-// not block the next start (issue 12, item 4).
+// not block the next start (issue 12, item 4). A SIGTERM during startup waits
+// for the migrations, then stops cleanly.
 import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
@@ -157,5 +158,28 @@ describe("DATA_DIR is locked", () => {
     expect(await exitOf(third, 20_000)).toMatchObject({ code: 0, signal: null });
     // A clean stop removes the lock.
     expect(fs.existsSync(path.join(dataDir, "orchestrator-state.lock"))).toBe(false);
+  }, 300_000);
+});
+
+describe("a signal during startup", () => {
+  it("SIGTERM while the embedded database is being created is acted on once startup is over: the migrations finish, exit 0, the lock is gone", async () => {
+    const dataDir = path.join(scratch, "signal-during-startup");
+    const proc = serverProcess(dir, { PORT: String(await freePort()), DATA_DIR: dataDir });
+    await proc.line(`opening PGlite at ${dataDir}`, 60_000);
+    proc.child.kill("SIGTERM");
+    expect(await exitOf(proc, 120_000)).toMatchObject({ code: 0, signal: null });
+    const msgs = proc.logs.map((l) => l.msg);
+    const deferred = msgs.indexOf("signal received during startup: stopping once started");
+    expect(deferred).toBeGreaterThan(0);
+    expect(msgs.indexOf("migrations applied")).toBeGreaterThan(deferred);
+    expect(msgs.at(-1)).toBe("database closed; exiting");
+    expect(fs.existsSync(path.join(dataDir, "orchestrator-state.lock"))).toBe(false);
+
+    // The database it left is whole: the next start finds nothing to migrate.
+    const again = serverProcess(dir, { PORT: String(await freePort()), DATA_DIR: dataDir });
+    await again.line(SERVING, 120_000);
+    expect(again.logs.some((l) => l.msg === "database schema is up to date: no migration to apply")).toBe(true);
+    again.child.kill("SIGTERM");
+    expect(await exitOf(again, 30_000)).toMatchObject({ code: 0, signal: null });
   }, 300_000);
 });
