@@ -3,7 +3,7 @@
 // peer (a bare grpc-js + pg service, B1-B4) and raw pg (the limit).
 //
 //   npm run bench                                   # DATABASE_URL or postgres://postgres@127.0.0.1:5432/test
-//   npm run bench -- --runs=3 --seconds=5 --only=B0,B1 --b5-rows=1000000
+//   npm run bench -- --runs=3 --seconds=5 --only=B0,B1 --b5-rows=1000000 --b6-rows=1000000
 //
 // Servers and raw-pg baselines run pinned to core 0, load generators to core 1
 // (bench/lib/processes.ts). Each workload is measured `runs` times (default 3),
@@ -35,7 +35,8 @@ const runs = Number(arg("runs", "3"));
 const seconds = Number(arg("seconds", "5"));
 const warmupSeconds = Number(arg("warmup", "1"));
 const b5Rows = Number(arg("b5-rows", "1000000").replace(/_/g, ""));
-const only = new Set(arg("only", "B0,B1,B2,B3,B4,B5,RLS").split(","));
+const b6Rows = Number(arg("b6-rows", "1000000").replace(/_/g, ""));
+const only = new Set(arg("only", "B0,B1,B2,B3,B4,B5,B6,RLS").split(","));
 const outDir = path.resolve(ROOT, arg("out", "bench/results"));
 const databaseUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const logDir = fs.mkdtempSync(path.join(os.tmpdir(), "orchestrator-bench-"));
@@ -257,6 +258,47 @@ async function runB5(): Promise<void> {
   record("B5 pg", { rate: base.rate, p50Ms: base.seconds * 1000, p99Ms: base.seconds * 1000, errors: 0 });
 }
 
+let b6Tenant: string | undefined;
+
+/**
+ * B6: one ClaimIncompleteWorkflows call claiming every execution of its
+ * tenant (each batch an UPDATE taking a lease and a fencing token per row),
+ * against the raw cursor over the same rows, with the server's RSS. The
+ * leases are cleared after each run (as the connecting superuser), so that
+ * every run claims all of them.
+ */
+async function runB6(): Promise<void> {
+  const s = await startOurs();
+  try {
+    const pid = s.child.pid!;
+    const before = memoryOf(pid).rssMb;
+    const samples: { at: number; rssMb: number }[] = [];
+    const sampler = setInterval(() => samples.push({ at: Date.now(), rssMb: memoryOf(pid).rssMb }), 50);
+    const r = await runPinnedJson<{ rows: number; seconds: number; rate: number; markedAt: number | null; status: string }>(
+      LOAD_CORE, "bench/load/stream-load.ts", [JSON.stringify({ url: s.url, tenant: b6Tenant, markRows: MARK_ROWS, claimOwner: "bench" })],
+    );
+    clearInterval(sampler);
+    const peakMb = memoryOf(pid).peakMb;
+    if (r.status !== "0" || r.rows !== b6Rows) throw new Error(`B6: claimed ${r.rows} of ${b6Rows} rows, status ${r.status}`);
+    const peakAtMark = Math.max(before, ...samples.filter((x) => r.markedAt !== null && x.at <= r.markedAt).map((x) => x.rssMb));
+    record("B6 ours", {
+      rate: r.rate, p50Ms: r.seconds * 1000, p99Ms: r.seconds * 1000, errors: 0,
+      extra: { rssBeforeMb: before, peakRssAt100kMb: peakAtMark, peakRssMb: peakMb },
+    });
+  } finally {
+    await stop(s.child);
+    await knex.raw(
+      "UPDATE workflow_executions SET lease_owner = NULL, lease_token = NULL, lease_expire_time = NULL WHERE tenant_id = ? AND lease_token IS NOT NULL",
+      [b6Tenant!],
+    );
+  }
+  const base = await runPinnedJson<{ rows: number; seconds: number; rate: number }>(SERVER_CORE, "bench/baselines/pg-stream.ts", [
+    JSON.stringify({ databaseUrl, tenant: b6Tenant }),
+  ]);
+  if (base.rows !== b6Rows) throw new Error(`B6 baseline read ${base.rows} of ${b6Rows} rows`);
+  record("B6 pg", { rate: base.rate, p50Ms: base.seconds * 1000, p99Ms: base.seconds * 1000, errors: 0 });
+}
+
 /** Row-level security: bench/rls-cost.ts (GetWorkflowExecution's SELECT bound to its tenant against the same SELECT unbound), pinned to the server core. */
 async function runRls(): Promise<void> {
   const r = await runPinnedJson<{ plain: number; scoped: number }>(SERVER_CORE, "bench/rls-cost.ts", [
@@ -285,6 +327,7 @@ function report(meta: Record<string, unknown>): string {
     line("B3", "GetWorkflowExecution, 32 in flight", "B3-get ours", "pg pool, the same SELECT", "B3-get pg", 0.8),
     line("B4", "RecordTaskOutcome, 10 hot agents, 32 in flight", "B4 ours", "pg pool, the same increment", "B4 pg", 0.8),
     line("B5", `StreamIncompleteWorkflows, ${b5Rows.toLocaleString("en")} rows`, "B5 ours", "pg cursor, FETCH 1000, one process", "B5 pg", 0.5, "rows/s"),
+    line("B6", `ClaimIncompleteWorkflows, ${b6Rows.toLocaleString("en")} rows, one claimer`, "B6 ours", "pg cursor, FETCH 1000, one process", "B6 pg", 0.5, "rows/s"),
   ].filter((r): r is Result => r !== undefined);
   // Against the peer (what a team would write instead): calls/s at least 1.0
   // of the peer's (B1, with group commit, 1.5), server CPU per call at most 1.0.
@@ -321,6 +364,11 @@ function report(meta: Record<string, unknown>): string {
   if (b5) {
     const flat = b5.peakRssMb - b5.peakRssAt100kMb;
     out.push("", `B5 server RSS: ${n(b5.rssBeforeMb)} MB before streaming, peak ${n(b5.peakRssAt100kMb)} MB by row ${MARK_ROWS.toLocaleString("en")}, peak ${n(b5.peakRssMb)} MB by the last row (${flat >= 0 ? "+" : ""}${n(flat, 1)} MB); goal under 200 MB and flat: ${b5.peakRssMb < 200 && flat < 10 ? "met" : "NOT met"}.`);
+  }
+  const b6 = measured["B6 ours"] && medianRun(measured["B6 ours"]).extra;
+  if (b6) {
+    const flat = b6.peakRssMb - b6.peakRssAt100kMb;
+    out.push("", `B6 server RSS: ${n(b6.rssBeforeMb)} MB before claiming, peak ${n(b6.peakRssAt100kMb)} MB by row ${MARK_ROWS.toLocaleString("en")}, peak ${n(b6.peakRssMb)} MB by the last row (${flat >= 0 ? "+" : ""}${n(flat, 1)} MB); goal under 200 MB and flat: ${b6.peakRssMb < 200 && flat < 10 ? "met" : "NOT met"}.`);
   }
   if (peers.length > 0) {
     out.push(
@@ -363,12 +411,19 @@ try {
     await seedExecutions(knex, b5Tenant, b5Rows, 0);
     console.error(`B5: loaded ${b5Rows.toLocaleString("en")} executions in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   }
+  if (only.has("B6")) {
+    b6Tenant = newTenant();
+    const t0 = performance.now();
+    await seedExecutions(knex, b6Tenant, b6Rows, 0);
+    console.error(`B6: loaded ${b6Rows.toLocaleString("en")} executions in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+  }
   for (let run = 1; run <= runs; run++) {
     console.error(`run ${run} of ${runs}`);
     if (only.has("B0")) await runB0();
     if (["B1", "B2", "B3", "B4"].some((w) => only.has(w))) await runDatabaseWorkloads();
     if (only.has("RLS")) await runRls();
     if (only.has("B5")) await runB5();
+    if (only.has("B6")) await runB6();
   }
   const table = report(meta);
   fs.writeFileSync(path.join(outDir, "latest.md"), table);

@@ -1,23 +1,34 @@
-// Load generator of B5: one StreamIncompleteWorkflows call over raw gRPC
-// (node:http2), counting the response messages as they arrive without
+// Load generator of B5 and B6: one StreamIncompleteWorkflows call (B5), or
+// one ClaimIncompleteWorkflows call when `claimOwner` is set (B6), over raw
+// gRPC (node:http2), counting the response messages as they arrive without
 // decoding them (the client must not be the bottleneck). Prints one JSON
 // line: rows, rows/s, and the wall-clock time the `markRows`-th row arrived
 // (bench/run.ts reads the server's RSS up to then). Run pinned by bench/run.ts:
 //
 //   tsx bench/load/stream-load.ts '{"url":"http://127.0.0.1:PORT","tenant":"…","markRows":100000}'
+//   tsx bench/load/stream-load.ts '{"url":"…","tenant":"…","markRows":100000,"claimOwner":"bench"}'
 import * as http2 from "node:http2";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { StreamIncompleteWorkflowsRequestSchema } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
+import {
+  ClaimIncompleteWorkflowsRequestSchema,
+  StreamIncompleteWorkflowsRequestSchema,
+} from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
 import { TENANT_HEADER } from "../../src/tenancy/tenant-interceptor.js";
 
 interface Spec {
   url: string;
   tenant: string;
   markRows: number;
+  /** Claim (B6) for this owner, with a one-hour lease, instead of streaming. */
+  claimOwner?: string;
 }
 
 const spec = JSON.parse(process.argv[2]!) as Spec;
-const message = toBinary(StreamIncompleteWorkflowsRequestSchema, create(StreamIncompleteWorkflowsRequestSchema));
+const message =
+  spec.claimOwner === undefined
+    ? toBinary(StreamIncompleteWorkflowsRequestSchema, create(StreamIncompleteWorkflowsRequestSchema))
+    : toBinary(ClaimIncompleteWorkflowsRequestSchema, create(ClaimIncompleteWorkflowsRequestSchema, { owner: spec.claimOwner, leaseDuration: { seconds: 3600n } }));
+const procedure = spec.claimOwner === undefined ? "StreamIncompleteWorkflows" : "ClaimIncompleteWorkflows";
 const body = Buffer.alloc(5 + message.length);
 body.writeUInt32BE(message.length, 1);
 body.set(message, 5);
@@ -33,7 +44,7 @@ let skip = 0;
 
 const stream = session.request({
   ":method": "POST",
-  ":path": "/orchestration.state.v1.WorkflowStateService/StreamIncompleteWorkflows",
+  ":path": `/orchestration.state.v1.WorkflowStateService/${procedure}`,
   "content-type": "application/grpc",
   te: "trailers",
   [TENANT_HEADER]: spec.tenant,
