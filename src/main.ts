@@ -2,6 +2,7 @@
 // The only file that listens or reads process-wide state. Every line it
 // writes is JSON, fatal ones included; README "Operations" tells what each
 // step logs and the exit codes.
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { performance } from "node:perf_hooks";
 import { KeyStore } from "./auth/key-store.js";
@@ -199,6 +200,12 @@ function openDataDir(config: Config): DataDirLock | undefined {
     return undefined;
   }
   const lock = lockDataDir(config.dataDir);
-  logger.info(`opening PGlite at ${path.dirname(lock.path)}`, { dataDir: config.dataDir, lock: lock.path });
+  // A new database is created by the first start: tens of seconds on a slow machine, said up front.
+  const created = !fs.existsSync(path.join(path.dirname(lock.path), "PG_VERSION"));
+  logger.info(`opening PGlite at ${path.dirname(lock.path)}`, {
+    dataDir: config.dataDir,
+    lock: lock.path,
+    ...(created ? { note: "a new database: this first start creates it, which takes a while" } : {}),
+  });
   return lock;
 }

@@ -130,6 +130,7 @@ describe("DATA_DIR is locked", () => {
     expect(said("starting orchestrator-state")).toBe(0);
     expect(first.logs[0]).toMatchObject({ level: "info", pid });
     expect(said(`opening PGlite at ${dataDir}`)).toBeGreaterThan(0);
+    expect(first.logs[said(`opening PGlite at ${dataDir}`)]!.note).toMatch(/a new database: this first start creates it/);
     expect(said("migrations applied")).toBeGreaterThan(said(`opening PGlite at ${dataDir}`));
     expect(first.logs[said("migrations applied")]).toMatchObject({
       migrations: expect.arrayContaining(["20261126000000_initial_schema"]),
@@ -154,6 +155,7 @@ describe("DATA_DIR is locked", () => {
 
     const third = serverProcess(dir, { PORT: String(await freePort()), DATA_DIR: dataDir });
     await third.line(SERVING, 120_000);
+    expect((await third.line(`opening PGlite at ${dataDir}`)).note).toBeUndefined(); // the database exists now
     third.child.kill("SIGTERM");
     expect(await exitOf(third, 20_000)).toMatchObject({ code: 0, signal: null });
     // A clean stop removes the lock.

@@ -134,8 +134,13 @@ describe("a built tree installed with npm ci --omit=dev", () => {
     expect((await exitOf(hash, 60_000)).code).toBe(0);
     expect(hash.garbage).toEqual([hashKey(key)]);
 
+    // A source touched after the build: without the compiler, the start says so and runs dist/ as built.
+    const later = new Date(Date.now() + 60_000);
+    fs.utimesSync(path.join(prod, "src/main.ts"), later, later);
     const { proc, port } = await npmStart(prod, process.env.TEST_DATABASE_URL ? {} : { DATA_DIR: path.join(prod, "data") });
     expect(proc.logs.some((l) => String(l.msg).startsWith("building"))).toBe(false);
+    expect(proc.logs[0]).toMatchObject({ level: "warn", reason: "src/main.ts changed after the last build" });
+    expect(String(proc.logs[0]!.msg)).toMatch(/build tools are not installed .*running dist\/ as built/);
     await roundTrip(port);
     proc.child.kill("SIGTERM");
     expect(await exitOf(proc, 30_000)).toMatchObject({ code: 0, signal: null });
