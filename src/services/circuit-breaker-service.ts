@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import {
@@ -137,18 +138,20 @@ export function createCircuitBreakerService(deps: CircuitBreakerDeps): ServiceIm
 
     async recordCallOutcome(req, ctx) {
       validateRecord(req);
-      const { row, transition } = await queries.changeBreaker(
+      const { row, transition, result } = await queries.changeBreaker(
         tenantScope(ctx),
         req.agentKey,
         { createIfMissing: true },
         ({ row, now }) => {
           const policy = effectivePolicy(policyFromDb(row!.policy));
           const failed = machine.isFailure(req.success, durationToMicros(req.duration), policy);
-          return written(machine.recordOutcome(fieldsFromRow(row!), failed, policy, microsFromDb(now)), undefined);
+          const outcome = machine.recordOutcome(fieldsFromRow(row!), failed, policy, microsFromDb(now), req.permitId);
+          return written(outcome, outcome.counted);
         },
       );
       return create(RecordCallOutcomeResponseSchema, {
         circuitBreaker: breakerFromRow(row!),
+        counted: result,
         stateChanged: transition !== undefined,
         transition: transition === undefined ? undefined : transitionFromRow(transition),
       });
@@ -162,15 +165,18 @@ export function createCircuitBreakerService(deps: CircuitBreakerDeps): ServiceIm
         { createIfMissing: false },
         ({ row, now }) => {
           // No breaker: CLOSED with the default policy, and nothing to store.
-          if (row === undefined) return { result: { permitted: true, retryAtUs: null as number | null } };
-          const permission = machine.acquirePermission(fieldsFromRow(row), effectivePolicy(policyFromDb(row.policy)), microsFromDb(now));
-          return written(permission, { permitted: permission.permitted, retryAtUs: permission.retryAtUs });
+          if (row === undefined) return { result: { permitted: true, retryAtUs: null as number | null, permit: undefined } };
+          const policy = effectivePolicy(policyFromDb(row.policy));
+          const permission = machine.acquirePermission(fieldsFromRow(row), policy, microsFromDb(now), randomUUID());
+          return written(permission, { permitted: permission.permitted, retryAtUs: permission.retryAtUs, permit: permission.permit });
         },
       );
       return create(AcquirePermissionResponseSchema, {
         permitted: result.permitted,
         circuitBreaker: row === undefined ? unstoredBreaker(req.agentKey) : breakerFromRow(row),
         retryTime: result.retryAtUs === null ? undefined : microsToTimestamp(result.retryAtUs),
+        permitId: result.permit?.id ?? "",
+        permitExpireTime: result.permit === undefined ? undefined : microsToTimestamp(result.permit.expiresAtUs),
         transition: transition === undefined ? undefined : transitionFromRow(transition),
       });
     },

@@ -24,6 +24,13 @@ const ratePolicy: EffectivePolicy = {
   minimumCalls: 4,
 };
 
+/** HALF_OPEN with `n` live trial permits t0, t1, ... granted at NOW. */
+function withTrials(n: number): BreakerFields {
+  let b = entered("HALF_OPEN", NOW - 1);
+  for (let i = 0; i < n; i++) b = acquirePermission(b, policy, NOW, `t${i}`).next!;
+  return b;
+}
+
 function run(b: BreakerFields, outcomes: boolean[], p: EffectivePolicy): { b: BreakerFields; reasons: string[] } {
   const reasons: string[] = [];
   for (const failed of outcomes) {
@@ -58,15 +65,31 @@ describe("recordOutcome", () => {
   });
 
   it("closes a HALF_OPEN breaker after the allowed trial successes, and reopens it on a failure", () => {
-    expect(run(entered("HALF_OPEN", NOW - 1), [false, false], policy).reasons).toEqual(["HALF_OPEN->CLOSED:TRIAL_CALLS_SUCCEEDED"]);
-    const reopened = run(entered("HALF_OPEN", NOW - 1), [false, true], policy);
+    expect(run(withTrials(2), [false, false], policy).reasons).toEqual(["HALF_OPEN->CLOSED:TRIAL_CALLS_SUCCEEDED"]);
+    const reopened = run(withTrials(2), [false, true], policy);
     expect(reopened.reasons).toEqual(["HALF_OPEN->OPEN:TRIAL_CALL_FAILED"]);
     expect(reopened.b.resetAtUs).toBe(NOW + policy.openDurationUs);
   });
 
+  it("in HALF_OPEN counts only reports of live trial permits, each once", () => {
+    const b = withTrials(2);
+    // Never granted a trial: no live permit of that id.
+    expect(recordOutcome(b, false, policy, NOW, "someone-else")).toEqual({ next: undefined, transition: undefined, counted: false });
+    // A permit's report uses it up: its second report does not count.
+    const first = recordOutcome(b, false, policy, NOW, "t0");
+    expect(first).toMatchObject({ counted: true, next: { state: "HALF_OPEN", successCount: 1, trialPermits: [{ id: "t1" }] } });
+    expect(recordOutcome(first.next!, false, policy, NOW, "t0").counted).toBe(false);
+    // An expired permit counts no more, failure or success.
+    const late = NOW + policy.halfOpenTrialTimeoutUs;
+    expect(recordOutcome(first.next!, true, policy, late, "t1")).toEqual({ next: undefined, transition: undefined, counted: false });
+    // Without a permit id: the oldest live permit's report; none live, not counted.
+    expect(recordOutcome(b, false, policy, NOW)).toMatchObject({ counted: true, next: { trialPermits: [{ id: "t1" }] } });
+    expect(recordOutcome(entered("HALF_OPEN", NOW), false, policy, NOW)).toMatchObject({ counted: false, next: undefined });
+  });
+
   it("counts nothing while OPEN, FORCED_OPEN or DISABLED", () => {
     for (const state of ["OPEN", "FORCED_OPEN", "DISABLED"] as const) {
-      expect(recordOutcome(entered(state), true, policy, NOW)).toEqual({ next: undefined, transition: undefined });
+      expect(recordOutcome(entered(state), true, policy, NOW)).toEqual({ next: undefined, transition: undefined, counted: false });
     }
   });
 
@@ -82,27 +105,38 @@ describe("recordOutcome", () => {
 describe("acquirePermission", () => {
   it("refuses OPEN before reset_at with the reset time, and moves it to HALF_OPEN with the first trial after", () => {
     const open = entered("OPEN", NOW - 10, NOW + 5);
-    expect(acquirePermission(open, policy, NOW)).toMatchObject({ permitted: false, retryAtUs: NOW + 5, next: undefined });
-    const after = acquirePermission(open, policy, NOW + 5);
+    expect(acquirePermission(open, policy, NOW, "p")).toMatchObject({ permitted: false, retryAtUs: NOW + 5, next: undefined });
+    const after = acquirePermission(open, policy, NOW + 5, "p");
     expect(after).toMatchObject({ permitted: true, next: { state: "HALF_OPEN", trialCallsGranted: 1, openedAtUs: NOW - 10, resetAtUs: null } });
+    expect(after.permit).toEqual({ id: "p", expiresAtUs: NOW + 5 + policy.halfOpenTrialTimeoutUs });
     expect(after.transition).toMatchObject({ from: "OPEN", to: "HALF_OPEN", reason: "OPEN_DURATION_ELAPSED" });
   });
 
-  it("grants HALF_OPEN trials up to the policy's number, then refuses", () => {
+  it("grants HALF_OPEN trials up to the policy's number, then refuses until the first expires", () => {
     let b = entered("HALF_OPEN", NOW);
     const answers = [];
     for (let i = 0; i < 4; i++) {
-      const p = acquirePermission(b, policy, NOW);
+      const p = acquirePermission(b, policy, NOW + i, `t${i}`);
       answers.push(p.permitted);
+      if (!p.permitted) expect(p.retryAtUs).toBe(NOW + policy.halfOpenTrialTimeoutUs);
       b = p.next ?? b;
     }
     expect(answers).toEqual([true, true, false, false]);
+    // t0 expires: its place is given back, once.
+    const later = acquirePermission(b, policy, NOW + policy.halfOpenTrialTimeoutUs, "t9");
+    expect(later).toMatchObject({ permitted: true, next: { trialCallsGranted: 3, trialPermits: [{ id: "t1" }, { id: "t9" }] } });
+    expect(acquirePermission(later.next!, policy, NOW + policy.halfOpenTrialTimeoutUs, "t10").permitted).toBe(false);
+  });
+
+  it("a success counted keeps its place: trials plus successes never pass the policy's number", () => {
+    const b = recordOutcome(withTrials(2), false, policy, NOW, "t0").next!;
+    expect(acquirePermission(b, policy, NOW, "x").permitted).toBe(false);
   });
 
   it("always permits CLOSED and DISABLED and never FORCED_OPEN, writing nothing", () => {
-    expect(acquirePermission(entered("CLOSED"), policy, NOW)).toMatchObject({ permitted: true, next: undefined });
-    expect(acquirePermission(entered("DISABLED"), policy, NOW)).toMatchObject({ permitted: true, next: undefined });
-    expect(acquirePermission(entered("FORCED_OPEN"), policy, NOW)).toMatchObject({ permitted: false, retryAtUs: null, next: undefined });
+    expect(acquirePermission(entered("CLOSED"), policy, NOW, "p")).toMatchObject({ permitted: true, next: undefined, permit: undefined });
+    expect(acquirePermission(entered("DISABLED"), policy, NOW, "p")).toMatchObject({ permitted: true, next: undefined, permit: undefined });
+    expect(acquirePermission(entered("FORCED_OPEN"), policy, NOW, "p")).toMatchObject({ permitted: false, retryAtUs: null, next: undefined });
   });
 });
 

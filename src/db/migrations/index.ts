@@ -14,6 +14,7 @@ const migrations: Record<string, Knex.Migration> = {
   "20261204010000_execution_leases": await import("./20261204010000_execution_leases.js"),
   "20261204080000_partition_routing_decisions": await import("./20261204080000_partition_routing_decisions.js"),
   "20261204020000_breaker_row_versions": await import("./20261204020000_breaker_row_versions.js"),
+  "20261204020100_breaker_trial_permits": await import("./20261204020100_breaker_trial_permits.js"),
 };
 
 /** Knex migration source over the list above. */

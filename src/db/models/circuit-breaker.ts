@@ -8,7 +8,7 @@ import { Model } from "objection";
 export class CircuitBreakerModel extends Model {
   static override tableName = "circuit_breakers";
   static override idColumn = ["tenant_id", "agent_key"];
-  static override jsonAttributes = ["policy"];
+  static override jsonAttributes = ["policy", "trial_permits"];
 
   tenant_id!: string;
   agent_key!: string;
@@ -20,6 +20,8 @@ export class CircuitBreakerModel extends Model {
   /** Outcomes of the most recent calls in CLOSED, oldest first: '0' success, '1' failure. */
   recent_outcomes!: string;
   trial_calls_granted!: number;
+  /** Live HALF_OPEN trial permits, oldest first (see the migration 20261204020100_breaker_trial_permits). */
+  trial_permits!: { id: string; expires_us: number }[];
   opened_at!: string | null;
   reset_at!: string | null;
   /** CircuitBreakerPolicy overrides as protobuf JSON (proto field names); {} = all defaults. */

@@ -25,6 +25,8 @@ export interface BreakerColumns {
   consecutive_failures: number;
   recent_outcomes: string;
   trial_calls_granted: number;
+  /** Live HALF_OPEN trial permits (a jsonb array). */
+  trial_permits: { id: string; expires_us: number }[];
   opened_at: string | null;
   reset_at: string | null;
   /** Only when the change replaces the policy overrides. */
@@ -200,7 +202,7 @@ export async function recoverExpired(scope: TenantScope, limit: number): Promise
        changed AS (
          UPDATE circuit_breakers b SET
            state = 'HALF_OPEN', failure_count = 0, success_count = 0, consecutive_failures = 0,
-           recent_outcomes = '', trial_calls_granted = 0, reset_at = NULL,
+           recent_outcomes = '', trial_calls_granted = 0, trial_permits = '[]', reset_at = NULL,
            version = nextval('row_version_seq'), update_time = (SELECT now FROM clock)
          FROM expired e
          WHERE b.tenant_id = e.tenant_id AND b.agent_key = e.agent_key

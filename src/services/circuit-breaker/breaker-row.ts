@@ -61,6 +61,7 @@ export function fieldsFromRow(row: CircuitBreakerModel): BreakerFields {
     consecutiveFailures: int8FromDb(row.consecutive_failures),
     recentOutcomes: row.recent_outcomes,
     trialCallsGranted: row.trial_calls_granted,
+    trialPermits: row.trial_permits.map((p) => ({ id: p.id, expiresAtUs: p.expires_us })),
     openedAtUs: row.opened_at === null ? null : microsFromDb(row.opened_at),
     resetAtUs: row.reset_at === null ? null : microsFromDb(row.reset_at),
   };
@@ -75,6 +76,7 @@ export function breakerColumns(f: BreakerFields, policy?: CircuitBreakerPolicy):
     consecutive_failures: f.consecutiveFailures,
     recent_outcomes: f.recentOutcomes,
     trial_calls_granted: f.trialCallsGranted,
+    trial_permits: f.trialPermits.map((p) => ({ id: p.id, expires_us: p.expiresAtUs })),
     opened_at: microsToDb(f.openedAtUs),
     reset_at: microsToDb(f.resetAtUs),
     ...(policy === undefined ? {} : { policy: policyToDb(policy) }),

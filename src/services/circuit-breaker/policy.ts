@@ -21,6 +21,8 @@ export interface EffectivePolicy {
   halfOpenTrialCalls: number;
   /** A success at least this slow counts as a failure; null: never. */
   slowCallDurationUs: number | null;
+  /** How long a HALF_OPEN trial permit lives unless reported. */
+  halfOpenTrialTimeoutUs: number;
 }
 
 /** The server defaults, as documented on CircuitBreakerPolicy. */
@@ -33,6 +35,7 @@ export const DEFAULT_POLICY: EffectivePolicy = {
   openDurationUs: 60_000_000,
   halfOpenTrialCalls: 3,
   slowCallDurationUs: null,
+  halfOpenTrialTimeoutUs: 60_000_000,
 };
 
 /** Limits of each policy field, checked by validation. */
@@ -44,6 +47,7 @@ export const POLICY_LIMITS = {
   minDurationUs: 1_000,
   maxOpenDurationUs: 30 * 24 * 3600 * 1_000_000,
   maxSlowCallDurationUs: 24 * 3600 * 1_000_000,
+  maxHalfOpenTrialTimeoutUs: 24 * 3600 * 1_000_000,
 } as const;
 
 /** An agent's overrides with every default filled in. */
@@ -60,6 +64,8 @@ export function effectivePolicy(p: CircuitBreakerPolicy | undefined): EffectiveP
     openDurationUs: p.openDuration === undefined ? DEFAULT_POLICY.openDurationUs : durationToMicros(p.openDuration),
     halfOpenTrialCalls: p.halfOpenTrialCalls || DEFAULT_POLICY.halfOpenTrialCalls,
     slowCallDurationUs: p.slowCallDuration === undefined ? DEFAULT_POLICY.slowCallDurationUs : durationToMicros(p.slowCallDuration),
+    halfOpenTrialTimeoutUs:
+      p.halfOpenTrialTimeout === undefined ? DEFAULT_POLICY.halfOpenTrialTimeoutUs : durationToMicros(p.halfOpenTrialTimeout),
   };
 }
 
@@ -74,6 +80,7 @@ export function effectivePolicyMessage(e: EffectivePolicy): CircuitBreakerPolicy
     openDuration: durationFromMicros(e.openDurationUs),
     halfOpenTrialCalls: e.halfOpenTrialCalls,
     slowCallDuration: e.slowCallDurationUs === null ? undefined : durationFromMicros(e.slowCallDurationUs),
+    halfOpenTrialTimeout: durationFromMicros(e.halfOpenTrialTimeoutUs),
   });
 }
 

@@ -28,8 +28,20 @@ export interface BreakerFields {
   /** Outcomes of the most recent calls in CLOSED, oldest first: '0' success, '1' failure. */
   recentOutcomes: string;
   trialCallsGranted: number;
+  /**
+   * HALF_OPEN: the trial permits granted in this period and neither reported
+   * nor dropped as expired, oldest first. Each is a lease: once expired it no
+   * longer takes a trial's place, and its report no longer counts.
+   */
+  trialPermits: TrialPermit[];
   openedAtUs: number | null;
   resetAtUs: number | null;
+}
+
+/** A HALF_OPEN trial permit: its id (handed to the caller) and when it expires. */
+export interface TrialPermit {
+  id: string;
+  expiresAtUs: number;
 }
 
 /** A state change and the counts that caused it (those of the state it leaves). */
@@ -59,6 +71,7 @@ export function entered(state: StateName, openedAtUs: number | null = null, rese
     consecutiveFailures: 0,
     recentOutcomes: "",
     trialCallsGranted: 0,
+    trialPermits: [],
     openedAtUs,
     resetAtUs,
   };
@@ -93,12 +106,38 @@ function open(b: BreakerFields, reason: ReasonName, policy: EffectivePolicy, now
   return { next: entered("OPEN", nowUs, nowUs + policy.openDurationUs), transition: transitionOf(b, "OPEN", reason) };
 }
 
+/** The permits of `b` that have not expired at `nowUs`. */
+function livePermits(b: BreakerFields, nowUs: number): TrialPermit[] {
+  return b.trialPermits.filter((p) => p.expiresAtUs > nowUs);
+}
+
+/** A step's result, and whether the outcome was counted. */
+export interface Outcome extends Step {
+  counted: boolean;
+}
+
 /**
  * Counts one call's outcome. CLOSED: counted, and opens when the threshold is
- * crossed. HALF_OPEN: a failure reopens; the policy's number of successes
- * closes. OPEN, FORCED_OPEN, DISABLED: not counted, nothing written.
+ * crossed. HALF_OPEN: only the report of a live trial permit counts, and uses
+ * the permit up (`permitId`; empty: the oldest live permit, so a client that
+ * keeps no permit ids still ends trials); a failure reopens, the policy's
+ * number of successes closes. A report without a live permit (expired,
+ * already reported, never granted) is not counted. OPEN, FORCED_OPEN,
+ * DISABLED: not counted. Nothing counted, nothing written.
  */
-export function recordOutcome(b: BreakerFields, failed: boolean, policy: EffectivePolicy, nowUs: number): Step {
+export function recordOutcome(b: BreakerFields, failed: boolean, policy: EffectivePolicy, nowUs: number, permitId = ""): Outcome {
+  if (b.state === "HALF_OPEN") {
+    const live = livePermits(b, nowUs);
+    const permit = permitId === "" ? live[0] : live.find((p) => p.id === permitId);
+    if (permit === undefined) return { next: undefined, transition: undefined, counted: false };
+    const rest = { ...b, trialPermits: live.filter((p) => p !== permit) };
+    return { ...countOutcome(rest, failed, policy, nowUs), counted: true };
+  }
+  const step = countOutcome(b, failed, policy, nowUs);
+  return { ...step, counted: step.next !== undefined };
+}
+
+function countOutcome(b: BreakerFields, failed: boolean, policy: EffectivePolicy, nowUs: number): Step {
   switch (b.state) {
     case "CLOSED": {
       const counted: BreakerFields = {
@@ -138,18 +177,24 @@ export function recordOutcome(b: BreakerFields, failed: boolean, policy: Effecti
 /** The answer of AcquirePermission, with what to write. */
 export interface Permission extends Step {
   permitted: boolean;
-  /** When refused because OPEN: the breaker's reset time. */
+  /** When refused because OPEN: the breaker's reset time; because every trial is taken: when the first live one expires. */
   retryAtUs: number | null;
+  /** The trial permit granted (HALF_OPEN), if any. */
+  permit: TrialPermit | undefined;
 }
 
 /**
  * Decides whether one call may go to the agent now. OPEN past its reset time
- * moves to HALF_OPEN and grants the first trial; HALF_OPEN grants trials until
- * the policy's number is reached, counting every replica's grants (they are
- * stored).
+ * moves to HALF_OPEN and grants the first trial; HALF_OPEN grants trials while
+ * the live permits and the successes counted are fewer than the policy's
+ * number, counting every replica's grants (they are stored). A trial permit
+ * (`newPermitId`) expires after the policy's trial timeout: then it no longer
+ * takes a place, so a replica that took trials and never reports cannot keep
+ * the others out.
  */
-export function acquirePermission(b: BreakerFields, policy: EffectivePolicy, nowUs: number): Permission {
-  const nothing = { next: undefined, transition: undefined };
+export function acquirePermission(b: BreakerFields, policy: EffectivePolicy, nowUs: number, newPermitId: string): Permission {
+  const nothing = { next: undefined, transition: undefined, permit: undefined };
+  const permit = { id: newPermitId, expiresAtUs: nowUs + policy.halfOpenTrialTimeoutUs };
   switch (b.state) {
     case "CLOSED":
     case "DISABLED":
@@ -159,14 +204,26 @@ export function acquirePermission(b: BreakerFields, policy: EffectivePolicy, now
     case "OPEN":
       if (b.resetAtUs !== null && nowUs < b.resetAtUs) return { ...nothing, permitted: false, retryAtUs: b.resetAtUs };
       return {
-        next: { ...entered("HALF_OPEN", b.openedAtUs ?? nowUs), trialCallsGranted: 1 },
+        next: { ...entered("HALF_OPEN", b.openedAtUs ?? nowUs), trialCallsGranted: 1, trialPermits: [permit] },
         transition: transitionOf(b, "HALF_OPEN", "OPEN_DURATION_ELAPSED"),
         permitted: true,
         retryAtUs: null,
+        permit,
       };
-    case "HALF_OPEN":
-      if (b.trialCallsGranted >= policy.halfOpenTrialCalls) return { ...nothing, permitted: false, retryAtUs: null };
-      return { next: { ...b, trialCallsGranted: b.trialCallsGranted + 1 }, transition: undefined, permitted: true, retryAtUs: null };
+    case "HALF_OPEN": {
+      const live = livePermits(b, nowUs);
+      if (live.length + b.successCount >= policy.halfOpenTrialCalls) {
+        // Every place is taken by a live trial (or a success): the first to expire frees one.
+        return { ...nothing, permitted: false, retryAtUs: live.length > 0 ? Math.min(...live.map((p) => p.expiresAtUs)) : null };
+      }
+      return {
+        next: { ...b, trialCallsGranted: b.trialCallsGranted + 1, trialPermits: [...live, permit] },
+        transition: undefined,
+        permitted: true,
+        retryAtUs: null,
+        permit,
+      };
+    }
   }
 }
 

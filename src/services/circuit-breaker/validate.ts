@@ -23,6 +23,7 @@ import { timestampToMicros } from "./breaker-row.js";
 
 const MAX_AGENT_KEY = 200;
 const MAX_WATCHED_AGENTS = 100;
+const MAX_PERMIT_ID = 100;
 /** Most entries of a `states` filter (there are five states; duplicates are ignored). */
 export const MAX_STATE_FILTERS = 10;
 // Counters are exposed as int64 but computed with JS numbers.
@@ -84,6 +85,7 @@ function validatePolicy(v: Violations, prefix: string, p: CircuitBreakerPolicy):
   v.intRange(`${prefix}.half_open_trial_calls`, p.halfOpenTrialCalls, 0, POLICY_LIMITS.halfOpenTrialCalls);
   durationWithin(v, `${prefix}.open_duration`, p.openDuration, POLICY_LIMITS.maxOpenDurationUs, "30 days");
   durationWithin(v, `${prefix}.slow_call_duration`, p.slowCallDuration, POLICY_LIMITS.maxSlowCallDurationUs, "1 day");
+  durationWithin(v, `${prefix}.half_open_trial_timeout`, p.halfOpenTrialTimeout, POLICY_LIMITS.maxHalfOpenTrialTimeoutUs, "1 day");
   if (v.list.length === 0) {
     const e = effectivePolicy(p);
     if (e.minimumCalls > e.slidingWindowSize) {
@@ -129,6 +131,7 @@ export function validateRecord(req: RecordCallOutcomeRequest): void {
   const v = new Violations();
   v.string("agent_key", req.agentKey, 1, MAX_AGENT_KEY);
   v.duration("duration", req.duration);
+  v.string("permit_id", req.permitId, 0, MAX_PERMIT_ID);
   v.throwIfAny();
 }
 
