@@ -120,6 +120,18 @@ export function registerDatabaseMetrics(metrics: Metrics, deps: DatabaseMetricsD
     },
   });
   new Gauge({
+    name: "orchestrator_state_leased_executions",
+    help: "Incomplete workflow executions under a live lease (ClaimIncompleteWorkflows), across tenants, by status. Every replica reports the same value: aggregate with max().",
+    labelNames: ["status"] as const,
+    registers,
+    async collect() {
+      const counts = await read();
+      this.reset();
+      if (counts === undefined) return;
+      for (const status of INCOMPLETE) this.set({ status }, counts.incompleteByStatus.find((e) => e.status === status)?.leased ?? 0);
+    },
+  });
+  new Gauge({
     name: "orchestrator_state_incomplete_execution_oldest_start_timestamp_seconds",
     help: "started_at of the oldest incomplete execution of each status, across tenants (Unix time, seconds); absent when there is none.",
     labelNames: ["status"] as const,

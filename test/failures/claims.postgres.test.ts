@@ -32,13 +32,17 @@ beforeAll(async () => {
   const env = { DATABASE_URL: postgresUrl(), DATABASE_POOL_MAX: "8" };
   servers.push(...(await Promise.all([0, 1, 2].map(() => startServerProcess(env)))));
 }, 120_000);
+const tenants: string[] = [];
 afterAll(async () => {
   killAll();
+  // 14,000 executions: not left behind for the tests that count rows across tenants.
+  await knex("workflow_executions").whereIn("tenant_id", tenants).delete();
   await knex.destroy();
 });
 
 /** `n` incomplete executions of `tenant`, x-00001 first, three per started_at millisecond (ties across batches). */
 async function seed(tenant: string, n: number): Promise<string[]> {
+  tenants.push(tenant);
   await knex.raw(
     `INSERT INTO workflow_executions (tenant_id, execution_id, workflow_name, status, started_at)
      SELECT ?::uuid, 'x-' || lpad(i::text, 5, '0'), 'claims', (ARRAY['PENDING', 'RUNNING', 'BLOCKED'])[1 + i % 3],

@@ -32,6 +32,7 @@ let grpcJs: grpc.Client & Record<string, UnaryMethod | StreamMethod>;
 let samples: Sample[];
 let scrape: string;
 const tenant = newTenant();
+const leaseTenant = newTenant();
 const agent = `agent-${tenant}`;
 
 function call(method: string, req: object, md: grpc.Metadata): Promise<Obj> {
@@ -83,6 +84,11 @@ beforeAll(async () => {
   // Connect: 1 list OK, 1 get without a tenant header INVALID_ARGUMENT.
   await workflowClient(t.baseUrl, tenant, "connect").listWorkflowExecutions({});
   expect(await codeOf(workflowClient(t.baseUrl, undefined, "connect").getWorkflowExecution({ executionId: "m-1" }))).toBe("InvalidArgument");
+  // A replica of another tenant claims its one BLOCKED execution (a live lease).
+  const claimer = workflowClient(t.baseUrl, leaseTenant, "grpc");
+  // (Stored with SQL: a save here would count in the RPC series this test checks.)
+  await t.knex("workflow_executions").insert({ tenant_id: leaseTenant, execution_id: "leased", workflow_name: "w", status: "BLOCKED", started_at: new Date().toISOString() });
+  for await (const _ of claimer.claimIncompleteWorkflows({ owner: "replica-m", leaseDuration: { seconds: 600n, nanos: 0 } }));
   // Outcomes: 3 successes and 1 failure for the agent; 2 failed decisions recorded one by one (group
   // commit), one of them with update_statistics (an outcome).
   const stats = connectClient(StatisticsService, t.baseUrl, tenant);
@@ -148,6 +154,10 @@ describe("/metrics", () => {
     expect(outcome("failure")).toBe(2);
     // Across tenants (the database may hold other tests' rows): at least this test's two RUNNING executions.
     expect(sampleValue(samples, "orchestrator_state_incomplete_executions", { status: "RUNNING" })).toBeGreaterThanOrEqual(2);
+    // At least the BLOCKED execution claimed above, never more than there are.
+    const leased = sampleValue(samples, "orchestrator_state_leased_executions", { status: "BLOCKED" });
+    expect(leased).toBeGreaterThanOrEqual(1);
+    expect(leased).toBeLessThanOrEqual(sampleValue(samples, "orchestrator_state_incomplete_executions", { status: "BLOCKED" })!);
     const oldest = sampleValue(samples, "orchestrator_state_incomplete_execution_oldest_start_timestamp_seconds", { status: "RUNNING" });
     expect(oldest).toBeLessThanOrEqual(Date.now() / 1000);
     for (const state of ["CLOSED", "OPEN", "HALF_OPEN", "FORCED_OPEN", "DISABLED"]) {

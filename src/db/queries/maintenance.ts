@@ -63,25 +63,34 @@ export async function retentionTenants(
 /** The aggregates behind the domain gauges of /metrics, across tenants. */
 export interface DomainCounts {
   breakersByState: { state: string; count: number }[];
-  incompleteByStatus: { status: string; count: number; oldest_started_at: string }[];
+  /** Per status: how many, how many of them under a live lease (ClaimIncompleteWorkflows), and the oldest start. */
+  incompleteByStatus: { status: string; count: number; leased: number; oldest_started_at: string }[];
 }
 
 /**
- * Breakers per state, and incomplete executions per status with the oldest
- * start time (from the partial index on incomplete rows, which stay few).
+ * Breakers per state, and incomplete executions per status with those under
+ * a live lease and the oldest start time (from the partial index on
+ * incomplete rows, which stay few).
  */
 export async function domainCounts(knex: Knex, timeoutMs: number): Promise<DomainCounts> {
   return asMaintenance(knex, timeoutMs, async (trx) => {
     const breakers = await trx.raw<{ rows: { state: string; count: string }[] }>(
       "SELECT state, count(*) AS count FROM circuit_breakers GROUP BY state",
     );
-    const incomplete = await trx.raw<{ rows: { status: string; count: string; oldest_started_at: string }[] }>(
-      `SELECT status, count(*) AS count, min(started_at) AS oldest_started_at FROM workflow_executions
+    const incomplete = await trx.raw<{ rows: { status: string; count: string; leased: string; oldest_started_at: string }[] }>(
+      `SELECT status, count(*) AS count, count(*) FILTER (WHERE lease_expire_time > now()) AS leased,
+              min(started_at) AS oldest_started_at
+       FROM workflow_executions
        WHERE status IN ('PENDING', 'RUNNING', 'BLOCKED') GROUP BY status`,
     );
     return {
       breakersByState: breakers.rows.map((r) => ({ state: r.state, count: Number(r.count) })),
-      incompleteByStatus: incomplete.rows.map((r) => ({ status: r.status, count: Number(r.count), oldest_started_at: r.oldest_started_at })),
+      incompleteByStatus: incomplete.rows.map((r) => ({
+        status: r.status,
+        count: Number(r.count),
+        leased: Number(r.leased),
+        oldest_started_at: r.oldest_started_at,
+      })),
     };
   });
 }
