@@ -20,6 +20,8 @@ export interface Config {
   databaseRetryMaxMs: number;
   /** Time between two probes (`SELECT 1`) of the database once it is migrated (ms). */
   databaseProbeIntervalMs: number;
+  /** PostgreSQL: longest a statement of a call may run; a connection silent 1 s longer is presumed dead (ms). */
+  databaseStatementTimeoutMs: number;
   /** After SIGTERM/SIGINT, how long health says NOT_SERVING while calls are still taken (ms). */
   shutdownDrainDelayMs: number;
   /** After the drain delay, how long in-flight unary calls get to finish (ms). */
@@ -128,6 +130,7 @@ export const defaultConfig: Config = {
   databasePoolMax: 10,
   databaseRetryMaxMs: 30_000,
   databaseProbeIntervalMs: 5_000,
+  databaseStatementTimeoutMs: 20_000,
   shutdownDrainDelayMs: 0,
   shutdownGraceMs: 10_000,
   // Rows of a batch wait in memory while they are sent: 100 kept StreamIncompleteWorkflows'
@@ -194,6 +197,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databasePoolMax: int(env, "DATABASE_POOL_MAX", 1, 1_000) ?? defaultConfig.databasePoolMax,
     databaseRetryMaxMs: int(env, "DATABASE_RETRY_MAX_MS", 1, 600_000) ?? defaultConfig.databaseRetryMaxMs,
     databaseProbeIntervalMs: int(env, "DATABASE_PROBE_INTERVAL_MS", 100, 600_000) ?? defaultConfig.databaseProbeIntervalMs,
+    databaseStatementTimeoutMs: int(env, "DATABASE_STATEMENT_TIMEOUT_MS", 100, 3_600_000) ?? defaultConfig.databaseStatementTimeoutMs,
     shutdownDrainDelayMs: int(env, "SHUTDOWN_DRAIN_DELAY_MS", 0, 600_000) ?? defaultConfig.shutdownDrainDelayMs,
     shutdownGraceMs: int(env, "SHUTDOWN_GRACE_MS", 0, 600_000) ?? defaultConfig.shutdownGraceMs,
     streamBatchSize: int(env, "STREAM_BATCH_SIZE", 1, 10_000) ?? defaultConfig.streamBatchSize,

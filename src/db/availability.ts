@@ -177,7 +177,9 @@ export class DatabaseAvailability {
       let timer: NodeJS.Timeout | undefined;
       try {
         await Promise.race([
-          this.options.knex.raw("SELECT 1"),
+          // pg gives up on the answer at the same time: the connection, if
+          // it is dead, fails the pool's check and is discarded (database.ts).
+          this.options.knex.raw("SELECT 1").options({ query_timeout: this.probeTimeoutMs }),
           new Promise((_, reject) => {
             timer = setTimeout(() => reject(new Error(`no answer to SELECT 1 within ${this.probeTimeoutMs} ms`)), this.probeTimeoutMs);
           }),

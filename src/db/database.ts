@@ -3,6 +3,7 @@ import knexFactory, { type Knex } from "knex";
 import ClientPgLite from "knex-pglite";
 import pg from "pg";
 import { createLogger, type Logger } from "../logging/logger.js";
+import { ANSWER_GRACE_MS, DEFAULT_STATEMENT_TIMEOUT_MS } from "./answer-timeout.js";
 import { migrationSource } from "./migrations/index.js";
 import { SESSION_SETTINGS_SQL } from "./session-settings.js";
 
@@ -14,6 +15,11 @@ export interface DatabaseOptions {
   dataDir?: string;
   /** Maximum connections of the PostgreSQL pool (PGlite has exactly one). */
   poolMax?: number;
+  /**
+   * PostgreSQL: the longest a statement of a call may run (DATABASE_STATEMENT_TIMEOUT_MS);
+   * a connection silent for ANSWER_GRACE_MS more is presumed dead (answer-timeout.ts).
+   */
+  statementTimeoutMs?: number;
   /** Where Knex's own warnings go (pool errors, deprecations); stdout as JSON lines if unset. */
   logger?: Logger;
 }
@@ -58,6 +64,23 @@ export function createDatabase(options: DatabaseOptions): Knex {
   return knexFactory(databaseConfig(options));
 }
 
+// TCP keepalive on every PostgreSQL connection: an idle connection whose peer
+// vanished (partition, failover) is found by the kernel after this much
+// silence plus its probes, instead of failing the next call that takes it.
+const KEEPALIVE_INITIAL_DELAY_MS = 10_000;
+
+/**
+ * Whether a pooled pg connection can serve a call: not ended, not broken, and
+ * not still waiting for the answer to a statement that gave up on it (pg's
+ * query_timeout fails the statement but leaves it in flight, and everything
+ * sent after it would wait behind it). Knex's pool checks it on every acquire
+ * and discards the connections that fail it.
+ */
+function isServiceable(connection: pg.Client): boolean {
+  const c = connection as pg.Client & { readyForQuery?: boolean; activeQuery?: unknown; _ending?: boolean };
+  return c.readyForQuery === true && (c.activeQuery ?? null) === null && c._ending !== true;
+}
+
 /** The Knex configuration behind `createDatabase`; knexfile.ts exports it for the knex CLI. */
 export function databaseConfig(options: DatabaseOptions): Knex.Config {
   const logger = options.logger ?? createLogger("info");
@@ -85,6 +108,10 @@ export function databaseConfig(options: DatabaseOptions): Knex.Config {
         },
         // Fail fast when the server is unreachable; the call answers UNAVAILABLE.
         connectionTimeoutMillis: 5_000,
+        keepAlive: true,
+        keepAliveInitialDelayMillis: KEEPALIVE_INITIAL_DELAY_MS,
+        // The bound on waiting for an answer (answer-timeout.ts).
+        query_timeout: (options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS) + ANSWER_GRACE_MS,
       },
       pool: {
         min: 0,
@@ -96,6 +123,7 @@ export function databaseConfig(options: DatabaseOptions): Knex.Config {
             (err: Error) => done(err, connection),
           );
         },
+        validate: isServiceable,
       },
       acquireConnectionTimeout: 10_000,
     };
@@ -132,14 +160,32 @@ function withoutStackLines(message: unknown): string {
  */
 export async function migrate(knex: Knex, timeoutMs = 60_000): Promise<string[]> {
   const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const [, applied] = (await knex.migrate.latest()) as [number, string[]];
-      return applied;
-    } catch (err) {
-      const locked = err instanceof Error && err.message.includes("Migration table is already locked");
-      if (!locked || Date.now() > deadline) throw err;
-      await new Promise((resolve) => setTimeout(resolve, 250));
+  const migrator = withoutAnswerTimeout(knex);
+  try {
+    for (;;) {
+      try {
+        const [, applied] = (await migrator.migrate.latest()) as [number, string[]];
+        return applied;
+      } catch (err) {
+        const locked = err instanceof Error && err.message.includes("Migration table is already locked");
+        if (!locked || Date.now() > deadline) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
     }
+  } finally {
+    if (migrator !== knex) await migrator.destroy();
   }
+}
+
+/**
+ * For PostgreSQL, a Knex of one connection like `knex`'s but without the bound
+ * on waiting for an answer: a migration may legitimately run for minutes (an
+ * index on a large table). PGlite's Knex as it is (it has no such bound, and
+ * only one connection).
+ */
+function withoutAnswerTimeout(knex: Knex): Knex {
+  const config = (knex.client as { config: Knex.Config }).config;
+  const connection = config.connection as { query_timeout?: number } | undefined;
+  if (config.client !== "pg" || typeof connection !== "object" || connection.query_timeout === undefined) return knex;
+  return knexFactory({ ...config, connection: { ...connection, query_timeout: undefined }, pool: { ...config.pool, min: 0, max: 1 } });
 }

@@ -19,12 +19,26 @@ export interface NotificationHandlers {
   onLost(err: Error): void;
 }
 
+/** How a listener watches its connection. */
+export interface NotificationListenerOptions {
+  /**
+   * PostgreSQL: time between two `SELECT 1` probes of the listening
+   * connection (undefined: none). A probe that fails, or gets no answer within
+   * the connection's query_timeout (src/db/answer-timeout.ts), means the
+   * connection is lost (onLost): a partition leaves it open and silent, and
+   * nothing else would notice that notifications stopped coming.
+   */
+  probeIntervalMs?: number | undefined;
+}
+
 /**
  * Starts LISTENing on `channel` of the database behind `knex`, and resolves
  * once notifications committed from now on will be received.
  *
  * PostgreSQL: a dedicated `pg.Client`, outside the pool, because a LISTEN
- * belongs to one session and pooled connections are shared and recycled.
+ * belongs to one session and pooled connections are shared and recycled. It
+ * has the pool's connection settings (keepalive, query_timeout) and is probed
+ * every `probeIntervalMs`.
  *
  * PGlite: one session serves every query, so the LISTEN is run through Knex
  * (never inside another call's transaction, whose rollback would undo it) and
@@ -36,6 +50,7 @@ export async function startNotificationListener(
   knex: Knex,
   channel: string,
   handlers: NotificationHandlers,
+  options: NotificationListenerOptions = {},
 ): Promise<NotificationListener> {
   const client = knex.client as { pglite?: PGlite; config: Knex.Config };
   if (client.pglite !== undefined) {
@@ -54,10 +69,13 @@ export async function startNotificationListener(
 
   const connection = new pg.Client(client.config.connection as pg.ClientConfig);
   let closing = false;
+  let probe: NodeJS.Timeout | undefined;
   const lost = (err: Error) => {
     if (closing) return;
     closing = true;
+    clearInterval(probe);
     handlers.onLost(err);
+    // With a probe still waiting for its answer, end() destroys the socket.
     connection.end().catch(() => {});
   };
   connection.on("notification", (msg) => {
@@ -73,10 +91,24 @@ export async function startNotificationListener(
     await connection.end().catch(() => {});
     throw err;
   }
+  if (options.probeIntervalMs !== undefined) {
+    let probing = false;
+    probe = setInterval(() => {
+      if (probing || closing) return;
+      probing = true;
+      connection.query("SELECT 1").then(
+        () => (probing = false),
+        (err: unknown) => lost(err instanceof Error ? err : new Error(String(err))),
+      );
+    }, options.probeIntervalMs);
+    // The probe alone does not keep the process alive.
+    probe.unref();
+  }
   return {
     async close() {
       if (closing) return;
       closing = true;
+      clearInterval(probe);
       await connection.end().catch(() => {});
     },
   };

@@ -56,9 +56,11 @@ export function databaseErrorToConnect(err: unknown, call: FailedCall = { deadli
       return new ConnectError("the query was cancelled", Code.Canceled, undefined, undefined, err);
     }
   }
-  // Knex's pool gave up waiting for a connection, or pg lost its socket.
+  // Knex's pool gave up waiting for a connection, pg lost its socket, or the
+  // database did not answer in time (src/db/answer-timeout.ts: presumed gone).
   if (
     name === "KnexTimeoutError" ||
+    msg === "Query read timeout" ||
     msg.includes("Connection terminated") ||
     msg.includes("connect ECONNREFUSED") ||
     msg.includes("Client was closed") ||

@@ -96,6 +96,7 @@ export interface ServerDeps {
     | "retentionDefaults"
     | "retentionIntervalMs"
     | "retentionBatchSize"
+    | "databaseProbeIntervalMs"
   >;
 }
 
@@ -166,8 +167,9 @@ export function createServer(deps: ServerDeps): AppServer {
   const health = createHealthService(tenantServices.map((s) => s.typeName));
   const reflection = createReflectionServices([...tenantServices, Health], errorDetailFiles);
   // Circuit breaker transitions from every replica, for WatchCircuitBreakers;
-  // listens (one connection) from the first watch until shutdown.
-  const breakerFeed = new TransitionFeed(deps.knex, logger);
+  // listens (one connection, probed every DATABASE_PROBE_INTERVAL_MS) from the
+  // first watch until shutdown.
+  const breakerFeed = new TransitionFeed(deps.knex, logger, config.databaseProbeIntervalMs);
 
   // Per-tenant fairness (TENANT_CALLS_MAX, TENANT_QUEUE_MAX): unary calls take
   // a turn before their body is read (admission.ts), streams one per batch.

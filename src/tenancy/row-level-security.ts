@@ -1,5 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Knex } from "knex";
+import { statementTimeoutOf } from "../db/answer-timeout.js";
 import { TRANSACTION_SETTINGS_SELECT } from "../db/session-settings.js";
 import { databaseErrorToConnect } from "../errors/database-errors.js";
 import { runTenantUnit, type TenantUnit } from "./tenant-unit.js";
@@ -78,6 +79,10 @@ export type UnitKind = TenantUnit["kind"];
  * - the binding, sent with the first statement, carries the time left then as
  *   statement_timeout, and is not sent at all if none is left
  *   (DEADLINE_EXCEEDED, nothing written).
+ * On PostgreSQL, with or without a deadline, no statement runs longer than
+ * the connections' statement timeout (DATABASE_STATEMENT_TIMEOUT_MS, see
+ * src/db/answer-timeout.ts): the binding's statement_timeout is the smaller
+ * of the two, and a statement cancelled by it answers DEADLINE_EXCEEDED too.
  */
 export async function tenantTransaction<T>(
   knex: Knex,
@@ -88,13 +93,19 @@ export async function tenantTransaction<T>(
 ): Promise<T> {
   const bounded = deadline !== undefined && deadline - Date.now() <= MAX_TIMEOUT_MS;
   if (bounded && deadline - Date.now() <= 0) throw deadlinePassed();
+  const cap = statementTimeoutOf(knex);
+  // When the statement timeout the binding set will have passed, whichever of
+  // the deadline and the cap it came from: a cancellation after it is ours.
+  let timeoutAt: number | undefined;
   const unit: TenantUnit = {
     kind,
     binding: () => {
-      if (!bounded) return bindingStatement(tenantId, undefined);
-      const remaining = Math.ceil(deadline - Date.now());
-      if (remaining <= 0) throw deadlinePassed();
-      return bindingStatement(tenantId, remaining);
+      const now = Date.now();
+      const remaining = bounded ? Math.ceil(deadline - now) : undefined;
+      if (remaining !== undefined && remaining <= 0) throw deadlinePassed();
+      const timeoutMs = cap === undefined ? remaining : Math.min(remaining ?? cap, cap);
+      if (timeoutMs !== undefined) timeoutAt = now + timeoutMs;
+      return bindingStatement(tenantId, timeoutMs);
     },
   };
   const client = knex.client as { acquireConnection(): Promise<unknown>; releaseConnection(connection: unknown): Promise<unknown> };
@@ -105,7 +116,9 @@ export async function tenantTransaction<T>(
     // The client may have cancelled at its own deadline, a moment before ours:
     // the clock, not the call's signal, tells that the deadline passed.
     const code = (err as { code?: unknown } | null)?.code;
-    if (bounded && code === "57014" && Date.now() >= deadline) throw databaseErrorToConnect(err, { deadlinePassed: true });
+    if (code === "57014" && ((bounded && Date.now() >= deadline) || (timeoutAt !== undefined && Date.now() >= timeoutAt))) {
+      throw databaseErrorToConnect(err, { deadlinePassed: true });
+    }
     throw err;
   } finally {
     await client.releaseConnection(connection);

@@ -1,5 +1,6 @@
 import type { Knex } from "knex";
 import pg from "pg";
+import { isUnanswered } from "../db/answer-timeout.js";
 
 // How a tenant unit of work reaches the database with as few round trips, and
 // as little work in this process, as it can (src/tenancy/row-level-security.ts
@@ -98,6 +99,10 @@ export async function runTenantUnit<T>(
     try {
       result = await work(run.db as Knex.Transaction);
     } catch (err) {
+      // A connection that did not answer in time is presumed dead (a
+      // partition): closed now, so that the ROLLBACK fails at once instead of
+      // waiting behind the unanswered statement, and the pool discards it.
+      if (isUnanswered(err)) run.discard();
       // The work's error is the one to report; a ROLLBACK that fails as well
       // has already taken its connection out of service (see end()).
       await run.end("ROLLBACK").catch(() => {});
@@ -154,6 +159,11 @@ class UnitRun {
     Object.setPrototypeOf(db, knex);
     (db as unknown as { context: object }).context = context;
     this.db = db as unknown as Knex;
+  }
+
+  /** Closes the connection (the pool discards it); PGlite's one connection is the database and stays. */
+  discard(): void {
+    if (this.pipelined) (this.connection as pg.Client).end().catch(() => {});
   }
 
   /** Ends the unit: sends COMMIT or ROLLBACK if a transaction is open. */

@@ -23,6 +23,7 @@ const LIMITS: Record<string, keyof Config> = {
   STREAMS_BUFFER_MAX_BYTES: "streamsBufferMaxBytes",
   TENANT_CALLS_MAX: "tenantCallsMax",
   TENANT_QUEUE_MAX: "tenantQueueMax",
+  DATABASE_STATEMENT_TIMEOUT_MS: "databaseStatementTimeoutMs",
 };
 
 describe("README, Limits and fairness", () => {

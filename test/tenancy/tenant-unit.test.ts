@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { Code } from "@connectrpc/connect";
 import type { Knex } from "knex";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { statementTimeoutOf } from "../../src/db/answer-timeout.js";
 import { migrate } from "../../src/db/database.js";
 import { WorkflowExecutionModel } from "../../src/db/models/workflow-execution.js";
 import { TENANT_ROLE, tenantTransaction } from "../../src/tenancy/row-level-security.js";
@@ -35,17 +36,29 @@ describe(`tenant units on ${backendName}`, () => {
     expect(login.inTransaction).toBe(false);
   });
 
-  it.each(["statement", "transaction"] as const)("a %s unit runs as the tenant role with the tenant and the deadline bound, and leaves nothing on the connection", async (kind) => {
+  it.each(["statement", "transaction"] as const)("a %s unit runs as the tenant role with the tenant and the deadline (at most the statement timeout) bound, and leaves nothing on the connection", async (kind) => {
     const tenant = randomUUID();
     const inside = await tenantTransaction(knex, tenant, Date.now() + 60_000, (db) => state(db), kind);
     expect(inside.role).toBe(TENANT_ROLE);
     expect(inside.tenant).toBe(tenant);
-    expect(Number(inside.timeout)).toBeGreaterThan(50_000);
-    expect(Number(inside.timeout)).toBeLessThanOrEqual(60_000);
+    // PostgreSQL: never longer than DATABASE_STATEMENT_TIMEOUT_MS (20 s by
+    // default); PGlite has no such cap.
+    const cap = statementTimeoutOf(knex);
+    expect(cap).toBe(backendName === "postgres" ? 20_000 : undefined);
+    if (cap === undefined) {
+      expect(Number(inside.timeout)).toBeGreaterThan(50_000);
+      expect(Number(inside.timeout)).toBeLessThanOrEqual(60_000);
+    } else {
+      expect(Number(inside.timeout)).toBe(cap);
+    }
     expect(await pooledState(knex)).toEqual(login);
-    // No deadline: no statement_timeout of ours either.
+    // A deadline sooner than the cap: the time left.
+    const soon = await tenantTransaction(knex, tenant, Date.now() + 10_000, (db) => state(db), kind);
+    expect(Number(soon.timeout)).toBeGreaterThan(5_000);
+    expect(Number(soon.timeout)).toBeLessThanOrEqual(10_000);
+    // No deadline: the cap on PostgreSQL, no statement_timeout of ours on PGlite.
     const unbounded = await tenantTransaction(knex, tenant, undefined, (db) => state(db), kind);
-    expect(unbounded).toMatchObject({ role: TENANT_ROLE, tenant, timeout: login.timeout });
+    expect(unbounded).toMatchObject({ role: TENANT_ROLE, tenant, timeout: cap === undefined ? login.timeout : String(cap) });
     expect(await pooledState(knex)).toEqual(login);
   });
 

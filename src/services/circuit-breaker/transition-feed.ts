@@ -27,6 +27,8 @@ export class TransitionFeed {
   constructor(
     private readonly knex: Knex,
     private readonly logger: Logger,
+    /** How often the LISTEN connection is probed (a dead one is replaced and its watches told). */
+    private readonly probeIntervalMs?: number,
   ) {}
 
   /**
@@ -68,7 +70,7 @@ export class TransitionFeed {
           if (this.listener === started) this.listener = undefined;
           this.failAll(unavailable("the server lost its notification connection; watch again"));
         },
-      });
+      }, { probeIntervalMs: this.probeIntervalMs });
       this.listener = started;
       // A failed start is retried by the next subscriber.
       started.catch(() => {

@@ -3,7 +3,7 @@
 import type { Knex } from "knex";
 import { afterEach } from "vitest";
 import { WorkflowStatus } from "../../../gen/orchestration/state/v1/workflow_state_service_pb.js";
-import { createDatabase } from "../../../src/db/database.js";
+import { createDatabase, type DatabaseOptions } from "../../../src/db/database.js";
 import { silentLogger } from "../../../src/logging/logger.js";
 import { postgresUrl } from "../../support/backend.js";
 import type { AvailableServer } from "./available-server.js";
@@ -33,13 +33,14 @@ export function execution(executionId: string, step = 0) {
 
 /**
  * The PostgreSQL server of TEST_DATABASE_URL behind a TcpProxy on 127.0.0.1
- * (cut after the test), with a knex through it; the proxy starts up or down.
+ * (cut after the test), with a knex through it (`options` add to its
+ * configuration); the proxy starts up or down.
  */
-export async function proxiedPostgres(up: boolean): Promise<{ proxy: TcpProxy; knex: Knex }> {
+export async function proxiedPostgres(up: boolean, options: Partial<DatabaseOptions> = {}): Promise<{ proxy: TcpProxy; knex: Knex }> {
   const pgUrl = postgresUrl();
   const proxy = new TcpProxy(databaseTarget(pgUrl));
   proxies.push(proxy);
   const port = up ? await proxy.listen() : await proxy.reservePort();
-  const knex = createDatabase({ databaseUrl: proxiedUrl(pgUrl, port), poolMax: 4, logger: silentLogger });
+  const knex = createDatabase({ databaseUrl: proxiedUrl(pgUrl, port), poolMax: 4, logger: silentLogger, ...options });
   return { proxy, knex };
 }

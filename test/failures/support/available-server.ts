@@ -1,7 +1,7 @@
 import { ConnectError } from "@connectrpc/connect";
 import type { Knex } from "knex";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../../gen/health/v1/health_pb.js";
-import { defaultConfig } from "../../../src/config.js";
+import { defaultConfig, type Config } from "../../../src/config.js";
 import { DatabaseAvailability, type DatabaseAvailabilityOptions } from "../../../src/db/availability.js";
 import { migrate } from "../../../src/db/database.js";
 import { createLogger } from "../../../src/logging/logger.js";
@@ -21,12 +21,12 @@ export interface AvailableServer {
 
 /**
  * Builds the server over `knex` with a DatabaseAvailability (fast retries and
- * probes unless overridden) and listens. `start` (default true) runs
+ * probes unless overridden; `config` overrides the server's configuration) and listens. `start` (default true) runs
  * `database.start()` before listening, as main.ts does.
  */
 export async function startAvailableServer(
   knex: Knex,
-  options: Partial<DatabaseAvailabilityOptions> & { start?: boolean } = {},
+  options: Partial<DatabaseAvailabilityOptions> & { start?: boolean; config?: Partial<Config> } = {},
 ): Promise<AvailableServer> {
   const logs: Record<string, unknown>[] = [];
   const logger = createLogger("debug", (line) => logs.push(JSON.parse(line) as Record<string, unknown>));
@@ -39,7 +39,7 @@ export async function startAvailableServer(
     probeIntervalMs: 200,
     ...options,
   });
-  const server = createServer({ knex, logger, config: { ...defaultConfig, shutdownGraceMs: 2_000 }, database });
+  const server = createServer({ knex, logger, config: { ...defaultConfig, shutdownGraceMs: 2_000, ...options.config }, database });
   if (options.start ?? true) await database.start();
   const port = await server.listen(0, "127.0.0.1");
   const baseUrl = `http://127.0.0.1:${port}`;

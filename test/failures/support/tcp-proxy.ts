@@ -5,13 +5,19 @@ import * as net from "node:net";
  * `cut()` destroys every connection and stops listening (the database is
  * gone: connections reset, new ones refused), `restore()` listens again on the
  * same port, `stall()` keeps the connections open but stops passing bytes (a
- * network partition: nothing answers), `unstall()` passes what was held back.
+ * network partition: nothing answers), `unstall()` passes what was held back,
+ * and `heal()` ends the partition the way a real network does for a peer that
+ * vanished: new connections work, while the connections open during the
+ * stall stay silent for good (neither closed nor answered), as when a NAT or
+ * a failover forgot them.
  */
 export class TcpProxy {
   private server: net.Server | undefined;
   private readonly sockets = new Set<net.Socket>();
   private readonly resumers = new Set<() => void>();
   private stalled = false;
+  /** Connections that `heal()` left behind: they never pass a byte again. */
+  private readonly dead = new WeakSet<net.Socket>();
   private port = 0;
 
   constructor(private readonly target: { host: string; port: number }) {}
@@ -66,6 +72,17 @@ export class TcpProxy {
     this.resumers.clear();
   }
 
+  /**
+   * The partition ends for new connections only: every connection open now
+   * stays silent and open for good (what it held back is dropped), while
+   * connections made from now on pass bytes both ways.
+   */
+  heal(): void {
+    for (const socket of this.sockets) this.dead.add(socket);
+    this.resumers.clear();
+    this.stalled = false;
+  }
+
   /** Open client-side connections. */
   get connections(): number {
     return this.sockets.size / 2;
@@ -78,6 +95,7 @@ export class TcpProxy {
     const forward = (from: net.Socket, to: net.Socket) => {
       const held: Buffer[] = [];
       from.on("data", (chunk: Buffer) => {
+        if (this.dead.has(from)) return;
         if (!this.stalled && held.length === 0) {
           to.write(chunk);
           return;
