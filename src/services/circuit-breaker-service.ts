@@ -8,6 +8,7 @@ import {
   GetCircuitBreakerStateResponseSchema,
   ListCircuitBreakerStatesResponseSchema,
   ListCircuitBreakerTransitionsResponseSchema,
+  RecordCallOutcomeRequestSchema,
   RecordCallOutcomeResponseSchema,
   RecoverCircuitBreakersResponseSchema,
   ResetCircuitBreakerResponseSchema,
@@ -47,6 +48,7 @@ import {
   validateWatch,
 } from "./circuit-breaker/validate.js";
 import { watchSource } from "./circuit-breaker/watch-source.js";
+import { onceOnly } from "./request-ids/once-only.js";
 
 /** What CircuitBreakerService needs besides the call's tenant scope. */
 export interface CircuitBreakerDeps {
@@ -138,23 +140,27 @@ export function createCircuitBreakerService(deps: CircuitBreakerDeps): ServiceIm
 
     async recordCallOutcome(req, ctx) {
       validateRecord(req);
-      const { row, transition, result } = await queries.changeBreaker(
-        tenantScope(ctx),
-        req.agentKey,
-        { createIfMissing: true },
-        ({ row, now }) => {
-          const policy = effectivePolicy(policyFromDb(row!.policy));
-          const failed = machine.isFailure(req.success, durationToMicros(req.duration), policy);
-          const outcome = machine.recordOutcome(fieldsFromRow(row!), failed, policy, microsFromDb(now), req.permitId);
-          return written(outcome, outcome.counted);
-        },
+      const scope = tenantScope(ctx);
+      const decide: Parameters<typeof queries.changeBreaker<boolean>>[3] = ({ row, now }) => {
+        const policy = effectivePolicy(policyFromDb(row!.policy));
+        const failed = machine.isFailure(req.success, durationToMicros(req.duration), policy);
+        const outcome = machine.recordOutcome(fieldsFromRow(row!), failed, policy, microsFromDb(now), req.permitId);
+        return written(outcome, outcome.counted);
+      };
+      const answer = ({ row, transition, result }: queries.Changed<boolean>) =>
+        create(RecordCallOutcomeResponseSchema, {
+          circuitBreaker: breakerFromRow(row!),
+          counted: result,
+          stateChanged: transition !== undefined,
+          transition: transition === undefined ? undefined : transitionFromRow(transition),
+        });
+      if (req.requestId === "") return answer(await queries.changeBreaker(scope, req.agentKey, { createIfMissing: true }, decide));
+      // A retry of a call with the same request id counts once (the contract).
+      const call = { method: "RecordCallOutcome", requestId: req.requestId, requestSchema: RecordCallOutcomeRequestSchema, request: req };
+      const { response } = await onceOnly(scope, call, RecordCallOutcomeResponseSchema, async (trx) =>
+        answer(await queries.changeBreakerIn(trx, scope, req.agentKey, { createIfMissing: true }, decide)),
       );
-      return create(RecordCallOutcomeResponseSchema, {
-        circuitBreaker: breakerFromRow(row!),
-        counted: result,
-        stateChanged: transition !== undefined,
-        transition: transition === undefined ? undefined : transitionFromRow(transition),
-      });
+      return response;
     },
 
     async acquirePermission(req, ctx) {

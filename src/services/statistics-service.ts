@@ -6,6 +6,7 @@ import {
   ListTopPerformingAgentsResponseSchema,
   ListUnderperformingAgentsResponseSchema,
   RecalculateStatisticsResponseSchema,
+  RecordTaskOutcomeRequestSchema,
   RecordTaskOutcomeResponseSchema,
   type StatisticsService,
 } from "../../gen/orchestration/state/v1/statistics_service_pb.js";
@@ -14,6 +15,7 @@ import * as queries from "../db/queries/agent-statistics.js";
 import { fitWithin, rowBytes } from "../limits/byte-budget.js";
 import { nextPageToken, pageSize, pageToken } from "../pagination/page-token.js";
 import { tenantScope } from "../tenancy/tenant-scope.js";
+import { onceOnly } from "./request-ids/once-only.js";
 import type { TaskOutcomeListener } from "./routing-audit-service.js";
 import { statisticsFromRow } from "./statistics/statistics-row.js";
 import {
@@ -42,13 +44,21 @@ export function createStatisticsService(deps: StatisticsDeps): ServiceImpl<typeo
     async recordTaskOutcome(req, ctx) {
       validateRecordOutcome(req);
       const scope = tenantScope(ctx);
-      const row = await queries.recordOutcome(scope, {
-        agentKey: req.agentKey,
-        success: req.success,
-        durationUs: durationToMicros(req.duration),
-      });
-      deps.onTaskOutcome?.(scope.tenantId, req.agentKey, req.success);
-      return create(RecordTaskOutcomeResponseSchema, { statistics: statisticsFromRow(row) });
+      const outcome = { agentKey: req.agentKey, success: req.success, durationUs: durationToMicros(req.duration) };
+      if (req.requestId === "") {
+        const row = await queries.recordOutcome(scope, outcome);
+        deps.onTaskOutcome?.(scope.tenantId, req.agentKey, req.success);
+        return create(RecordTaskOutcomeResponseSchema, { statistics: statisticsFromRow(row) });
+      }
+      // A retry of a call with the same request id counts once (the contract).
+      const call = { method: "RecordTaskOutcome", requestId: req.requestId, requestSchema: RecordTaskOutcomeRequestSchema, request: req };
+      const { response, first } = await onceOnly(scope, call, RecordTaskOutcomeResponseSchema, async (trx) =>
+        create(RecordTaskOutcomeResponseSchema, {
+          statistics: statisticsFromRow(await queries.recordOutcomeIn(trx, scope.tenantId, outcome)),
+        }),
+      );
+      if (first) deps.onTaskOutcome?.(scope.tenantId, req.agentKey, req.success);
+      return response;
     },
 
     async getAgentStatistics(req, ctx) {

@@ -15,6 +15,7 @@ const migrations: Record<string, Knex.Migration> = {
   "20261204080000_partition_routing_decisions": await import("./20261204080000_partition_routing_decisions.js"),
   "20261204020000_breaker_row_versions": await import("./20261204020000_breaker_row_versions.js"),
   "20261204020100_breaker_trial_permits": await import("./20261204020100_breaker_trial_permits.js"),
+  "20261204020200_request_ids": await import("./20261204020200_request_ids.js"),
 };
 
 /** Knex migration source over the list above. */

@@ -79,7 +79,12 @@ export interface Outcome {
  * task time is the report time.
  */
 export async function recordOutcome(scope: TenantScope, outcome: Outcome): Promise<AgentStatisticsModel> {
-  return scope.run(async (db) => {
+  return scope.run(async (db) => recordOutcomeIn(db, scope.tenantId, outcome));
+}
+
+/** recordOutcome's statement, on a transaction of the tenant that is already open (retries that count once). */
+export async function recordOutcomeIn(db: Knex, tenantId: string, outcome: Outcome): Promise<AgentStatisticsModel> {
+  {
     // One row of VALUES, not addOutcomesSql over a one-row CTE: the same
     // increments, without the grouping, which cost PostgreSQL about a third of
     // this call's throughput (docs/performance.md, B4).
@@ -90,7 +95,7 @@ export async function recordOutcome(scope: TenantScope, outcome: Outcome): Promi
        ${ADD_TO_COUNTERS}
        RETURNING t.*`,
       {
-        tenant: scope.tenantId,
+        tenant: tenantId,
         agent_key: outcome.agentKey,
         successful: outcome.success ? 1 : 0,
         failed: outcome.success ? 0 : 1,
@@ -98,7 +103,7 @@ export async function recordOutcome(scope: TenantScope, outcome: Outcome): Promi
       },
     );
     return AgentStatisticsModel.fromDatabaseJson(rows[0]!);
-  });
+  }
 }
 
 /** One agent's counters, or undefined. */

@@ -86,7 +86,18 @@ export async function changeBreaker<T>(
   options: { createIfMissing: boolean },
   decide: (locked: LockedBreaker) => Decision<T>,
 ): Promise<Changed<T>> {
-  return scope.transaction(async (trx) => {
+  return scope.transaction(async (trx) => changeBreakerIn(trx, scope, agentKey, options, decide));
+}
+
+/** changeBreaker in a transaction of the tenant that is already open (retries that count once). */
+export async function changeBreakerIn<T>(
+  trx: Knex.Transaction,
+  scope: TenantScope,
+  agentKey: string,
+  options: { createIfMissing: boolean },
+  decide: (locked: LockedBreaker) => Decision<T>,
+): Promise<Changed<T>> {
+  {
     const key = { tenant: scope.tenantId, agent: agentKey };
     let created = false;
     if (options.createIfMissing) {
@@ -133,7 +144,7 @@ export async function changeBreaker<T>(
       transition = inserted as unknown as CircuitBreakerTransitionModel;
     }
     return { row, transition, result: decision.result, now };
-  });
+  }
 }
 
 /** One breaker of the tenant, or undefined. */

@@ -132,6 +132,7 @@ export function validateRecord(req: RecordCallOutcomeRequest): void {
   v.string("agent_key", req.agentKey, 1, MAX_AGENT_KEY);
   v.duration("duration", req.duration);
   v.string("permit_id", req.permitId, 0, MAX_PERMIT_ID);
+  v.string("request_id", req.requestId, 0, MAX_AGENT_KEY);
   v.throwIfAny();
 }
 

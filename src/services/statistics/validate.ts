@@ -40,6 +40,7 @@ export function validateRecordOutcome(req: RecordTaskOutcomeRequest): void {
   const v = new Violations();
   v.string("agent_key", req.agentKey, 1, MAX_KEY);
   boundedDuration(v, "duration", req.duration);
+  v.string("request_id", req.requestId, 0, MAX_KEY);
   v.throwIfAny();
 }
 
