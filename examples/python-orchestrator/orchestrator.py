@@ -130,7 +130,7 @@ class Router:
         self.api = api
 
     def choose(self, capability, only=None, stopping=None):
-        """Blocks until an agent is permitted; returns (agent, score, seconds spent routing)."""
+        """Blocks until an agent is permitted; returns (agent, score, seconds spent routing, trial permit id or "")."""
         candidates = [c for c in ROUTES.get(capability, []) if only is None or c[0] == only]
         if not candidates:
             raise RuntimeError(f"no agent {only or ''} for capability {capability!r}")
@@ -139,13 +139,13 @@ class Router:
             wait_s = 1.0
             for agent, score in candidates:
                 # Not idempotent (a HALF_OPEN breaker counts the trials it
-                # grants), but a trial granted to a lost answer only delays the
-                # next one.
+                # grants), but a trial granted to a lost answer expires after
+                # the policy's half_open_trial_timeout and is granted again.
                 answer = self.api.call(
                     self.api.breakers.AcquirePermission, breakers_pb.AcquirePermissionRequest(agent_key=agent)
                 )
                 if answer.permitted:
-                    return agent, score, time.monotonic() - started
+                    return agent, score, time.monotonic() - started, answer.permit_id
                 if answer.HasField("retry_time"):  # OPEN until then
                     until = answer.retry_time.ToDatetime(tzinfo=timezone.utc)
                     wait_s = min(wait_s, max(0.05, (until - datetime.now(timezone.utc)).total_seconds()))
@@ -247,14 +247,14 @@ class Orchestrator:
         if attempt > max_attempts:
             self.finish(wf, FAILED, f"step {step.step_id}: {record.error_message}")
             return
-        agent, score, routing_s = self.router.choose(step.required_capability, only, self.stopping)
+        agent, score, routing_s, permit_id = self.router.choose(step.required_capability, only, self.stopping)
         routed_at = now()
         key = f"{wf.id}/{step.step_id}/{attempt}"
         if not repeat:
             wf.save(lambda e: start_attempt(e, step.step_id, attempt, agent))
 
         ok, result, duration_s = self.agents[agent].call(key, step.task_type)
-        self.report(wf, step, key, agent, score, attempt, ok, result, duration_s, routing_s, routed_at)
+        self.report(wf, step, key, agent, score, attempt, ok, result, duration_s, routing_s, routed_at, permit_id)
 
         if ok:
             wf.save(lambda e: end_attempt(e, step.step_id, attempt, COMPLETED, output=result))
@@ -262,19 +262,26 @@ class Orchestrator:
         wf.save(lambda e: end_attempt(e, step.step_id, attempt, PENDING, error=result))
         time.sleep(backoff_s(step.retry_policy, attempt))
 
-    def report(self, wf, step, key, agent, score, attempt, ok, result, duration_s, routing_s, routed_at):
-        """Reports one agent call to the breaker, the statistics and the audit trail."""
+    def report(self, wf, step, key, agent, score, attempt, ok, result, duration_s, routing_s, routed_at, permit_id):
+        """Reports one agent call to the breaker, the statistics and the audit trail.
+
+        Each report carries an id derived from the attempt's key, so that it
+        counts once: when state_api retries it after a lost answer, and when
+        another orchestrator repeats the attempt after this one died between
+        reporting and saving (the agent answers the same key with the same
+        outcome and duration).
+        """
         duration = seconds(duration_s)
-        # A retry of these two after a lost answer counts the call again (the
-        # README's Failures section): rare, and never wrong by more than one.
-        self.api.call(
+        once(lambda: self.api.call(
             self.api.breakers.RecordCallOutcome,
-            breakers_pb.RecordCallOutcomeRequest(agent_key=agent, success=ok, duration=duration),
-        )
-        self.api.call(
+            breakers_pb.RecordCallOutcomeRequest(
+                agent_key=agent, success=ok, duration=duration, permit_id=permit_id, request_id=f"call/{key}"
+            ),
+        ))
+        once(lambda: self.api.call(
             self.api.statistics.RecordTaskOutcome,
-            statistics_pb.RecordTaskOutcomeRequest(agent_key=agent, success=ok, duration=duration),
-        )
+            statistics_pb.RecordTaskOutcomeRequest(agent_key=agent, success=ok, duration=duration, request_id=f"task/{key}"),
+        ))
         decision = audit_pb.RoutingDecision(
             # Derived from the attempt's key: a retry of this call stores nothing new.
             decision_id=str(uuid.uuid5(DECISION_IDS, key)),
@@ -293,15 +300,11 @@ class Orchestrator:
             workflow_execution_id=wf.id,
             step_id=step.step_id,
         )
-        try:
-            self.api.call(
-                self.api.audit.RecordRoutingDecision, audit_pb.RecordRoutingDecisionRequest(decision=decision)
-            )
-        except grpc.RpcError as err:
-            # A repeated attempt (after a restart) was recorded the first time,
-            # with its own routing time: the first record stands.
-            if err.code() != grpc.StatusCode.ALREADY_EXISTS:
-                raise
+        # A repeated attempt (after a restart) was recorded the first time, with
+        # its own routing time: the first record stands.
+        once(lambda: self.api.call(
+            self.api.audit.RecordRoutingDecision, audit_pb.RecordRoutingDecisionRequest(decision=decision)
+        ))
 
     def finish(self, wf, status, error=""):
         def change(e):
@@ -313,6 +316,20 @@ class Orchestrator:
 
         wf.save(change)
         log.info("%s: %s", wf.id, workflows_pb.WorkflowStatus.Name(status))
+
+
+def once(report):
+    """Sends a report with a request id; ALREADY_EXISTS means an earlier one with that id was recorded, and it stands.
+
+    (A repeated attempt's breaker report carries another permit id than the
+    first one: the server refuses the id's reuse with another request, and
+    the first report is the one that counts.)
+    """
+    try:
+        report()
+    except grpc.RpcError as err:
+        if err.code() != grpc.StatusCode.ALREADY_EXISTS:
+            raise
 
 
 def next_step(wf):

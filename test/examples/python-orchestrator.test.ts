@@ -210,6 +210,17 @@ describe("the Python orchestrator", () => {
         expect(of[0]!.pid, key).toBe(doomed.pid);
         expect(of.filter((c) => c.pid === survivor.pid).every((c) => c.time >= killedAt - 0.5), key).toBe(true);
       }
+      // The statistics and the audit trail count exactly the runs, per agent,
+      // also the attempts the killed one reported and the survivor repeated
+      // (the reports' request ids and decision ids make them count once).
+      for (const agent of new Set(runs.map((r) => r.agent))) {
+        const mine = runs.filter((r) => r.agent === agent);
+        const { statistics } = await state.statistics.getAgentStatistics({ agentKey: agent });
+        expect([agent, statistics?.totalTasks, statistics?.successfulTasks]).toEqual([agent, BigInt(mine.length), BigInt(mine.filter((r) => r.ok).length)]);
+        const decisions = (await state.routingAudit.listRoutingDecisions({ selectedAgent: agent, pageSize: 1000 })).decisions;
+        expect(decisions.map((d) => d.taskId).sort()).toEqual(mine.map((r) => r.key).sort());
+      }
+
       // The survivor finished workflows the killed one had started.
       const executionOf = (c: AgentCall) => c.key.split("/")[0]!;
       const startedByDoomed = new Set(calls.filter((c) => c.pid === doomed.pid).map(executionOf));
