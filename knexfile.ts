@@ -7,6 +7,8 @@ const config = loadConfig();
 
 export default databaseConfig({
   databaseUrl: config.databaseUrl,
+  databaseDirectUrl: config.databaseDirectUrl,
+  preparedStatements: config.databasePreparedStatements,
   dataDir: config.dataDir,
   poolMax: config.databasePoolMax,
 });

@@ -12,6 +12,10 @@ export interface Config {
   dashboardPort: number | undefined;
   /** PostgreSQL connection string; when unset the embedded PGlite is used. */
   databaseUrl: string | undefined;
+  /** PostgreSQL itself, when `databaseUrl` goes through a transaction-mode pooler: for what needs a session (LISTEN, the retention lock, migrations). */
+  databaseDirectUrl: string | undefined;
+  /** Named binding statements per connection; undefined: on unless `databaseDirectUrl` is set. */
+  databasePreparedStatements: boolean | undefined;
   /** Directory of the embedded PGlite database (when `databaseUrl` is unset). */
   dataDir: string;
   /** Maximum connections of the PostgreSQL pool. */
@@ -126,6 +130,8 @@ export const defaultConfig: Config = {
   port: 50051,
   dashboardPort: undefined,
   databaseUrl: undefined,
+  databaseDirectUrl: undefined,
+  databasePreparedStatements: undefined,
   dataDir: "./data",
   databasePoolMax: 10,
   databaseRetryMaxMs: 30_000,
@@ -193,6 +199,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port,
     dashboardPort,
     databaseUrl: databaseUrl(env, "DATABASE_URL"),
+    databaseDirectUrl: directUrl(env),
+    databasePreparedStatements: bool(env, "DATABASE_PREPARED_STATEMENTS"),
     dataDir: str(env, "DATA_DIR") ?? defaultConfig.dataDir,
     databasePoolMax: int(env, "DATABASE_POOL_MAX", 1, 1_000) ?? defaultConfig.databasePoolMax,
     databaseRetryMaxMs: int(env, "DATABASE_RETRY_MAX_MS", 1, 600_000) ?? defaultConfig.databaseRetryMaxMs,
@@ -344,6 +352,18 @@ function keyValues(env: NodeJS.ProcessEnv, name: string): Record<string, string>
     pairs[key] = value;
   }
   return pairs;
+}
+
+/**
+ * DATABASE_DIRECT_URL: PostgreSQL itself, checked like DATABASE_URL, and only
+ * next to it (docs/scaling.md, PgBouncer).
+ */
+function directUrl(env: NodeJS.ProcessEnv): string | undefined {
+  const url = databaseUrl(env, "DATABASE_DIRECT_URL");
+  if (url !== undefined && env.DATABASE_URL === undefined) {
+    throw new ConfigError("DATABASE_DIRECT_URL", "DATABASE_DIRECT_URL is set without DATABASE_URL: set both (DATABASE_URL through the pooler), or neither");
+  }
+  return url;
 }
 
 /**

@@ -91,6 +91,8 @@ async function main(): Promise<void> {
   logger.debug("modules loaded", { durationMs: Math.round(performance.now() - loading) });
   const knex = createDatabase({
     databaseUrl: config.databaseUrl,
+    databaseDirectUrl: config.databaseDirectUrl,
+    preparedStatements: config.databasePreparedStatements,
     dataDir: config.dataDir,
     poolMax: config.databasePoolMax,
     statementTimeoutMs: config.databaseStatementTimeoutMs,

@@ -11,7 +11,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { WorkflowStatus } from "../gen/orchestration/state/v1/workflow_state_service_pb.js";
-import { backendName } from "./support/backend.js";
+import { backendName, postgresEnv } from "./support/backend.js";
 import { workflowClient } from "./support/clients.js";
 import { newTenant } from "./support/server.js";
 
@@ -55,7 +55,7 @@ async function startMain(): Promise<MainProcess> {
   const port = await freePort();
   const env: NodeJS.ProcessEnv = { ...process.env, HOST: "127.0.0.1", PORT: String(port), LOG_LEVEL: "info" };
   delete env.DATABASE_URL;
-  if (process.env.TEST_DATABASE_URL) env.DATABASE_URL = process.env.TEST_DATABASE_URL;
+  if (process.env.TEST_DATABASE_URL) Object.assign(env, postgresEnv());
   else env.DATA_DIR = dataDir;
   const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
   running.add(child);

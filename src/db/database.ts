@@ -22,7 +22,27 @@ export interface DatabaseOptions {
   statementTimeoutMs?: number;
   /** Where Knex's own warnings go (pool errors, deprecations); stdout as JSON lines if unset. */
   logger?: Logger;
+  /**
+   * A connection string reaching PostgreSQL directly, when `databaseUrl` goes
+   * through a transaction-mode pooler (PgBouncer): what needs a session of its
+   * own (LISTEN, the retention lock, migrations) connects there.
+   */
+  databaseDirectUrl?: string | undefined;
+  /**
+   * Whether tenant units name their binding statement once per connection
+   * (see src/tenancy/tenant-unit.ts). Default: yes, unless `databaseDirectUrl`
+   * is set (a transaction-mode pooler is in front).
+   */
+  preparedStatements?: boolean | undefined;
 }
+
+/** The Knex configuration with what createDatabase adds to it. */
+type DatabaseConfig = Knex.Config & {
+  /** DATABASE_DIRECT_URL's connection settings (sessionConnectionConfig). */
+  sessionConnection?: pg.ClientConfig;
+  /** False: tenant units parse their binding in every batch (src/tenancy/tenant-unit.ts reads it). */
+  namedStatements?: boolean;
+};
 
 // timestamptz and int8 are read as their text form on both backends: the
 // default parsers turn timestamptz into a JS Date, which drops microseconds,
@@ -95,10 +115,8 @@ export function databaseConfig(options: DatabaseOptions): Knex.Config {
     },
   };
   if (options.databaseUrl !== undefined) {
-    return {
-      ...common,
-      client: "pg",
-      connection: {
+    const named = options.preparedStatements ?? options.databaseDirectUrl === undefined;
+    const connection = {
         connectionString: options.databaseUrl,
         types: {
           getTypeParser: (oid: number, format?: string) =>
@@ -112,7 +130,13 @@ export function databaseConfig(options: DatabaseOptions): Knex.Config {
         keepAliveInitialDelayMillis: KEEPALIVE_INITIAL_DELAY_MS,
         // The bound on waiting for an answer (answer-timeout.ts).
         query_timeout: (options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS) + ANSWER_GRACE_MS,
-      },
+      };
+    const config: DatabaseConfig = {
+      ...common,
+      client: "pg",
+      connection,
+      sessionConnection: options.databaseDirectUrl === undefined ? undefined : { ...connection, connectionString: options.databaseDirectUrl },
+      namedStatements: named,
       pool: {
         min: 0,
         max: options.poolMax ?? 10,
@@ -127,6 +151,7 @@ export function databaseConfig(options: DatabaseOptions): Knex.Config {
       },
       acquireConnectionTimeout: 10_000,
     };
+    return config;
   }
   const dataDir = options.dataDir ?? "./data";
   // Knex calls a function `connection` again on every acquire, besides
@@ -159,8 +184,10 @@ function withoutStackLines(message: unknown): string {
  * of the migrations this call applied (none when the schema was up to date).
  */
 export async function migrate(knex: Knex, timeoutMs = 60_000): Promise<string[]> {
+  // Behind a pooler, over a connection of their own to PostgreSQL itself.
+  const direct = (knex.client as { config: DatabaseConfig }).config.sessionConnection;
+  const migrator = withoutAnswerTimeout(knex, direct);
   const deadline = Date.now() + timeoutMs;
-  const migrator = withoutAnswerTimeout(knex);
   try {
     for (;;) {
       try {
@@ -178,14 +205,25 @@ export async function migrate(knex: Knex, timeoutMs = 60_000): Promise<string[]>
 }
 
 /**
- * For PostgreSQL, a Knex of one connection like `knex`'s but without the bound
- * on waiting for an answer: a migration may legitimately run for minutes (an
- * index on a large table). PGlite's Knex as it is (it has no such bound, and
- * only one connection).
+ * For PostgreSQL, a Knex of one connection like `knex`'s (over `direct`, when
+ * given) but without the bound on waiting for an answer: a migration may
+ * legitimately run for minutes (an index on a large table). PGlite's Knex as
+ * it is (it has no such bound, and only one connection).
  */
-function withoutAnswerTimeout(knex: Knex): Knex {
+function withoutAnswerTimeout(knex: Knex, direct?: pg.ClientConfig): Knex {
   const config = (knex.client as { config: Knex.Config }).config;
-  const connection = config.connection as { query_timeout?: number } | undefined;
-  if (config.client !== "pg" || typeof connection !== "object" || connection.query_timeout === undefined) return knex;
-  return knexFactory({ ...config, connection: { ...connection, query_timeout: undefined }, pool: { ...config.pool, min: 0, max: 1 } });
+  const connection = (direct ?? config.connection) as { query_timeout?: number } | undefined;
+  if (config.client !== "pg" || typeof connection !== "object" || (connection.query_timeout === undefined && direct === undefined)) return knex;
+  return knexFactory({ ...config, connection: { ...connection, query_timeout: undefined } as Knex.StaticConnectionConfig, pool: { ...config.pool, min: 0, max: 1 } });
+}
+
+/**
+ * The connection settings of a session of its own (a `pg.Client` outside the
+ * pool: LISTEN, session-level advisory locks): DATABASE_DIRECT_URL's when set,
+ * since a transaction-mode pooler hands a session's statements to any server
+ * connection; otherwise the pool's.
+ */
+export function sessionConnectionConfig(knex: Knex): pg.ClientConfig {
+  const config = (knex.client as { config: DatabaseConfig }).config;
+  return config.sessionConnection ?? (config.connection as pg.ClientConfig);
 }

@@ -1,6 +1,7 @@
 import type { PGlite } from "@electric-sql/pglite";
 import type { Knex } from "knex";
 import pg from "pg";
+import { sessionConnectionConfig } from "./database.js";
 
 /** Receives the payloads of one NOTIFY channel, on either backend. */
 export interface NotificationListener {
@@ -67,7 +68,8 @@ export async function startNotificationListener(
     return { close: async () => unsubscribe() };
   }
 
-  const connection = new pg.Client(client.config.connection as pg.ClientConfig);
+  // DATABASE_DIRECT_URL when set: a LISTEN needs a session, which a transaction-mode pooler does not keep.
+  const connection = new pg.Client(sessionConnectionConfig(knex));
   let closing = false;
   let probe: NodeJS.Timeout | undefined;
   const lost = (err: Error) => {

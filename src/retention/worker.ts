@@ -1,6 +1,7 @@
 import type { Knex } from "knex";
 import pg from "pg";
 import type { RetentionDefaults } from "../config.js";
+import { sessionConnectionConfig } from "../db/database.js";
 import { retentionTenants } from "../db/queries/maintenance.js";
 import type { Logger } from "../logging/logger.js";
 import type { Metrics } from "../metrics/metrics.js";
@@ -49,7 +50,7 @@ export type PassResult =
   | { outcome: "skipped" };
 
 /** The advisory lock key of retention passes (any constant bigint; this one spells "retain"). */
-const ADVISORY_LOCK_KEY = "114100116097105110";
+export const RETENTION_LOCK_KEY = "114100116097105110";
 
 /** Databases (Knex instances) on which a pass of this process is running. */
 const runningOn = new WeakSet<Knex>();
@@ -119,11 +120,12 @@ export class RetentionWorker {
       if (config.client !== "pg") return await work();
       // A session of its own, outside the pool: the pass's statements take
       // pooled connections as usual, and a small pool is not held up by the lock.
-      const session = new pg.Client(config.connection as pg.ClientConfig);
+      // DATABASE_DIRECT_URL when set: a session-level lock needs a session, which a transaction-mode pooler does not keep.
+      const session = new pg.Client(sessionConnectionConfig(knex));
       session.on("error", () => {}); // a broken session ends the lock; the pass's own statements report errors
       await session.connect();
       try {
-        const { rows } = await session.query<{ locked: boolean }>("SELECT pg_try_advisory_lock($1::bigint) AS locked", [ADVISORY_LOCK_KEY]);
+        const { rows } = await session.query<{ locked: boolean }>("SELECT pg_try_advisory_lock($1::bigint) AS locked", [RETENTION_LOCK_KEY]);
         if (rows[0]?.locked !== true) return { outcome: "skipped" };
         return await work();
       } finally {

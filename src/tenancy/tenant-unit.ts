@@ -136,6 +136,14 @@ class UnitRun {
   ) {
     this.root = knex.client as KnexClient;
     this.pipelined = connection instanceof pg.Client;
+    // DATABASE_PREPARED_STATEMENTS=false (src/db/database.ts): behind a
+    // transaction-mode pooler that does not keep named statements (PgBouncer
+    // before 1.21, or with max_prepared_statements = 0), consecutive units of
+    // one client connection run on different server connections, so the
+    // binding is parsed in every batch instead of named once per connection.
+    if (this.pipelined && (knex.client as { config: { namedStatements?: boolean } }).config.namedStatements === false) {
+      unnamedOn.add((connection as unknown as { connection: PgConnection }).connection);
+    }
     const client = Object.create(this.root) as KnexClient;
     client.acquireConnection = () => Promise.resolve(connection);
     client.releaseConnection = () => Promise.resolve();

@@ -13,7 +13,7 @@ import { CircuitBreakerService, CircuitState } from "../../gen/orchestration/sta
 import type { RoutingDecision } from "../../gen/orchestration/state/v1/routing_audit_service_pb.js";
 import { buildDashboard } from "../../web/build.js";
 import { authClient, keyFixture } from "../auth/support.js";
-import { backendName, createTestDatabase } from "../support/backend.js";
+import { backendName, createTestDatabase, postgresEnv } from "../support/backend.js";
 import { freePort, killAll, startServerProcess } from "../failures/support/main-process.js";
 import { newTenant, startTestServer, type TestServer } from "../support/server.js";
 import { type Chromium, launchChromium } from "./support/chromium.js";
@@ -381,7 +381,7 @@ describe("the entry point", () => {
   it("with DASHBOARD_PORT serves the dashboard that npm run build wrote into dist/dashboard", async () => {
     // npm run test:browser builds dist/dashboard first; the README's `DASHBOARD_PORT=8080 npm start` does the same.
     const dashboardPort = await freePort();
-    const database = process.env.TEST_DATABASE_URL ? { DATABASE_URL: process.env.TEST_DATABASE_URL } : { DATA_DIR: "memory://" };
+    const database = process.env.TEST_DATABASE_URL ? postgresEnv() : { DATA_DIR: "memory://" };
     const main = await startServerProcess({ ...database, DASHBOARD_PORT: String(dashboardPort) });
     try {
       const line = await new Promise<Record<string, unknown>>((resolve, reject) => {

@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import { HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
 import { createDatabase } from "../../src/db/database.js";
 import { silentLogger } from "../../src/logging/logger.js";
-import { backendName } from "../support/backend.js";
+import { backendName, postgresOptions } from "../support/backend.js";
 import { workflowClient } from "../support/clients.js";
 import { timedCode } from "../support/errors.js";
 import { newTenant } from "../support/server.js";
@@ -55,7 +55,7 @@ describe(`database availability on ${backendName}`, () => {
     // A fresh, unmigrated database: PGlite in memory, or a PostgreSQL database
     // that was migrated by other tests (the gate must still hold until start()).
     const knex = pgUrl
-      ? createDatabase({ databaseUrl: pgUrl, poolMax: 4, logger: silentLogger })
+      ? createDatabase({ ...postgresOptions(pgUrl), poolMax: 4, logger: silentLogger })
       : createDatabase({ dataDir: "memory://", logger: silentLogger });
     const s = await startAvailableServer(knex, { start: false });
     running.push(s);
@@ -72,7 +72,7 @@ describe(`database availability on ${backendName}`, () => {
 
   it("after shutdown begins, a database that is available does not turn health back to SERVING", async () => {
     const knex = pgUrl
-      ? createDatabase({ databaseUrl: pgUrl, poolMax: 4, logger: silentLogger })
+      ? createDatabase({ ...postgresOptions(pgUrl), poolMax: 4, logger: silentLogger })
       : createDatabase({ dataDir: "memory://", logger: silentLogger });
     const s = await startAvailableServer(knex, { probeIntervalMs: 100 });
     expect(await s.health()).toBe(ServingStatus.SERVING);

@@ -16,7 +16,7 @@ import * as path from "node:path";
 import type { Knex } from "knex";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WorkflowExecution } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
-import { createTestDatabase, postgresUrl } from "../support/backend.js";
+import { createTestDatabase, postgresEnv } from "../support/backend.js";
 import { workflowClient } from "../support/clients.js";
 import { newTenant } from "../support/server.js";
 import { killAll, type ServerProcess, startServerProcess } from "./support/main-process.js";
@@ -29,7 +29,7 @@ let knex: Knex;
 const servers: ServerProcess[] = [];
 beforeAll(async () => {
   knex = await createTestDatabase();
-  const env = { DATABASE_URL: postgresUrl(), DATABASE_POOL_MAX: "8" };
+  const env = { ...postgresEnv(), DATABASE_POOL_MAX: "8" };
   servers.push(...(await Promise.all([0, 1, 2].map(() => startServerProcess(env)))));
 }, 120_000);
 const tenants: string[] = [];
@@ -121,7 +121,7 @@ describe("claims across three server processes on one PostgreSQL database", () =
   it("a server process SIGKILLed in the middle of a claim: every execution it held is claimed by another owner after expiry, none lost", { timeout: 120_000 }, async () => {
     const tenant = newTenant();
     const all = await seed(tenant, 2_000);
-    const victim = await startServerProcess({ DATABASE_URL: postgresUrl(), DATABASE_POOL_MAX: "4" });
+    const victim = await startServerProcess({ ...postgresEnv(), DATABASE_POOL_MAX: "4" });
     // A slow claimer on the victim: its stream stays open, a batch at a time.
     const received: WorkflowExecution[] = [];
     let killed = false;

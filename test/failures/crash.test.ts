@@ -10,7 +10,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type WorkflowExecution, WorkflowStatus } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
-import { backendName } from "../support/backend.js";
+import { backendName, postgresEnv } from "../support/backend.js";
 import { workflowClient } from "../support/clients.js";
 import { newTenant } from "../support/server.js";
 import { killAll, startServerProcess } from "./support/main-process.js";
@@ -28,7 +28,7 @@ afterAll(async () => {
 });
 
 function databaseEnv(): NodeJS.ProcessEnv {
-  return process.env.TEST_DATABASE_URL ? { DATABASE_URL: process.env.TEST_DATABASE_URL } : { DATA_DIR: dataDir };
+  return process.env.TEST_DATABASE_URL ? postgresEnv() : { DATA_DIR: dataDir };
 }
 
 /** Save number `step` of an execution: every JSON part says `step`, and grows with it. */

@@ -9,7 +9,7 @@ import { Code } from "@connectrpc/connect";
 import { afterEach, describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
 import { WorkflowStatus } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
-import { postgresUrl } from "../support/backend.js";
+import { postgresEnv, postgresUrl } from "../support/backend.js";
 import { connectClient, workflowClient } from "../support/clients.js";
 import { timedCode } from "../support/errors.js";
 import { newTenant } from "../support/server.js";
@@ -30,7 +30,7 @@ describe("src/main.ts with its PostgreSQL database behind a TCP proxy", () => {
     proxy = new TcpProxy(databaseTarget(pgUrl));
     const port = await proxy.reservePort();
     const main = await startServerProcess({
-      DATABASE_URL: proxiedUrl(pgUrl, port),
+      ...postgresEnv(proxiedUrl(pgUrl, port), { direct: false }),
       DATABASE_POOL_MAX: "4",
       DATABASE_RETRY_MAX_MS: "300",
       DATABASE_PROBE_INTERVAL_MS: "200",

@@ -40,7 +40,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WorkflowStatus } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
 import { createDatabase, migrate } from "../../src/db/database.js";
 import { silentLogger } from "../../src/logging/logger.js";
-import { backendName } from "../support/backend.js";
+import { backendName, postgresEnv } from "../support/backend.js";
 import { insertLargeIncomplete } from "../support/executions.js";
 import { workflowClient } from "../support/clients.js";
 import { envelope, openWireStream, wireCall, type WireStream } from "../support/grpc-wire.js";
@@ -64,7 +64,7 @@ const victim = newTenant();
 
 beforeAll(async () => {
   const env: NodeJS.ProcessEnv = { LOG_LEVEL: "warn" };
-  if (process.env.TEST_DATABASE_URL) env.DATABASE_URL = process.env.TEST_DATABASE_URL;
+  if (process.env.TEST_DATABASE_URL) Object.assign(env, postgresEnv());
   else {
     dataDir = await fsp.mkdtemp(path.join(os.tmpdir(), "orchestrator-state-hostile-"));
     env.DATA_DIR = dataDir;
@@ -72,7 +72,7 @@ beforeAll(async () => {
   // The executions go straight into the database before the server starts, so
   // that the server's memory is what the attack makes it hold, not what saving
   // 80 MB through it left behind. (A PGlite directory is opened by one process at a time.)
-  const knex = createDatabase({ databaseUrl: env.DATABASE_URL, dataDir, poolMax: 2, logger: silentLogger });
+  const knex = createDatabase({ databaseUrl: env.DATABASE_URL, databaseDirectUrl: env.DATABASE_DIRECT_URL, dataDir, poolMax: 2, logger: silentLogger });
   try {
     await migrate(knex);
     await insertLargeIncomplete(knex, attacker, EXECUTIONS, EXECUTION_BYTES);

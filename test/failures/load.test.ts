@@ -18,7 +18,7 @@ import { RoutingAuditService } from "../../gen/orchestration/state/v1/routing_au
 import { StatisticsService } from "../../gen/orchestration/state/v1/statistics_service_pb.js";
 import { WorkflowStateService, WorkflowStatus } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
 import { TENANT_HEADER } from "../../src/tenancy/tenant-interceptor.js";
-import { backendName } from "../support/backend.js";
+import { backendName, postgresEnv } from "../support/backend.js";
 import { decision, micros } from "../support/decisions.js";
 import { newTenant } from "../support/server.js";
 import type { LoadServerStats } from "./support/load-server.js";
@@ -172,7 +172,7 @@ describe(`${CLIENTS} concurrent clients on ${backendName}`, () => {
     if (process.env.TEST_DATABASE_URL) {
       const url = new URL(process.env.TEST_DATABASE_URL);
       url.searchParams.set("application_name", applicationName);
-      env.DATABASE_URL = url.toString();
+      Object.assign(env, postgresEnv(url.toString()));
     } else {
       // On disk, as deployed: with memory:// the data itself would grow the process.
       dataDir = await fs.mkdtemp(path.join(os.tmpdir(), "orchestrator-state-load-"));

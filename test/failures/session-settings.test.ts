@@ -20,7 +20,7 @@ import { WorkflowStatus } from "../../gen/orchestration/state/v1/workflow_state_
 import { createDatabase, migrate } from "../../src/db/database.js";
 import { silentLogger } from "../../src/logging/logger.js";
 import { breakerClient } from "../circuit-breaker/helpers.js";
-import { backendName } from "../support/backend.js";
+import { backendName, postgresOptions } from "../support/backend.js";
 import { connectClient, workflowClient } from "../support/clients.js";
 import { at, decision, micros } from "../support/decisions.js";
 import { newTenant, startTestServer, type TestServer } from "../support/server.js";
@@ -38,14 +38,14 @@ let t: TestServer;
 beforeAll(async () => {
   const url = process.env.TEST_DATABASE_URL;
   if (url) {
-    admin = createDatabase({ databaseUrl: url, poolMax: 1, logger: silentLogger });
+    admin = createDatabase({ ...postgresOptions(url), poolMax: 1, logger: silentLogger });
     scratch = `session_settings_${randomUUID().replaceAll("-", "")}`;
     await admin.raw(`CREATE DATABASE ${scratch}`);
     for (const setting of HOSTILE_DEFAULTS) await admin.raw(`ALTER DATABASE ${scratch} SET ${setting}`);
     const scratchUrl = new URL(url);
     scratchUrl.pathname = `/${scratch}`;
     // One connection: the last test can reset the session of every connection there is.
-    knex = createDatabase({ databaseUrl: scratchUrl.toString(), poolMax: 1, logger: silentLogger });
+    knex = createDatabase({ ...postgresOptions(scratchUrl.toString()), poolMax: 1, logger: silentLogger });
   } else {
     pgliteDir = fs.mkdtempSync(path.join(os.tmpdir(), "session-settings-"));
     // PGlite reads no per-database settings (it runs single-user), but it

@@ -8,6 +8,7 @@ import { createDatabase, migrate } from "../../src/db/database.js";
 import { silentLogger } from "../../src/logging/logger.js";
 import { connectClient, workflowClient } from "../support/clients.js";
 import { newTenant, startTestServer, type TestServer } from "../support/server.js";
+import { postgresOptions } from "../support/backend.js";
 
 // Server defaults (RETENTION_*) apply to every tenant, those that never saved
 // a policy included. A background pass with defaults visits every tenant of
@@ -26,12 +27,12 @@ let t: TestServer;
 beforeAll(async () => {
   const url = process.env.TEST_DATABASE_URL;
   if (url) {
-    admin = createDatabase({ databaseUrl: url, poolMax: 1, logger: silentLogger });
+    admin = createDatabase({ ...postgresOptions(url), poolMax: 1, logger: silentLogger });
     scratch = `retention_defaults_${randomUUID().replaceAll("-", "")}`;
     await admin.raw(`CREATE DATABASE ${scratch}`);
     const scratchUrl = new URL(url);
     scratchUrl.pathname = `/${scratch}`;
-    knex = createDatabase({ databaseUrl: scratchUrl.toString(), poolMax: 4, logger: silentLogger });
+    knex = createDatabase({ ...postgresOptions(scratchUrl.toString()), poolMax: 4, logger: silentLogger });
   } else {
     knex = createDatabase({ dataDir: "memory://", logger: silentLogger });
   }

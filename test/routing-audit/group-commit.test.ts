@@ -9,7 +9,7 @@ import { silentLogger } from "../../src/logging/logger.js";
 import { decisionToColumns } from "../../src/services/routing-audit/decision-row.js";
 import { GroupCommit } from "../../src/services/routing-audit/group-commit.js";
 import { TenantScope } from "../../src/tenancy/tenant-scope.js";
-import { backendName, createTestDatabase } from "../support/backend.js";
+import { backendName, createTestDatabase, postgresOptions } from "../support/backend.js";
 import { connectClient } from "../support/clients.js";
 import { clientFields } from "../support/decisions.js";
 import { newTenant, startTestServer, type TestServer } from "../support/server.js";
@@ -139,7 +139,7 @@ describe(`group commit of RecordRoutingDecision on ${backendName}, calls queued 
   let knex: Knex;
   beforeAll(async () => {
     const url = process.env.TEST_DATABASE_URL;
-    knex = url === undefined ? await createTestDatabase() : createDatabase({ databaseUrl: url, poolMax: 1, logger: silentLogger });
+    knex = url === undefined ? await createTestDatabase() : createDatabase({ ...postgresOptions(url), poolMax: 1, logger: silentLogger });
     await migrate(knex);
     t = await startTestServer({}, knex);
   });

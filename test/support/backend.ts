@@ -23,10 +23,46 @@ export function postgresUrl(): string {
   return url;
 }
 
+/**
+ * TEST_DATABASE_DIRECT_URL: set when TEST_DATABASE_URL goes through a
+ * transaction-mode pooler (.ci/run starts PgBouncer in front of PostgreSQL),
+ * naming PostgreSQL itself. Servers and databases the tests make then get
+ * the matching DATABASE_DIRECT_URL (same database, user and options, the
+ * direct host and port), and, with it, no named prepared statements.
+ */
+const directUrl = process.env.TEST_DATABASE_DIRECT_URL;
+
+/** `url` (a database of TEST_DATABASE_URL's server, maybe through a TCP proxy) with TEST_DATABASE_DIRECT_URL's host and port. */
+function directFor(url: string): string | undefined {
+  if (!directUrl) return undefined;
+  const direct = new URL(directUrl);
+  const target = new URL(url);
+  target.host = direct.host;
+  return target.toString();
+}
+
+/**
+ * The createDatabase options for a PostgreSQL database of the tests' server
+ * (TEST_DATABASE_URL by default): behind the CI's pooler, with its direct
+ * URL. `direct: false` leaves the direct URL out (a URL through a test's own
+ * TCP proxy, whose outages a direct connection would bypass) and still turns
+ * named statements off.
+ */
+export function postgresOptions(url: string = postgresUrl(), { direct = true } = {}): { databaseUrl: string; databaseDirectUrl?: string; preparedStatements?: boolean } {
+  if (!directUrl) return { databaseUrl: url };
+  return direct ? { databaseUrl: url, databaseDirectUrl: directFor(url) } : { databaseUrl: url, preparedStatements: false };
+}
+
+/** The same as environment variables of a server process (DATABASE_URL, and DATABASE_DIRECT_URL behind the pooler). */
+export function postgresEnv(url: string = postgresUrl(), { direct = true } = {}): Record<string, string> {
+  if (!directUrl) return { DATABASE_URL: url };
+  return direct ? { DATABASE_URL: url, DATABASE_DIRECT_URL: directFor(url)! } : { DATABASE_URL: url, DATABASE_PREPARED_STATEMENTS: "false" };
+}
+
 /** A migrated database for one test file; destroy it in afterAll. */
 export async function createTestDatabase(): Promise<Knex> {
   const url = process.env.TEST_DATABASE_URL;
-  const knex = url ? createDatabase({ databaseUrl: url, poolMax: 10, logger: silentLogger })
+  const knex = url ? createDatabase({ ...postgresOptions(url), poolMax: 10, logger: silentLogger })
     : createDatabase({ dataDir: "memory://", logger: silentLogger });
   await migrate(knex);
   return knex;
@@ -44,12 +80,12 @@ export async function createScratchDatabase(name: string): Promise<{ knex: Knex;
     const knex = createDatabase({ dataDir: "memory://", logger: silentLogger });
     return { knex, drop: () => knex.destroy() };
   }
-  const admin = createDatabase({ databaseUrl: url, poolMax: 1, logger: silentLogger });
+  const admin = createDatabase({ ...postgresOptions(url), poolMax: 1, logger: silentLogger });
   const scratch = `${name}_${randomUUID().replaceAll("-", "")}`;
   await admin.raw(`CREATE DATABASE ${scratch}`);
   const scratchUrl = new URL(url);
   scratchUrl.pathname = `/${scratch}`;
-  const knex = createDatabase({ databaseUrl: scratchUrl.toString(), poolMax: 4, logger: silentLogger });
+  const knex = createDatabase({ ...postgresOptions(scratchUrl.toString()), poolMax: 4, logger: silentLogger });
   return {
     knex,
     url: scratchUrl.toString(),

@@ -6,7 +6,7 @@ import { silentLogger } from "../../src/logging/logger.js";
 import { MAINTENANCE_ROLE } from "../../src/db/queries/maintenance.js";
 import { TENANT_ROLE } from "../../src/tenancy/row-level-security.js";
 import { TenantScope } from "../../src/tenancy/tenant-scope.js";
-import { backendName, createTestDatabase } from "../support/backend.js";
+import { backendName, createTestDatabase, postgresOptions } from "../support/backend.js";
 
 // These tests go through the application's connection path, TenantScope, and
 // run queries that deliberately forget the tenant filter: only row-level
@@ -166,7 +166,7 @@ describe(`row-level security on ${backendName}`, () => {
   it("a pooled connection leaves a tenant transaction with its login role and no tenant", async () => {
     // One connection, so that the next query surely reuses it.
     const url = process.env.TEST_DATABASE_URL;
-    const single = url === undefined ? knex : createDatabase({ databaseUrl: url, poolMax: 1, logger: silentLogger });
+    const single = url === undefined ? knex : createDatabase({ ...postgresOptions(url), poolMax: 1, logger: silentLogger });
     try {
       const { rows: [login] } = await single.raw<{ rows: { role: string }[] }>(`SELECT current_user AS role`);
       const a = new TenantScope(randomUUID(), single);

@@ -5,7 +5,7 @@ import { afterEach } from "vitest";
 import { WorkflowStatus } from "../../../gen/orchestration/state/v1/workflow_state_service_pb.js";
 import { createDatabase, type DatabaseOptions } from "../../../src/db/database.js";
 import { silentLogger } from "../../../src/logging/logger.js";
-import { postgresUrl } from "../../support/backend.js";
+import { postgresOptions, postgresUrl } from "../../support/backend.js";
 import type { AvailableServer } from "./available-server.js";
 import { databaseTarget, proxiedUrl, TcpProxy } from "./tcp-proxy.js";
 
@@ -41,6 +41,6 @@ export async function proxiedPostgres(up: boolean, options: Partial<DatabaseOpti
   const proxy = new TcpProxy(databaseTarget(pgUrl));
   proxies.push(proxy);
   const port = up ? await proxy.listen() : await proxy.reservePort();
-  const knex = createDatabase({ databaseUrl: proxiedUrl(pgUrl, port), poolMax: 4, logger: silentLogger, ...options });
+  const knex = createDatabase({ ...postgresOptions(proxiedUrl(pgUrl, port), { direct: false }), poolMax: 4, logger: silentLogger, ...options });
   return { proxy, knex };
 }

@@ -1,15 +1,24 @@
 import type { Knex } from "knex";
 import { createDatabase } from "../../../src/db/database.js";
 import { silentLogger } from "../../../src/logging/logger.js";
-import { createTestDatabase } from "../../support/backend.js";
+import { createTestDatabase, postgresOptions } from "../../support/backend.js";
 
 // Helpers of the tenant unit tests (tenant-unit.test.ts, tenant-unit.postgres.test.ts).
 
 const url = process.env.TEST_DATABASE_URL;
 
-/** A database with exactly one connection (PGlite only ever has one). */
-export async function singleConnection(): Promise<Knex> {
-  return url === undefined ? createTestDatabase() : createDatabase({ databaseUrl: url, poolMax: 1, logger: silentLogger });
+/**
+ * A database with exactly one connection (PGlite only ever has one). On
+ * PostgreSQL, `named` connects to PostgreSQL itself (TEST_DATABASE_DIRECT_URL
+ * when the tests run through a transaction-mode pooler) with named binding
+ * statements, or through TEST_DATABASE_URL with them off (false); by default
+ * as every test database is made.
+ */
+export async function singleConnection(named?: boolean): Promise<Knex> {
+  if (url === undefined) return createTestDatabase();
+  if (named === undefined) return createDatabase({ ...postgresOptions(url), poolMax: 1, logger: silentLogger });
+  const databaseUrl = named ? (process.env.TEST_DATABASE_DIRECT_URL || url) : url;
+  return createDatabase({ databaseUrl, preparedStatements: named, poolMax: 1, logger: silentLogger });
 }
 
 export interface SessionState {
