@@ -20,7 +20,7 @@ try {
   const lock = embedded ? lockDataDir(config.dataDir) : undefined;
   const target = config.databaseUrl === undefined ? { dataDir: config.dataDir } : { database: databaseName(config.databaseUrl) };
   logger.info("applying pending migrations", target);
-  const knex = createDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolMax: 1, logger });
+  const knex = createDatabase({ databaseUrl: config.databaseUrl, databaseDirectUrl: config.databaseDirectUrl, dataDir: config.dataDir, poolMax: 1, logger });
   const began = performance.now();
   try {
     const applied = await migrate(knex);

@@ -10,7 +10,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
-import { postgresUrl } from "../support/backend.js";
+import { directPostgresUrl, postgresUrl } from "../support/backend.js";
 import { databaseTarget, proxiedUrl, TcpProxy } from "../failures/support/tcp-proxy.js";
 import { copyRepository, exitOf, freePort, killAll, run, serverProcess, SERVING } from "./support.js";
 
@@ -26,9 +26,12 @@ beforeAll(async () => {
 afterEach(killAll);
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-/** TEST_DATABASE_URL with another database or user. */
+/**
+ * PostgreSQL itself with another database or user: its own refusals are under
+ * test (behind the CI's PgBouncer, auth_type any, the pooler would answer).
+ */
 function variant(change: (url: URL) => void): string {
-  const url = new URL(postgresUrl());
+  const url = new URL(directPostgresUrl());
   change(url);
   return url.toString();
 }

@@ -13,9 +13,10 @@ import { hashKey } from "../../src/auth/key-store.js";
 import { workflowClient } from "../support/clients.js";
 import { newTenant } from "../support/server.js";
 import { copyRepository, exitOf, freePort, killAll, pidExists, portIsFree, type Proc, root, run, SERVING } from "./support.js";
+import { postgresEnv } from "../support/backend.js";
 
 const npm = process.platform === "win32" ? "npm.cmd" : "npm";
-const database: NodeJS.ProcessEnv = process.env.TEST_DATABASE_URL ? { DATABASE_URL: process.env.TEST_DATABASE_URL } : { DATA_DIR: "memory://" };
+const database: NodeJS.ProcessEnv = process.env.TEST_DATABASE_URL ? postgresEnv() : { DATA_DIR: "memory://" };
 // What npm itself prints around a script (its banner), not the server's lines.
 const isNpmBanner = (line: string) => line === "" || line.startsWith("> ");
 

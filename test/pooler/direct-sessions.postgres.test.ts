@@ -29,7 +29,7 @@ afterAll(async () => {
 
 describe("sessions over DATABASE_DIRECT_URL", () => {
   it("migrations run there", async () => {
-    await expect(migrate(pooled, 5_000)).resolves.toBeUndefined();
+    await expect(migrate(pooled)).resolves.toBeInstanceOf(Array);
     await expect(pooled.raw("SELECT 1")).rejects.toThrow(); // the pool itself reaches nobody
   });
 

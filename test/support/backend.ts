@@ -59,6 +59,11 @@ export function postgresEnv(url: string = postgresUrl(), { direct = true } = {})
   return direct ? { DATABASE_URL: url, DATABASE_DIRECT_URL: directFor(url)! } : { DATABASE_URL: url, DATABASE_PREPARED_STATEMENTS: "false" };
 }
 
+/** PostgreSQL itself: TEST_DATABASE_DIRECT_URL behind the CI's pooler, else TEST_DATABASE_URL (for tests of PostgreSQL's own answers). */
+export function directPostgresUrl(): string {
+  return directUrl || postgresUrl();
+}
+
 /** A migrated database for one test file; destroy it in afterAll. */
 export async function createTestDatabase(): Promise<Knex> {
   const url = process.env.TEST_DATABASE_URL;
