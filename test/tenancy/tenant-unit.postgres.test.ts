@@ -16,7 +16,8 @@ describe("tenant units on PostgreSQL: round trips and statement timeout", () => 
   let connection: pg.Client;
   let roundTrips = 0;
   beforeAll(async () => {
-    knex = await singleConnection();
+    // PostgreSQL itself (TEST_DATABASE_DIRECT_URL behind the CI's pooler), with named binding statements.
+    knex = await singleConnection(true);
     await migrate(knex);
     connection = (await knex.client.acquireConnection()) as pg.Client;
     await knex.client.releaseConnection(connection);
@@ -49,6 +50,21 @@ describe("tenant units on PostgreSQL: round trips and statement timeout", () => 
     expect(connection.getTransactionStatus()).toBe("I");
   });
 
+  it("the binding is prepared once per connection; if it vanishes (DEALLOCATE ALL), one unit fails and the connection goes on with unnamed statements", async () => {
+    const tenant = randomUUID();
+    const scope = new TenantScope(tenant, knex);
+    const names = async () =>
+      (await knex.raw<{ rows: { name: string }[] }>("SELECT name FROM pg_prepared_statements WHERE name LIKE 'tenant_unit_%'")).rows.map((r) => r.name);
+    await scope.run((db) => state(db));
+    expect(await names()).not.toEqual([]);
+    await knex.raw("DEALLOCATE ALL");
+    await expect(scope.run((db) => insertExecution(db, tenant, "e-1"))).rejects.toMatchObject({ code: "26000" });
+    for (let i = 0; i < 3; i++) expect(await scope.run((db) => state(db))).toMatchObject({ role: TENANT_ROLE, tenant });
+    expect(await names()).toEqual([]);
+    expect(Number((await knex("workflow_executions").where("tenant_id", tenant).count<{ n: string }[]>({ n: "*" }))[0]!.n)).toBe(0);
+    expect(connection.getTransactionStatus()).toBe("I");
+  });
+
   it("a statement unit's statement is cancelled at the deadline, answers DEADLINE_EXCEEDED, and the connection is clean", async () => {
     const started = Date.now();
     const slow = new TenantScope(randomUUID(), knex, Date.now() + 300).run((db) => db.raw("SELECT pg_sleep(5)"));
@@ -61,38 +77,8 @@ describe("tenant units on PostgreSQL: round trips and statement timeout", () => 
   });
 });
 
-describe("tenant units on PostgreSQL: the binding as a named prepared statement, or not (DATABASE_PREPARED_STATEMENTS)", () => {
-  const names = async (knex: Knex) =>
-    (await knex.raw<{ rows: { name: string }[] }>("SELECT name FROM pg_prepared_statements WHERE name LIKE 'tenant_unit_%'")).rows.map((r) => r.name);
-
-  describe("named, on a connection to PostgreSQL itself", () => {
-    let knex: Knex;
-    let connection: pg.Client;
-    beforeAll(async () => {
-      knex = await singleConnection(true);
-      await migrate(knex);
-      connection = (await knex.client.acquireConnection()) as pg.Client;
-      await knex.client.releaseConnection(connection);
-    });
-    afterAll(async () => {
-      await knex.destroy();
-    });
-
-    it("the binding is prepared once per connection; if it vanishes (DEALLOCATE ALL), one unit fails and the connection goes on with unnamed statements", async () => {
-      const tenant = randomUUID();
-      const scope = new TenantScope(tenant, knex);
-      await scope.run((db) => state(db));
-      expect(await names(knex)).not.toEqual([]);
-      await knex.raw("DEALLOCATE ALL");
-      await expect(scope.run((db) => insertExecution(db, tenant, "e-1"))).rejects.toMatchObject({ code: "26000" });
-      for (let i = 0; i < 3; i++) expect(await scope.run((db) => state(db))).toMatchObject({ role: TENANT_ROLE, tenant });
-      expect(await names(knex)).toEqual([]);
-      expect(Number((await knex("workflow_executions").where("tenant_id", tenant).count<{ n: string }[]>({ n: "*" }))[0]!.n)).toBe(0);
-      expect(connection.getTransactionStatus()).toBe("I");
-    });
-  });
-
-  it("off (behind a transaction-mode pooler): no unit names its binding, and each unit is bound to its tenant", async () => {
+describe("tenant units on PostgreSQL with DATABASE_PREPARED_STATEMENTS=false (behind a transaction-mode pooler)", () => {
+  it("no unit names its binding, each unit is bound to its tenant, and nothing of it stays on the connection", async () => {
     const knex = await singleConnection(false);
     try {
       for (let i = 0; i < 3; i++) {
@@ -100,7 +86,8 @@ describe("tenant units on PostgreSQL: the binding as a named prepared statement,
         expect(await new TenantScope(tenant, knex).run((db) => state(db))).toMatchObject({ role: TENANT_ROLE, tenant });
         expect(await new TenantScope(tenant, knex).transaction((trx) => state(trx))).toMatchObject({ role: TENANT_ROLE, tenant });
       }
-      expect(await names(knex)).toEqual([]);
+      const { rows } = await knex.raw<{ rows: { name: string }[] }>("SELECT name FROM pg_prepared_statements WHERE name LIKE 'tenant_unit_%'");
+      expect(rows).toEqual([]);
       const after = await state(knex);
       expect(after).toMatchObject({ tenant: null });
       expect(after.role).not.toBe(TENANT_ROLE);
