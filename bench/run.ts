@@ -22,7 +22,7 @@ import { WorkflowStateService } from "../gen/orchestration/state/v1/workflow_sta
 import { createDatabase, migrate } from "../src/db/database.js";
 import { silentLogger } from "../src/logging/logger.js";
 import { TENANT_HEADER } from "../src/tenancy/tenant-interceptor.js";
-import { seedExecutions } from "./lib/seed.js";
+import { BULK_STATEMENT_TIMEOUT_MS, seedExecutions } from "./lib/seed.js";
 import {
   cpuSecondsOf, freePort, have, LOAD_CORE, memoryOf, ROOT, runPinned, runPinnedJson, SERVER_CORE, startPinned, stop, waitForPort,
 } from "./lib/processes.js";
@@ -395,7 +395,7 @@ function report(meta: Record<string, unknown>): string {
 
 // ---------------------------------------------------------------- main
 
-const knex = createDatabase({ databaseUrl, poolMax: 2, logger: silentLogger });
+const knex = createDatabase({ databaseUrl, poolMax: 2, logger: silentLogger, statementTimeoutMs: BULK_STATEMENT_TIMEOUT_MS });
 try {
   await migrate(knex);
   if (!fs.existsSync(path.join(ROOT, "dist/src/main.js"))) throw new Error("dist/src/main.js is missing: run `npm run build` (npm run bench does)");

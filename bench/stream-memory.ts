@@ -28,7 +28,7 @@ import { migrationSource } from "../src/db/migrations/index.js";
 import { silentLogger } from "../src/logging/logger.js";
 import { TENANT_HEADER } from "../src/tenancy/tenant-interceptor.js";
 import { freePort } from "./lib/processes.js";
-import { CONTEXT, seedExecutions } from "./lib/seed.js";
+import { BULK_STATEMENT_TIMEOUT_MS, CONTEXT, seedExecutions } from "./lib/seed.js";
 
 const root = path.resolve(import.meta.dirname, "..");
 const args = process.argv.slice(2);
@@ -78,7 +78,7 @@ function procStatusKb(pid: number, field: "VmRSS" | "VmHWM"): number | undefined
  * open. The schema is the server's: the same migrations.
  */
 function openDatabase(dataDir: string | undefined): Knex {
-  if (dataDir === undefined) return createDatabase({ databaseUrl, poolMax: 2, logger: silentLogger });
+  if (dataDir === undefined) return createDatabase({ databaseUrl, poolMax: 2, logger: silentLogger, statementTimeoutMs: BULK_STATEMENT_TIMEOUT_MS });
   const pglite = new PGlite(dataDir, { parsers: { [pgliteTypes.TIMESTAMPTZ]: (v: string) => v, [pgliteTypes.INT8]: (v: string) => v } });
   return knexFactory({
     client: ClientPgLite as unknown as typeof Knex.Client,
