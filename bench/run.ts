@@ -229,45 +229,14 @@ async function saveAllExecutions(url: string, tenant: string): Promise<void> {
 }
 
 let b5Tenant: string | undefined;
-
-async function runB5(): Promise<void> {
-  const s = await startOurs();
-  try {
-    const pid = s.child.pid!;
-    const before = memoryOf(pid).rssMb;
-    const samples: { at: number; rssMb: number }[] = [];
-    const sampler = setInterval(() => samples.push({ at: Date.now(), rssMb: memoryOf(pid).rssMb }), 50);
-    const r = await runPinnedJson<{ rows: number; seconds: number; rate: number; markedAt: number | null; status: string }>(
-      LOAD_CORE, "bench/load/stream-load.ts", [JSON.stringify({ url: s.url, tenant: b5Tenant, markRows: MARK_ROWS })],
-    );
-    clearInterval(sampler);
-    const peakMb = memoryOf(pid).peakMb;
-    if (r.status !== "0" || r.rows !== b5Rows) throw new Error(`B5: streamed ${r.rows} of ${b5Rows} rows, status ${r.status}`);
-    const peakAtMark = Math.max(before, ...samples.filter((x) => r.markedAt !== null && x.at <= r.markedAt).map((x) => x.rssMb));
-    record("B5 ours", {
-      rate: r.rate, p50Ms: r.seconds * 1000, p99Ms: r.seconds * 1000, errors: 0,
-      extra: { rssBeforeMb: before, peakRssAt100kMb: peakAtMark, peakRssMb: peakMb },
-    });
-  } finally {
-    await stop(s.child);
-  }
-  const base = await runPinnedJson<{ rows: number; seconds: number; rate: number }>(SERVER_CORE, "bench/baselines/pg-stream.ts", [
-    JSON.stringify({ databaseUrl, tenant: b5Tenant }),
-  ]);
-  if (base.rows !== b5Rows) throw new Error(`B5 baseline read ${base.rows} of ${b5Rows} rows`);
-  record("B5 pg", { rate: base.rate, p50Ms: base.seconds * 1000, p99Ms: base.seconds * 1000, errors: 0 });
-}
-
 let b6Tenant: string | undefined;
 
 /**
- * B6: one ClaimIncompleteWorkflows call claiming every execution of its
- * tenant (each batch an UPDATE taking a lease and a fencing token per row),
- * against the raw cursor over the same rows, with the server's RSS. The
- * leases are cleared after each run (as the connecting superuser), so that
- * every run claims all of them.
+ * A streaming workload (B5, B6): one call reading every execution of
+ * `tenant` through our server, with the server's RSS sampled as it goes,
+ * against the raw cursor (bench/baselines/pg-stream.ts) over the same rows.
  */
-async function runB6(): Promise<void> {
+async function runStream(workload: "B5" | "B6", tenant: string, rows: number, load: Record<string, unknown>, after?: () => Promise<unknown>): Promise<void> {
   const s = await startOurs();
   try {
     const pid = s.child.pid!;
@@ -275,29 +244,43 @@ async function runB6(): Promise<void> {
     const samples: { at: number; rssMb: number }[] = [];
     const sampler = setInterval(() => samples.push({ at: Date.now(), rssMb: memoryOf(pid).rssMb }), 50);
     const r = await runPinnedJson<{ rows: number; seconds: number; rate: number; markedAt: number | null; status: string }>(
-      LOAD_CORE, "bench/load/stream-load.ts", [JSON.stringify({ url: s.url, tenant: b6Tenant, markRows: MARK_ROWS, claimOwner: "bench" })],
+      LOAD_CORE, "bench/load/stream-load.ts", [JSON.stringify({ url: s.url, tenant, markRows: MARK_ROWS, ...load })],
     );
     clearInterval(sampler);
     const peakMb = memoryOf(pid).peakMb;
-    if (r.status !== "0" || r.rows !== b6Rows) throw new Error(`B6: claimed ${r.rows} of ${b6Rows} rows, status ${r.status}`);
+    if (r.status !== "0" || r.rows !== rows) throw new Error(`${workload}: read ${r.rows} of ${rows} rows, status ${r.status}`);
     const peakAtMark = Math.max(before, ...samples.filter((x) => r.markedAt !== null && x.at <= r.markedAt).map((x) => x.rssMb));
-    record("B6 ours", {
+    record(`${workload} ours`, {
       rate: r.rate, p50Ms: r.seconds * 1000, p99Ms: r.seconds * 1000, errors: 0,
       extra: { rssBeforeMb: before, peakRssAt100kMb: peakAtMark, peakRssMb: peakMb },
     });
   } finally {
     await stop(s.child);
-    await knex.raw(
-      "UPDATE workflow_executions SET lease_owner = NULL, lease_token = NULL, lease_expire_time = NULL WHERE tenant_id = ? AND lease_token IS NOT NULL",
-      [b6Tenant!],
-    );
+    await after?.();
   }
   const base = await runPinnedJson<{ rows: number; seconds: number; rate: number }>(SERVER_CORE, "bench/baselines/pg-stream.ts", [
-    JSON.stringify({ databaseUrl, tenant: b6Tenant }),
+    JSON.stringify({ databaseUrl, tenant }),
   ]);
-  if (base.rows !== b6Rows) throw new Error(`B6 baseline read ${base.rows} of ${b6Rows} rows`);
-  record("B6 pg", { rate: base.rate, p50Ms: base.seconds * 1000, p99Ms: base.seconds * 1000, errors: 0 });
+  if (base.rows !== rows) throw new Error(`${workload} baseline read ${base.rows} of ${rows} rows`);
+  record(`${workload} pg`, { rate: base.rate, p50Ms: base.seconds * 1000, p99Ms: base.seconds * 1000, errors: 0 });
 }
+
+/** B5: StreamIncompleteWorkflows over every execution of its tenant. */
+const runB5 = () => runStream("B5", b5Tenant!, b5Rows, {});
+
+/**
+ * B6: one ClaimIncompleteWorkflows call claiming every execution of its
+ * tenant (each batch an UPDATE taking a lease and a fencing token per row).
+ * The leases are cleared after each run (as the connecting superuser), so
+ * that every run claims all of them.
+ */
+const runB6 = () =>
+  runStream("B6", b6Tenant!, b6Rows, { claimOwner: "bench" }, () =>
+    knex.raw(
+      "UPDATE workflow_executions SET lease_owner = NULL, lease_token = NULL, lease_expire_time = NULL WHERE tenant_id = ? AND lease_token IS NOT NULL",
+      [b6Tenant!],
+    ),
+  );
 
 /** Row-level security: bench/rls-cost.ts (GetWorkflowExecution's SELECT bound to its tenant against the same SELECT unbound), pinned to the server core. */
 async function runRls(): Promise<void> {
