@@ -95,42 +95,35 @@ export function registerDatabaseMetrics(metrics: Metrics, deps: DatabaseMetricsD
       });
     return pending;
   };
-  new Gauge({
-    name: "orchestrator_state_circuit_breakers",
-    help: "Circuit breakers stored, across tenants, by state. Every replica reports the same value: aggregate with max().",
-    labelNames: ["state"] as const,
-    registers,
-    async collect() {
-      const counts = await read();
-      this.reset();
-      if (counts === undefined) return;
-      for (const state of STATES) this.set({ state }, counts.breakersByState.find((b) => b.state === state)?.count ?? 0);
-    },
-  });
-  new Gauge({
-    name: "orchestrator_state_incomplete_executions",
-    help: "Incomplete workflow executions (PENDING, RUNNING, BLOCKED), across tenants, by status. Every replica reports the same value: aggregate with max().",
-    labelNames: ["status"] as const,
-    registers,
-    async collect() {
-      const counts = await read();
-      this.reset();
-      if (counts === undefined) return;
-      for (const status of INCOMPLETE) this.set({ status }, counts.incompleteByStatus.find((e) => e.status === status)?.count ?? 0);
-    },
-  });
-  new Gauge({
-    name: "orchestrator_state_leased_executions",
-    help: "Incomplete workflow executions under a live lease (ClaimIncompleteWorkflows), across tenants, by status. Every replica reports the same value: aggregate with max().",
-    labelNames: ["status"] as const,
-    registers,
-    async collect() {
-      const counts = await read();
-      this.reset();
-      if (counts === undefined) return;
-      for (const status of INCOMPLETE) this.set({ status }, counts.incompleteByStatus.find((e) => e.status === status)?.leased ?? 0);
-    },
-  });
+  /** A gauge with one series per value of `label`, each read from the cached aggregates (none when they could not be read). */
+  const countsGauge = <L extends string>(name: string, help: string, label: L, values: readonly string[], count: (c: DomainCounts, value: string) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: [label] as const,
+      registers,
+      async collect() {
+        const counts = await read();
+        this.reset();
+        if (counts === undefined) return;
+        for (const value of values) this.set({ [label]: value } as Record<L, string>, count(counts, value));
+      },
+    });
+  countsGauge(
+    "orchestrator_state_circuit_breakers",
+    "Circuit breakers stored, across tenants, by state. Every replica reports the same value: aggregate with max().",
+    "state", STATES, (c, state) => c.breakersByState.find((b) => b.state === state)?.count ?? 0,
+  );
+  countsGauge(
+    "orchestrator_state_incomplete_executions",
+    "Incomplete workflow executions (PENDING, RUNNING, BLOCKED), across tenants, by status. Every replica reports the same value: aggregate with max().",
+    "status", INCOMPLETE, (c, status) => c.incompleteByStatus.find((e) => e.status === status)?.count ?? 0,
+  );
+  countsGauge(
+    "orchestrator_state_leased_executions",
+    "Incomplete workflow executions under a live lease (ClaimIncompleteWorkflows), across tenants, by status. Every replica reports the same value: aggregate with max().",
+    "status", INCOMPLETE, (c, status) => c.incompleteByStatus.find((e) => e.status === status)?.leased ?? 0,
+  );
   new Gauge({
     name: "orchestrator_state_incomplete_execution_oldest_start_timestamp_seconds",
     help: "started_at of the oldest incomplete execution of each status, across tenants (Unix time, seconds); absent when there is none.",
