@@ -6,7 +6,7 @@
 // child uses that PostgreSQL database (DATABASE_URL).
 import { type ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs/promises";
-import { freePort } from "./failures/support/main-process.js";
+import { freePort, onLines } from "./failures/support/main-process.js";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -71,22 +71,16 @@ async function startMain(): Promise<MainProcess> {
   );
   let serving: () => void = () => {};
   const served = new Promise<void>((resolve) => (serving = resolve));
-  let buffered = "";
-  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-    buffered += chunk;
-    const lines = buffered.split("\n");
-    buffered = lines.pop()!;
-    for (const line of lines) {
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(line);
-      } catch {
-        garbage.push(line);
-        continue;
-      }
-      logs.push(parsed as Record<string, unknown>);
-      if ((parsed as { msg?: unknown }).msg === SERVING) serving();
+  onLines(child.stdout!, (line) => {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(line);
+    } catch {
+      garbage.push(line);
+      return;
     }
+    logs.push(parsed as Record<string, unknown>);
+    if ((parsed as { msg?: unknown }).msg === SERVING) serving();
   });
   child.stderr!.setEncoding("utf8").on("data", (chunk: string) => stderr.push(chunk));
 

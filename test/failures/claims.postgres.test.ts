@@ -19,7 +19,7 @@ import type { WorkflowExecution } from "../../gen/orchestration/state/v1/workflo
 import { createTestDatabase, postgresEnv } from "../support/backend.js";
 import { workflowClient } from "../support/clients.js";
 import { newTenant } from "../support/server.js";
-import { killAll, type ServerProcess, startServerProcess } from "./support/main-process.js";
+import { killAll, onLines, type ServerProcess, startServerProcess } from "./support/main-process.js";
 
 const root = path.resolve(import.meta.dirname, "../..");
 const LONG = { seconds: 600n, nanos: 0 };
@@ -174,16 +174,10 @@ describe("claims across three server processes on one PostgreSQL database", () =
     const exited = new Promise<NodeJS.Signals | null>((resolve) => child.once("exit", (_code, signal) => resolve(signal)));
     const claimedByChild = new Map<string, bigint>();
     let renewals = 0;
-    let buffered = "";
-    child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-      buffered += chunk;
-      const lines = buffered.split("\n");
-      buffered = lines.pop()!;
-      for (const line of lines) {
-        const msg = JSON.parse(line) as { claimed?: string; token?: string; renewed?: number };
-        if (msg.claimed !== undefined) claimedByChild.set(msg.claimed, BigInt(msg.token!));
-        if ((msg.renewed ?? 0) > 0) renewals++;
-      }
+    onLines(child.stdout!, (line) => {
+      const msg = JSON.parse(line) as { claimed?: string; token?: string; renewed?: number };
+      if (msg.claimed !== undefined) claimedByChild.set(msg.claimed, BigInt(msg.token!));
+      if ((msg.renewed ?? 0) > 0) renewals++;
     });
     try {
       // Let it claim and renew for a while, with steady claimers on the other servers.

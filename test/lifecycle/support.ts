@@ -7,6 +7,7 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
+import { onLines } from "../failures/support/main-process.js";
 
 export const root = path.resolve(import.meta.dirname, "../..");
 export const SERVING = "serving gRPC, gRPC-Web and Connect over h2c";
@@ -89,19 +90,13 @@ export function run(command: string, args: string[], cwd: string, env: NodeJS.Pr
       resolve({ code, signal, ms: Date.now() - began });
     }),
   );
-  let buffered = "";
-  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-    buffered += chunk;
-    const lines = buffered.split("\n");
-    buffered = lines.pop()!;
-    for (const text of lines) {
-      try {
-        const parsed = JSON.parse(text) as unknown;
-        if (typeof parsed !== "object" || parsed === null) throw new Error("not an object");
-        logs.push(parsed as Record<string, unknown>);
-      } catch {
-        garbage.push(text);
-      }
+  onLines(child.stdout!, (text) => {
+    try {
+      const parsed = JSON.parse(text) as unknown;
+      if (typeof parsed !== "object" || parsed === null) throw new Error("not an object");
+      logs.push(parsed as Record<string, unknown>);
+    } catch {
+      garbage.push(text);
     }
     for (const wake of waiters) wake();
   });

@@ -22,6 +22,18 @@ export interface ServerProcess {
 const running = new Set<ChildProcess>();
 
 /** SIGKILLs every process started here and still running (for afterEach/afterAll). */
+/** Calls `onLine` with each whole line a child process writes to `stream` (its stdout or stderr), as it arrives. */
+export function onLines(stream: NodeJS.ReadableStream, onLine: (line: string) => void): void {
+  let buffered = "";
+  stream.setEncoding("utf8");
+  stream.on("data", (chunk: string) => {
+    buffered += chunk;
+    const lines = buffered.split("\n");
+    buffered = lines.pop()!;
+    for (const line of lines) onLine(line);
+  });
+}
+
 export function killAll(): void {
   for (const child of running) child.kill("SIGKILL");
   running.clear();
@@ -68,19 +80,13 @@ export async function startServerProcess(
   );
   let serving: () => void = () => {};
   const served = new Promise<void>((resolve) => (serving = resolve));
-  let buffered = "";
-  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-    buffered += chunk;
-    const lines = buffered.split("\n");
-    buffered = lines.pop()!;
-    for (const line of lines) {
-      try {
-        const parsed = JSON.parse(line) as Record<string, unknown>;
-        logs.push(parsed);
-        if (parsed.msg === SERVING) serving();
-      } catch {
-        // not JSON: ignored here (test/main-process.test.ts checks the format)
-      }
+  onLines(child.stdout!, (line) => {
+    try {
+      const parsed = JSON.parse(line) as Record<string, unknown>;
+      logs.push(parsed);
+      if (parsed.msg === SERVING) serving();
+    } catch {
+      // not JSON: ignored here (test/main-process.test.ts checks the format)
     }
   });
   child.stderr!.setEncoding("utf8").on("data", (chunk: string) => stderr.push(chunk));
