@@ -131,7 +131,15 @@ describe("claims across three server processes on one PostgreSQL database", () =
     }).catch(() => undefined);
     // Steady claimers on the other servers take the rest meanwhile.
     const steady = Promise.all([0, 1, 2, 3].map((i) => claim(servers[i % 2]!, tenant, `steady-${i}`)));
-    while (received.length < 150) await new Promise((resolve) => setTimeout(resolve, 20));
+    // Killed halfway through its first batch (STREAM_BATCH_SIZE, 100): it holds
+    // rows it sent and rows it claimed and never sent. (Waiting for a second
+    // batch raced the steady claimers, which may take everything else first.)
+    let slowEnded = false;
+    void slow.then(() => (slowEnded = true));
+    while (received.length < 50) {
+      if (slowEnded) throw new Error(`the victim's claim ended after ${received.length} executions`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
     victim.child.kill("SIGKILL");
     killed = true;
     expect(await victim.exited).toEqual({ code: null, signal: "SIGKILL" });
