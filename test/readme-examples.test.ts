@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { promisify } from "node:util";
@@ -26,6 +27,9 @@ const examples = [...readme.matchAll(/```sh\n([\s\S]*?)```/g)]
   .map((m) => m[1]!.replace(/\\\n\s*/g, " ").trim())
   .filter((command) => command.startsWith("npx buf curl"));
 const replicasSession = [...readme.slice(replicasStart, replicasEnd).matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!).join("\n");
+
+// The tenant of the README's examples.
+const README_TENANT = "0b8d4f0e-2a51-4c67-9f5e-3c1d2e4f5a60";
 
 let t: TestServer;
 beforeAll(async () => {
@@ -56,7 +60,11 @@ describe("README buf curl examples", () => {
 
   it("the walk-through of Running several replicas runs as one shell session: a claim, a renewal, a fenced save, a lost lease", { timeout: 240_000 }, async () => {
     expect(replicasStart).toBeGreaterThan(0);
-    const script = `set -euo pipefail\n${replicasSession.replaceAll("http://127.0.0.1:50051", t.baseUrl)}`;
+    // A tenant of its own: the session assumes a tenant with no executions yet (run a second time on the README's
+    // tenant, invoice-8 would still be leased from the first run, and the last claim would find nothing).
+    const tenant = randomUUID();
+    expect(replicasSession).toContain(README_TENANT);
+    const script = `set -euo pipefail\n${replicasSession.replaceAll("http://127.0.0.1:50051", t.baseUrl).replaceAll(README_TENANT, tenant)}`;
     const { stdout, stderr } = await run("bash", ["-c", script], { cwd: root });
     // The claims show the leases, A's first renewal and B's save succeed, A's later renewal is lost and its save fenced off.
     expect(stdout).toContain('"owner": "replica-a"');
@@ -72,7 +80,7 @@ describe("README buf curl examples", () => {
     expect(Buffer.from(error.details[0]!.value, "base64").toString("latin1")).toContain("LEASE_LOST");
     expect(stdout).toContain("replica A lost invoice-7");
     expect(stdout).toContain('"releasedCount": "1"');
-    const stored = await run("bash", ["-c", `npx buf curl --protocol grpc --http2-prior-knowledge -H 'x-tenant-id: 0b8d4f0e-2a51-4c67-9f5e-3c1d2e4f5a60' -d '{"executionId": "invoice-7"}' ${t.baseUrl}/orchestration.state.v1.WorkflowStateService/GetWorkflowExecution`], { cwd: root });
+    const stored = await run("bash", ["-c", `npx buf curl --protocol grpc --http2-prior-knowledge -H 'x-tenant-id: ${tenant}' -d '{"executionId": "invoice-7"}' ${t.baseUrl}/orchestration.state.v1.WorkflowStateService/GetWorkflowExecution`], { cwd: root });
     // B's completion is stored, not A's stale one, and it ended the lease.
     expect(stored.stdout).toContain('"sent": true');
     expect(stored.stdout).not.toContain('"lease"');
