@@ -1,5 +1,6 @@
 import { createHash, hash, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { UUID } from "../ranges.js";
 
 /** Who a call is made by: the API key it presented, resolved. */
 export interface Principal {
@@ -24,7 +25,6 @@ export interface KeySources {
   authKeys: string | undefined;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const SHA256_HEX = /^[0-9a-f]{64}$/i;
 // Printable ASCII without spaces: what fits a Bearer token in a header.
 const KEY_TEXT = /^[\x21-\x7e]+$/;

@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { BadRequestSchema, BadRequest_FieldViolationSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { LONE_SURROGATE } from "../ranges.js";
 
 /** One bad field of a request: its path (e.g. `execution.step_executions[2].step_id`) and what is wrong. */
 export interface FieldViolation {
@@ -32,9 +33,9 @@ export const MAX_LISTED = 20;
 const MAX_TEXT = 200;
 
 // A lone surrogate has no UTF-8 form: gRPC's percent-encoding of the message would throw.
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+const LONE_SURROGATES = new RegExp(LONE_SURROGATE.source, "g");
 
 function clip(text: string): string {
   const clipped = text.length <= MAX_TEXT ? text : `${text.slice(0, MAX_TEXT)}…`;
-  return clipped.replace(LONE_SURROGATE, "\uFFFD");
+  return clipped.replace(LONE_SURROGATES, "\uFFFD");
 }

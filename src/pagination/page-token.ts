@@ -3,6 +3,7 @@ import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { timestampFromDb, timestampToDb } from "../db/convert.js";
 import { invalidArgument } from "../errors/invalid-argument.js";
 import type { BoundedRows } from "../limits/byte-budget.js";
+import { TIMESTAMP_MAX_SECONDS, TIMESTAMP_MIN_SECONDS } from "../ranges.js";
 import { isStorableText } from "../validation/checks.js";
 
 /** Page size used when a request leaves `page_size` at 0. */
@@ -92,13 +93,9 @@ export function keysetFromToken(scope: TokenScope, token: string, filters: unkno
   // re-formatted instant, not the token's text, keeps the rest of what the
   // lenient parse lets through (month 13 is January of the next year) from
   // reaching SQL: at worst a forged token moves its own cursor.
-  if (at === undefined || at.seconds < MIN_SECONDS || at.seconds > MAX_SECONDS || (idPattern !== undefined && !idPattern.test(key[1]!))) {
+  if (at === undefined || at.seconds < TIMESTAMP_MIN_SECONDS || at.seconds > TIMESTAMP_MAX_SECONDS || (idPattern !== undefined && !idPattern.test(key[1]!))) {
     throw invalidArgument([{ field: "page_token", description: "is not a token this service issued" }]);
   }
   return [timestampToDb(at), key[1]!];
 }
-
-// google.protobuf.Timestamp's range, years 1-9999.
-const MIN_SECONDS = -62_135_596_800n;
-const MAX_SECONDS = 253_402_300_799n;
 

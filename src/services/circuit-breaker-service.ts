@@ -16,9 +16,11 @@ import {
 } from "../../gen/orchestration/state/v1/circuit_breaker_service_pb.js";
 import { durationToMicros, timestampToDb } from "../db/convert.js";
 import * as queries from "../db/queries/circuit-breakers.js";
+import { versionOfEtag } from "../etags/etag.js";
 import { invalidArgument } from "../errors/invalid-argument.js";
 import { fitWithin, rowBytes } from "../limits/byte-budget.js";
 import { nextPageToken, pageSize, pageToken } from "../pagination/page-token.js";
+import { POSITIVE_INT8_TEXT } from "../ranges.js";
 import { boundedStream } from "../streams/bounded-stream.js";
 import type { StreamLimits } from "../streams/stream-limits.js";
 import { tenantScope } from "../tenancy/tenant-scope.js";
@@ -33,7 +35,6 @@ import {
   transitionColumns,
   transitionFromRow,
   unstoredBreaker,
-  versionOfEtag,
 } from "./circuit-breaker/breaker-row.js";
 import { effectivePolicy, policyFromDb } from "./circuit-breaker/policy.js";
 import * as machine from "./circuit-breaker/state-machine.js";
@@ -192,7 +193,7 @@ export function createCircuitBreakerService(deps: CircuitBreakerDeps): ServiceIm
       const limit = pageSize(req.pageSize);
       const filters = { agentKey: req.agentKey };
       const before = pageToken.decode(tenantScope(ctx), req.pageToken, filters, 1)?.[0];
-      if (before !== undefined && !/^[1-9]\d{0,17}$/.test(before)) {
+      if (before !== undefined && !POSITIVE_INT8_TEXT.test(before)) {
         throw invalidArgument([{ field: "page_token", description: "is not a token this service issued" }]);
       }
       const rows = await queries.listTransitions(tenantScope(ctx), req.agentKey, before, limit + 1);

@@ -14,6 +14,7 @@ import {
 import { timestampFromDb, timestampToDb } from "../db/convert.js";
 import * as leases from "../db/queries/execution-leases.js";
 import * as queries from "../db/queries/workflow-executions.js";
+import { versionOfEtag } from "../etags/etag.js";
 import { storedBytes } from "../limits/byte-budget.js";
 import { keysetFromToken, nextPageToken, pageSize } from "../pagination/page-token.js";
 import { boundedStream, keysetSource } from "../streams/bounded-stream.js";
@@ -23,7 +24,6 @@ import {
   executionToColumns,
   isTerminal,
   statusToDb,
-  versionOfEtag,
 } from "./workflow-state/execution-row.js";
 import { ExecutionWriter } from "./workflow-state/execution-binary.js";
 import { executionListResponse, executionResponse, isBinaryCodec, unaryExecutionWriter } from "./workflow-state/execution-response.js";

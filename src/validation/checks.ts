@@ -2,6 +2,7 @@ import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import type { Duration, Struct, Timestamp, Value } from "@bufbuild/protobuf/wkt";
 import type { FieldViolation } from "../errors/invalid-argument.js";
 import { invalidArgument, MAX_LISTED } from "../errors/invalid-argument.js";
+import { LONE_SURROGATE, TIMESTAMP_MAX_SECONDS, TIMESTAMP_MIN_SECONDS } from "../ranges.js";
 
 // Field checks shared by every service's request validation. A validator
 // collects the violations of a request, then throws one INVALID_ARGUMENT
@@ -11,11 +12,6 @@ import { invalidArgument, MAX_LISTED } from "../errors/invalid-argument.js";
 
 /** Largest nesting of Struct/ListValue accepted anywhere. */
 export const MAX_STRUCT_DEPTH = 32;
-// google.protobuf.Timestamp's valid range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
-const MIN_SECONDS = -62_135_596_800n;
-const MAX_SECONDS = 253_402_300_799n;
-// A lone UTF-16 surrogate cannot be stored as UTF-8.
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** Collects the violations of one request, up to one more than the error names. */
 export class Violations {
@@ -71,7 +67,7 @@ export class Violations {
   /** A timestamp within google.protobuf.Timestamp's range (years 1-9999). */
   timestamp(field: string, value: Timestamp | undefined): void {
     if (value === undefined) return;
-    if (value.seconds < MIN_SECONDS || value.seconds > MAX_SECONDS || value.nanos < 0 || value.nanos > 999_999_999) {
+    if (value.seconds < TIMESTAMP_MIN_SECONDS || value.seconds > TIMESTAMP_MAX_SECONDS || value.nanos < 0 || value.nanos > 999_999_999) {
       this.add(field, "must be a valid timestamp between 0001-01-01 and 9999-12-31");
     }
   }

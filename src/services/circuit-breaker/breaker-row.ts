@@ -13,15 +13,13 @@ import { int8FromDb, optionalTimestampFromDb, timestampFromDb, timestampToDb } f
 import type { CircuitBreakerModel } from "../../db/models/circuit-breaker.js";
 import type { CircuitBreakerTransitionModel } from "../../db/models/circuit-breaker-transition.js";
 import type { BreakerColumns, TransitionColumns } from "../../db/queries/circuit-breakers.js";
-import { etagOf } from "../workflow-state/execution-row.js";
+import { etagOf } from "../../etags/etag.js";
 import { DEFAULT_POLICY, effectivePolicy, effectivePolicyMessage, policyFromDb, policyToDb } from "./policy.js";
 import type { BreakerFields, StateName, TransitionFacts } from "./state-machine.js";
 
 // The one place where CircuitBreaker and CircuitBreakerTransition messages, the
 // state machine's fields and the rows of circuit_breakers and
 // circuit_breaker_transitions are converted into each other.
-
-export { versionOfEtag } from "../workflow-state/execution-row.js";
 
 /** The state column's value ("OPEN") of a CircuitState. */
 export function stateToDb(state: CircuitState): StateName {

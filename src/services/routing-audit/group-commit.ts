@@ -1,6 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { RoutingDecisionModel } from "../../db/models/routing-decision.js";
 import { type DecisionColumns, DecisionIdConflict, insertEachDecision } from "../../db/queries/routing-decisions.js";
+import { MAX_TIMER_MS } from "../../ranges.js";
 import type { TenantScope } from "../../tenancy/tenant-scope.js";
 
 // Group commit of RecordRoutingDecision: concurrent single-decision calls of
@@ -95,10 +96,6 @@ interface Lane {
   readonly addOutcomes: boolean;
   queue: Waiter[];
 }
-
-// setTimeout (and statement_timeout) hold at most 2^31-1 ms; tenantTransaction
-// treats a deadline further away as none.
-const MAX_TIMER_MS = 2_147_483_647;
 
 export class GroupCommit {
   /** Lanes with a batch in flight; a lane exists exactly while its writer runs. */
@@ -247,6 +244,7 @@ export class GroupCommit {
     };
     const deadline = w.scope.deadline;
     const delay = deadline === undefined ? undefined : deadline - Date.now();
+    // tenantTransaction treats a deadline past the longest timer as none.
     const timer = delay !== undefined && delay <= MAX_TIMER_MS ? setTimeout(giveUp, Math.max(0, delay)) : undefined;
     w.signal?.addEventListener("abort", giveUp);
     w.disarm = () => {

@@ -9,6 +9,7 @@ import type {
   SummarizeDecisionsOverTimeRequest,
 } from "../../../gen/orchestration/state/v1/routing_audit_service_pb.js";
 import { invalidArgument } from "../../errors/invalid-argument.js";
+import { UUID } from "../../ranges.js";
 import { Violations } from "../../validation/checks.js";
 import { boundedDuration } from "../statistics/validate.js";
 
@@ -23,7 +24,7 @@ const MAX_CANDIDATES = 1_000;
 /** Most decisions per RecordRoutingDecisions call. */
 export const MAX_BATCH = 1_000;
 /** A decision id: a UUID (also the shape of a page token's id key). */
-export const DECISION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+export const DECISION_ID = UUID;
 
 /** Checks one decision, naming its fields under `prefix` (`decision`, `decisions[3]`). */
 function checkDecision(v: Violations, prefix: string, d: RoutingDecision): void {

@@ -11,6 +11,7 @@ import {
 } from "../../../gen/orchestration/state/v1/workflow_state_service_pb.js";
 import { optionalTimestampFromDb, timestampFromDb } from "../../db/convert.js";
 import type { ExecutionRow } from "../../db/models/workflow-execution.js";
+import { etagOf } from "../../etags/etag.js";
 
 // The one place where a WorkflowExecution message and a workflow_executions row
 // are converted into each other. Structured parts are stored as protobuf JSON
@@ -90,14 +91,4 @@ export function leaseFromRow(row: ExecutionRow): Lease | undefined {
     fencingToken: BigInt(row.lease_token),
     expireTime: timestampFromDb(row.lease_expire_time!),
   });
-}
-
-/** The etag of a stored version; etags are opaque to clients. */
-export function etagOf(version: string): string {
-  return version;
-}
-
-/** The version an etag stands for, or undefined when it cannot be one of ours (a mismatch). */
-export function versionOfEtag(etag: string): string | undefined {
-  return /^[1-9]\d{0,17}$/.test(etag) ? etag : undefined;
 }
