@@ -1,6 +1,6 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { codeName } from "../logging/code-name.js";
 import type { Logger } from "../logging/logger.js";
-import { codeName } from "../logging/logging-interceptor.js";
 import { databaseErrorToConnect } from "./database-errors.js";
 import { requestDecodeError } from "../validation/request-decoding.js";
 

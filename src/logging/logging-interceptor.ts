@@ -1,6 +1,7 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { kPrincipal } from "../auth/auth-interceptor.js";
 import { kTenantScope } from "../tenancy/tenant-scope.js";
+import { codeName } from "./code-name.js";
 import type { Logger } from "./logger.js";
 
 /**
@@ -64,9 +65,4 @@ export function createLoggingInterceptor(logger: Logger): Interceptor {
 function isClientError(err: unknown): boolean {
   const code = ConnectError.from(err).code;
   return [Code.InvalidArgument, Code.NotFound, Code.Aborted, Code.AlreadyExists, Code.Canceled, Code.FailedPrecondition, Code.Unauthenticated, Code.PermissionDenied, Code.OutOfRange, Code.Unimplemented].includes(code);
-}
-
-/** The gRPC name of a code, as grpcurl and every gRPC library print it: NOT_FOUND, not NotFound. */
-export function codeName(code: Code): string {
-  return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
 }
