@@ -1,3 +1,4 @@
+// Over 400 lines: one Config type, its defaults and one parse per variable, kept together so the README's table maps to one file.
 /**
  * The service's configuration: read from the environment once, at startup,
  * validated, and passed down explicitly. Nothing else reads `process.env`.
@@ -64,6 +65,8 @@ export interface Config {
   tlsCertFile: string | undefined;
   /** PEM private key of `tlsCertFile`. */
   tlsKeyFile: string | undefined;
+  /** Whether unary gRPC calls take the fast path (src/server/grpc-fast-path/) or, false, Connect's own adapter like every other call. */
+  grpcFastPath: boolean;
   /** Port of the HTTP/1.1 operations server (/metrics, /livez, /readyz); undefined: not served, no RPC metrics kept. */
   metricsPort: number | undefined;
   /** Most (tenant, agent) pairs with series of their own in the agent outcome counters; the rest are counted under "_other". */
@@ -162,6 +165,7 @@ export const defaultConfig: Config = {
   authPublicReflection: true,
   tlsCertFile: undefined,
   tlsKeyFile: undefined,
+  grpcFastPath: true,
   metricsPort: undefined,
   metricsMaxAgentSeries: 1_000,
   tracing: undefined,
@@ -225,6 +229,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     authPublicReflection: bool(env, "AUTH_PUBLIC_REFLECTION") ?? defaultConfig.authPublicReflection,
     tlsCertFile: str(env, "TLS_CERT_FILE"),
     tlsKeyFile: str(env, "TLS_KEY_FILE"),
+    grpcFastPath: bool(env, "GRPC_FAST_PATH") ?? defaultConfig.grpcFastPath,
     metricsPort,
     metricsMaxAgentSeries: int(env, "METRICS_MAX_AGENT_SERIES", 0, 100_000) ?? defaultConfig.metricsMaxAgentSeries,
     tracing: tracing(env),

@@ -4,7 +4,7 @@ import type { Metrics } from "./metrics.js";
 
 // go-grpc-prometheus's server series, counted by an interceptor: Connect's
 // handlers (gRPC, gRPC-Web, Connect, streams) and the gRPC unary fast path
-// (src/server/grpc-unary-fast-path.ts) run the same per-service interceptors,
+// (src/server/grpc-fast-path/) run the same per-service interceptors,
 // so every call that reaches a handler is counted once, whatever its
 // protocol. Calls refused before the interceptors (an unknown path, a body
 // that cannot be decoded, a request past MAX_REQUEST_BYTES) are not, as in

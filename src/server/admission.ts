@@ -6,6 +6,7 @@ import type { Principal } from "../auth/key-store.js";
 import type { AuthCheck } from "../auth/server-auth.js";
 import type { Release, Signal, TenantLimiter } from "../limits/tenant-limiter.js";
 import { callTenant, TENANT_HEADER } from "../tenancy/tenant-interceptor.js";
+import { wrapUnaryHandlers } from "./unary-handlers.js";
 
 // Admission: what the server decides about a unary call from its headers
 // alone, before it reads and decodes the request body.
@@ -107,16 +108,11 @@ export function withAdmission(
   routes: (router: ConnectRouter) => void,
   admissionOf: (method: DescMethod) => Admission,
 ): (router: ConnectRouter) => void {
-  return (router) => {
-    routes(router);
-    router.handlers.forEach((h, i) => {
-      if (h.method.methodKind === "unary") router.handlers[i] = admitted(h, admissionOf(h.method));
-    });
-  };
+  return wrapUnaryHandlers(routes, (h) => admitted(h, admissionOf(h.method)));
 }
 
-function admitted(h: UniversalHandler, admission: Admission): UniversalHandler {
-  const handle = async (req: UniversalServerRequest): Promise<UniversalServerResponse> => {
+function admitted(h: UniversalHandler, admission: Admission): (req: UniversalServerRequest) => Promise<UniversalServerResponse> {
+  return async (req) => {
     const verdict = admission.check(h.method, (name) => req.header.get(name));
     if (verdict.refusal !== undefined) return h(refused(req, verdict.refusal, verdict.principal));
     let release: Release;
@@ -129,27 +125,16 @@ function admitted(h: UniversalHandler, admission: Admission): UniversalHandler {
     // Given back once the answer is written, or the call is over (the client
     // went away: Connect aborts the request's signal when its stream closes).
     req.signal.addEventListener("abort", release, { once: true });
-    let res: UniversalServerResponse;
-    try {
-      res = await h(req);
-    } catch (err) {
+    const res = await h(req).catch((err: unknown) => {
       release();
       throw err;
-    }
+    });
     if (res.body === undefined) {
       release();
       return res;
     }
     return { ...res, body: releasedAfter(res.body, release) };
   };
-  return Object.assign(handle, {
-    protocolNames: h.protocolNames,
-    service: h.service,
-    method: h.method,
-    requestPath: h.requestPath,
-    allowedMethods: h.allowedMethods,
-    supportedContentType: h.supportedContentType,
-  });
 }
 
 async function* releasedAfter(body: AsyncIterable<Uint8Array>, release: Release): AsyncIterable<Uint8Array> {

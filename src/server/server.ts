@@ -3,7 +3,7 @@ import type * as http from "node:http";
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ConnectRouter, createContextValues, createServiceImplSpec, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createContextValues, type Interceptor } from "@connectrpc/connect";
 import { compressionBrotli, compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Knex } from "knex";
 import { CircuitBreakerService } from "../../gen/orchestration/state/v1/circuit_breaker_service_pb.js";
@@ -41,11 +41,12 @@ import { createWorkflowStateService } from "../services/workflow-state-service.j
 import { kHttp2Stream, StreamGuard } from "../streams/stream-guard.js";
 import { StreamLimits } from "../streams/stream-limits.js";
 import { createTenantInterceptor } from "../tenancy/tenant-interceptor.js";
-import { strictJsonOptions, withRequestDecodeErrors } from "../validation/request-decoding.js";
+import { strictJsonOptions } from "../validation/request-decoding.js";
 import { type Admission, keyAdmission, refusalInterceptor, tenantAdmission, withAdmission } from "./admission.js";
 import { CallDrain } from "./drain.js";
-import { createGrpcUnaryFastPath, serveGrpcUnaryFirst, serviceRegistration, type ServiceRegistration } from "./grpc-unary-fast-path.js";
-import { joinRepeatedAuthorization } from "./node-request-headers.js";
+import { installGrpcFastPath, withRequestDecodeErrors } from "./grpc-fast-path/index.js";
+import { joinRepeatedAuthorization } from "./repeated-authorization.js";
+import { registerOnRouter, serviceRegistration, type ServiceRegistration } from "./service-registration.js";
 import { loadTls } from "./tls.js";
 
 /** What the server is built from. */
@@ -58,11 +59,6 @@ export interface ServerDeps {
    * is unavailable. Without it the database is assumed migrated (tests).
    */
   database?: DatabaseAvailability;
-  /**
-   * Whether unary gRPC calls take the fast path (default true). Tests turn it
-   * off to compare its answers with Connect's own gRPC handler.
-   */
-  grpcFastPath?: boolean;
   /** Where the built dashboard is (default: dist/dashboard of this package). */
   dashboardAssetsDir?: string;
   /**
@@ -97,6 +93,7 @@ export interface ServerDeps {
     | "retentionIntervalMs"
     | "retentionBatchSize"
     | "databaseProbeIntervalMs"
+    | "grpcFastPath"
   >;
 }
 
@@ -251,13 +248,7 @@ export function createServer(deps: ServerDeps): AppServer {
   ];
   // Every method with its own request limit (src/limits/request-size.ts).
   const readMaxBytesOf = (method: DescMethod) => requestMaxBytes(method, config.maxRequestBytes);
-  const routes = (router: ConnectRouter) => {
-    for (const { service, impl, options } of services) {
-      for (const { method, impl: methodImpl } of Object.values(createServiceImplSpec(service, impl).methods)) {
-        router.rpc(method, methodImpl as never, { ...options, readMaxBytes: readMaxBytesOf(method) });
-      }
-    }
-  };
+  const routes = registerOnRouter(services, readMaxBytesOf);
   const admissionOf = new Map<DescService, Admission>(services.map((r) => [r.service, r.admission]));
 
   // The options both paths share: the fast path must limit and negotiate exactly as Connect does.
@@ -276,7 +267,7 @@ export function createServer(deps: ServerDeps): AppServer {
     contextValues: (req) => createContextValues().set(kHttp2Stream, "stream" in req ? req.stream : undefined),
   });
   // Several authorization fields are several keys, whatever node:http2 and
-  // node:http keep (src/server/node-request-headers.ts); the fast path does the
+  // node:http keep (src/server/repeated-authorization.ts); the fast path does the
   // same for the streams it takes.
   const handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
     joinRepeatedAuthorization(req.headers, req.rawHeaders);
@@ -286,10 +277,9 @@ export function createServer(deps: ServerDeps): AppServer {
   // gRPC-Web protocols; without: h2c.
   const server: http2.Http2Server | http2.Http2SecureServer =
     tls === undefined ? http2.createServer(handler) : http2.createSecureServer({ ...tls, allowHTTP1: true }, handler);
-  // Unary gRPC calls skip Connect's streaming pipeline (src/server/grpc-unary-fast-path.ts
-  // says why); every other request still goes to `handler`. deps.grpcFastPath: false (tests) leaves all to Connect.
-  const fastPath = deps.grpcFastPath === false ? undefined : createGrpcUnaryFastPath(services, { ...handlerOptions, readMaxBytesOf });
-  if (fastPath !== undefined) serveGrpcUnaryFirst(server, fastPath);
+  // Unary gRPC calls skip Connect's streaming pipeline (src/server/grpc-fast-path/
+  // says why); every other request still goes to `handler`. GRPC_FAST_PATH=false leaves all to Connect.
+  const fastPath = config.grpcFastPath ? installGrpcFastPath(server, services, { ...handlerOptions, readMaxBytesOf }) : undefined;
   // HTTP/1.1 connections (TLS only) have no HTTP/2 session to close here:
   // server.close() closes the idle keep-alive ones itself (allowHTTP1).
   // The same holds for the dashboard's HTTP/1.1 server, when it listens.

@@ -18,7 +18,7 @@ let noFastPath: TestServer;
 beforeAll(async () => {
   t = await startTestServer({ authKeys: k.authKeys });
   // Every protocol through Connect's own handler, without the gRPC fast path.
-  noFastPath = await startTestServer({ authKeys: k.authKeys }, undefined, undefined, { grpcFastPath: false });
+  noFastPath = await startTestServer({ authKeys: k.authKeys, grpcFastPath: false });
 });
 afterAll(async () => {
   await t.close();

@@ -6,7 +6,8 @@ import { compressionBrotli, compressionGzip, connectNodeAdapter } from "@connect
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Health, HealthCheckRequestSchema, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
 import { keyAdmission } from "../../src/server/admission.js";
-import { createGrpcUnaryFastPath, serveGrpcUnaryFirst, serviceRegistration } from "../../src/server/grpc-unary-fast-path.js";
+import { installGrpcFastPath } from "../../src/server/grpc-fast-path/index.js";
+import { serviceRegistration } from "../../src/server/service-registration.js";
 import { envelope, type WireAnswer, wireCall } from "../support/grpc-wire.js";
 
 // What a handler and its interceptors see of a call on the fast path: the
@@ -143,8 +144,7 @@ async function startProbeServer(withFastPath: boolean): Promise<ProbeServer> {
   const options = { readMaxBytes: 64 * 1024, shutdownSignal: shutdown.signal, acceptCompression: [compressionGzip, compressionBrotli] };
   const handler = connectNodeAdapter({ ...options, routes: (router) => services.forEach((s) => router.service(Health, impl, s.options)) });
   const server = http2.createServer(handler);
-  const fastPath = withFastPath ? createGrpcUnaryFastPath(services, { ...options, readMaxBytesOf: () => options.readMaxBytes }) : undefined;
-  if (fastPath !== undefined) serveGrpcUnaryFirst(server, fastPath);
+  const fastPath = withFastPath ? installGrpcFastPath(server, services, { ...options, readMaxBytesOf: () => options.readMaxBytes }) : undefined;
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const session = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
   return {

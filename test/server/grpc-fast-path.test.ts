@@ -1,4 +1,6 @@
+import { readFileSync } from "node:fs";
 import * as http2 from "node:http2";
+import * as path from "node:path";
 import { create, type DescMessage, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
@@ -11,7 +13,7 @@ import {
   SaveWorkflowExecutionRequestSchema,
   WorkflowStatus,
 } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
-import { type Config, defaultConfig } from "../../src/config.js";
+import { type Config, defaultConfig, loadConfig } from "../../src/config.js";
 import { silentLogger } from "../../src/logging/logger.js";
 import { type AppServer, createServer } from "../../src/server/server.js";
 import { backendName } from "../support/backend.js";
@@ -19,11 +21,12 @@ import { connectClient, grpcJsPackage, type Protocol, tenantMetadata, workflowCl
 import { envelope, type WireAnswer, type WireRequest, wireCall } from "../support/grpc-wire.js";
 import { newTenant, startTestServer, type TestServer } from "../support/server.js";
 
-// Unary gRPC calls take the fast path (src/server/grpc-unary-fast-path.ts);
+// Unary gRPC calls take the fast path (src/server/grpc-fast-path/);
 // everything else goes to Connect's handlers. A client must not be able to
 // tell: each request below goes, byte for byte, to a server with the fast path
-// and to one without it (the same database), and the answers (status,
-// headers, trailers with grpc-status-details-bin, body) must be the same.
+// and to one with GRPC_FAST_PATH=false (the same database), where Connect's
+// adapter serves every call, and the answers (status, headers, trailers with
+// grpc-status-details-bin, body) must be the same.
 
 const KEY = "fast-path-test-key-0123456789";
 const READ_ONLY_KEY = "fast-path-read-only-key-0123";
@@ -35,13 +38,12 @@ function message<D extends DescMessage>(schema: D, init: MessageInitShape<D>): B
   return Buffer.from(toBinary(schema, create(schema, init)));
 }
 
-/** Our server without the fast path: every request goes to Connect. */
+/** Our server with GRPC_FAST_PATH=false: every request goes to Connect's adapter. */
 async function startConnectOnly(knex: Knex, overrides: Partial<Config>): Promise<{ server: AppServer; baseUrl: string }> {
   const server = createServer({
     knex,
     logger: silentLogger,
-    config: { ...defaultConfig, shutdownGraceMs: 2_000, ...overrides },
-    grpcFastPath: false,
+    config: { ...defaultConfig, shutdownGraceMs: 2_000, ...overrides, grpcFastPath: false },
   });
   const port = await server.listen(0, "127.0.0.1");
   return { server, baseUrl: `http://127.0.0.1:${port}` };
@@ -342,5 +344,19 @@ describe(`a server with the fast path still serves every protocol and streams ($
     } finally {
       client.close();
     }
+  });
+});
+
+describe("GRPC_FAST_PATH", () => {
+  it("is on unless set to false; any other value stops the server, naming the variable", () => {
+    expect(loadConfig({}).grpcFastPath).toBe(true);
+    expect(loadConfig({ GRPC_FAST_PATH: "true" }).grpcFastPath).toBe(true);
+    expect(loadConfig({ GRPC_FAST_PATH: "false" }).grpcFastPath).toBe(false);
+    expect(() => loadConfig({ GRPC_FAST_PATH: "off" })).toThrow(/^GRPC_FAST_PATH must be true or false, got "off"$/);
+  });
+
+  it("the README's configuration table documents it with its default", () => {
+    const readme = readFileSync(path.resolve(import.meta.dirname, "../../README.md"), "utf8");
+    expect(readme).toMatch(/^\| `GRPC_FAST_PATH` \| `true` \| .*`false`.*\|$/m);
   });
 });

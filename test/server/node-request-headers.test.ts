@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from "node:http2";
 import { describe, expect, it } from "vitest";
-import { NodeRequestHeaders } from "../../src/server/node-request-headers.js";
+import { NodeRequestHeaders } from "../../src/server/grpc-fast-path/request-headers.js";
 
 // NodeRequestHeaders answers get/has from node:http2's header object and
 // copies it into Headers for anything else; either way it must behave as the

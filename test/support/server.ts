@@ -30,7 +30,7 @@ export async function startTestServer(
   overrides: Partial<Config> = {},
   knex?: Knex,
   dashboardAssetsDir?: string,
-  extra: Pick<ServerDeps, "metrics" | "tracing" | "grpcFastPath"> = {},
+  extra: Pick<ServerDeps, "metrics" | "tracing"> = {},
 ): Promise<TestServer> {
   const db = knex ?? (await createTestDatabase());
   const logs: Record<string, unknown>[] = [];

@@ -179,46 +179,46 @@ const RESPONSE_TRAILER = lazyProperty("trailer", function (this: WithCall) {
   return this[kCall].responseTrailer;
 });
 
-/** The UnaryRequest the interceptors get (Connect's requestCommon), with the signal read lazily. */
-class CallRequest {
+/** What Connect's requests and responses share (its requestCommon and responseCommon): the method, and the call behind them. */
+abstract class CallMessage {
   readonly stream = false;
-  readonly requestMethod = "POST";
   readonly method: UnaryRequest["method"];
   readonly service: UnaryRequest["service"];
+
+  constructor(
+    call: UnaryHandlerCall,
+    readonly message: Message,
+  ) {
+    this.method = call.spec.method;
+    this.service = call.spec.method.parent;
+    (this as unknown as WithCall)[kCall] = call;
+  }
+}
+
+/** The UnaryRequest the interceptors get, with the signal read lazily. */
+class CallRequest extends CallMessage {
+  readonly requestMethod = "POST";
   readonly url: string;
   readonly header: Headers;
   readonly contextValues: ContextValues;
   declare readonly signal: AbortSignal;
 
-  constructor(
-    call: UnaryHandlerCall,
-    readonly message: Message,
-  ) {
-    this.method = call.spec.method;
-    this.service = call.spec.method.parent;
+  constructor(call: UnaryHandlerCall, message: Message) {
+    super(call, message);
     this.url = call.url;
     this.header = call.requestHeader;
     this.contextValues = call.values;
-    (this as unknown as WithCall)[kCall] = call;
     Object.defineProperty(this, "signal", SIGNAL);
   }
 }
 
-/** The implementation's UnaryResponse (Connect's responseCommon), with the call's headers and trailers read lazily. */
-class CallResponse {
-  readonly stream = false;
-  readonly method: UnaryResponse["method"];
-  readonly service: UnaryResponse["service"];
+/** The implementation's UnaryResponse, with the call's headers and trailers read lazily. */
+class CallResponse extends CallMessage {
   declare readonly header: Headers;
   declare readonly trailer: Headers;
 
-  constructor(
-    call: UnaryHandlerCall,
-    readonly message: Message,
-  ) {
-    this.method = call.spec.method;
-    this.service = call.spec.method.parent;
-    (this as unknown as WithCall)[kCall] = call;
+  constructor(call: UnaryHandlerCall, message: Message) {
+    super(call, message);
     Object.defineProperty(this, "header", RESPONSE_HEADER);
     Object.defineProperty(this, "trailer", RESPONSE_TRAILER);
   }
