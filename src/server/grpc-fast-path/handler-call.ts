@@ -10,15 +10,12 @@ import {
   type UnaryRequest,
   type UnaryResponse,
 } from "@connectrpc/connect";
+import { MAX_TIMER_MS } from "../../ranges.js";
 
 type Message = MessageShape<DescMessage>;
 
 /** A unary method's implementation, as createServiceImplSpec gives it. */
 export type UnarySpec = MethodImplSpec & { kind: "unary" };
-
-// Node's timers take at most 2^31-1 ms (~24.8 days); a longer one would fire
-// after 1 ms. A deadline further away is not armed (see below).
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * One unary call's handler context, and its run through the interceptors to
