@@ -12,6 +12,7 @@ import { describe, expect, it } from "vitest";
 import { Health, HealthCheckRequestSchema, HealthCheckResponseSchema } from "../../gen/health/v1/health_pb.js";
 import * as connectInternals from "../../src/server/grpc-fast-path/connect-internals.js";
 import { errorFromResetCode } from "../../src/server/grpc-fast-path/reset-codes.js";
+import { requestDecodeError } from "../../src/validation/request-decoding.js";
 
 // Some of our code leans on what a package does not promise: the gRPC unary
 // fast path (src/server/grpc-fast-path/, the one importer of Connect's
@@ -161,6 +162,24 @@ describe("what the gRPC fast path relies on (src/server/grpc-fast-path/)", () =>
 
   it.each(Object.keys(checks))("Connect's %s still does what the fast path relies on", async (name) => {
     await checks[name as keyof typeof checks]();
+  });
+
+  it("@bufbuild/protobuf is pinned to exactly 2.17.0, and its decode errors read as the decode-error rewrite expects", () => {
+    // The rewrite (src/validation/request-decoding.ts, used by grpc-fast-path/decode-errors.ts)
+    // recognises protobuf's own error texts, which no version promises.
+    expect(manifest.dependencies["@bufbuild/protobuf"]).toBe("2.17.0");
+    expect(installedVersion("@bufbuild/protobuf")).toBe("2.17.0");
+    const input = createMethodSerializationLookup(Health.method.check, undefined, undefined, opt).getI(true);
+    const answer = (bytes: Uint8Array) => {
+      try {
+        input.parse(bytes);
+        return "decoded";
+      } catch (err) {
+        return requestDecodeError(err as ConnectError)?.rawMessage;
+      }
+    };
+    expect(answer(Uint8Array.of(0x0a, 0x02, 0xff, 0xfe))).toBe("the request is not a valid protobuf message: a string field is not valid UTF-8");
+    expect(answer(Uint8Array.of(0xff, 0xff))).toMatch(/^the request is not a valid protobuf message: ./);
   });
 
   it("connect-node 2.1.2 maps HTTP/2 reset codes to the errors reset-codes.ts mirrors", async () => {

@@ -10,7 +10,8 @@
 //   (@connectrpc/connect and connect-node pinned to exactly 2.1.2); the
 //   rewrite of undecodable requests for Connect's own handlers
 //   (decode-errors.ts, withRequestDecodeErrors) uses the same trailer helpers,
-//   so it lives here too;
+//   so it lives here too, and recognises @bufbuild/protobuf's decode error
+//   texts (pinned to exactly 2.17.0);
 // - what it mirrors of Connect without calling it: the handler context and
 //   interceptor chain (handler-call.ts), the request headers
 //   (request-headers.ts), the envelope reader (request-envelopes.ts) and
