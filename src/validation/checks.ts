@@ -12,6 +12,17 @@ import { LONE_SURROGATE, TIMESTAMP_MAX_SECONDS, TIMESTAMP_MIN_SECONDS } from "..
 
 /** Largest nesting of Struct/ListValue accepted anywhere. */
 export const MAX_STRUCT_DEPTH = 32;
+const MAX_TASK_SECONDS = 365n * 24n * 3600n;
+
+/**
+ * Runs `checks` on a fresh Violations, then throws one INVALID_ARGUMENT naming
+ * every violation found: the body of a request's validation.
+ */
+export function validateFields(checks: (v: Violations) => void): void {
+  const v = new Violations();
+  checks(v);
+  v.throwIfAny();
+}
 
 /** Collects the violations of one request, up to one more than the error names. */
 export class Violations {
@@ -78,6 +89,21 @@ export class Violations {
     const { seconds, nanos } = value;
     if (seconds < 0n || nanos < 0 || nanos > 999_999_999 || seconds > 315_576_000_000n) {
       this.add(field, "must be a non-negative duration of at most 10,000 years");
+    }
+  }
+
+  /**
+   * A task's or a routing's duration: non-negative and at most 365 days (unset
+   * is 0). The bound keeps an agent's summed durations (int8 microseconds,
+   * about 292,000 years) from overflowing for hundreds of thousands of
+   * maximal tasks to come.
+   */
+  taskDuration(field: string, value: Duration | undefined): void {
+    const before = this.list.length;
+    this.duration(field, value);
+    if (this.list.length > before || value === undefined) return;
+    if (value.seconds > MAX_TASK_SECONDS || (value.seconds === MAX_TASK_SECONDS && value.nanos > 0)) {
+      this.add(field, "must be at most 365 days");
     }
   }
 

@@ -13,17 +13,14 @@ import {
 } from "../../../gen/orchestration/state/v1/circuit_breaker_service_pb.js";
 import { durationToMicros } from "../../db/convert.js";
 import { invalidArgument } from "../../errors/invalid-argument.js";
-import { Violations } from "../../validation/checks.js";
+import { validateFields, Violations } from "../../validation/checks.js";
+import { MAX_ID, MAX_NAME, MAX_PAGE_TOKEN } from "../../validation/field-limits.js";
 import { effectivePolicy, POLICY_LIMITS } from "./policy.js";
 import { timestampToMicros } from "./breaker-row.js";
 
-// Request validation of CircuitBreakerService, field by field, with the limits
-// the contract documents. Each function throws one INVALID_ARGUMENT naming every
-// bad field, or returns the request's validated essentials.
+// Request validation of CircuitBreakerService (see src/validation/checks.ts).
 
-const MAX_AGENT_KEY = 200;
 const MAX_WATCHED_AGENTS = 100;
-const MAX_PERMIT_ID = 100;
 /** Most entries of a `states` filter (there are five states; duplicates are ignored). */
 export const MAX_STATE_FILTERS = 10;
 // Counters are exposed as int64 but computed with JS numbers.
@@ -34,7 +31,7 @@ export function validateSave(req: SaveCircuitBreakerStateRequest): CircuitBreake
   const b = req.circuitBreaker;
   if (b === undefined) throw invalidArgument([{ field: "circuit_breaker", description: "is required" }]);
   const v = new Violations();
-  v.string("circuit_breaker.agent_key", b.agentKey, 1, MAX_AGENT_KEY);
+  v.string("circuit_breaker.agent_key", b.agentKey, 1, MAX_NAME);
   v.enumValue("circuit_breaker.state", b.state, CircuitState);
   v.intRange("circuit_breaker.failure_count", b.failureCount, 0, MAX_COUNT);
   v.intRange("circuit_breaker.success_count", b.successCount, 0, MAX_COUNT);
@@ -50,7 +47,7 @@ export function validateSave(req: SaveCircuitBreakerStateRequest): CircuitBreake
     v.add("circuit_breaker.reset_at", "must not be before opened_at");
   }
   if (b.policy !== undefined) validatePolicy(v, "circuit_breaker.policy", b.policy);
-  v.string("etag", req.etag, 0, 100);
+  v.string("etag", req.etag, 0, MAX_ID);
   v.throwIfAny();
   return b;
 }
@@ -105,48 +102,44 @@ function durationWithin(v: Violations, field: string, d: Duration | undefined, m
 
 /** Validates a request naming one agent (Get, Reset, AcquirePermission). */
 export function validateAgentKey(req: { agentKey: string }): void {
-  const v = new Violations();
-  v.string("agent_key", req.agentKey, 1, MAX_AGENT_KEY);
-  v.throwIfAny();
+  validateFields((v) => v.string("agent_key", req.agentKey, 1, MAX_NAME));
 }
 
 /** Validates the filters of a ListCircuitBreakerStatesRequest (page size and token are checked by pagination). */
 export function validateList(req: ListCircuitBreakerStatesRequest): void {
-  const v = new Violations();
-  v.each("states", req.states, MAX_STATE_FILTERS, (s, i) => v.enumValue(`states[${i}]`, s, CircuitState));
-  v.string("page_token", req.pageToken, 0, 1_000);
-  v.throwIfAny();
+  validateFields((v) => {
+    v.each("states", req.states, MAX_STATE_FILTERS, (s, i) => v.enumValue(`states[${i}]`, s, CircuitState));
+    v.string("page_token", req.pageToken, 0, MAX_PAGE_TOKEN);
+  });
 }
 
 /** Validates a DeleteCircuitBreakerStatesRequest. */
 export function validateDelete(req: DeleteCircuitBreakerStatesRequest): void {
-  const v = new Violations();
-  if (req.updatedBefore === undefined) v.add("updated_before", "is required");
-  v.timestamp("updated_before", req.updatedBefore);
-  v.throwIfAny();
+  validateFields((v) => {
+    if (req.updatedBefore === undefined) v.add("updated_before", "is required");
+    v.timestamp("updated_before", req.updatedBefore);
+  });
 }
 
 /** Validates a RecordCallOutcomeRequest. */
 export function validateRecord(req: RecordCallOutcomeRequest): void {
-  const v = new Violations();
-  v.string("agent_key", req.agentKey, 1, MAX_AGENT_KEY);
-  v.duration("duration", req.duration);
-  v.string("permit_id", req.permitId, 0, MAX_PERMIT_ID);
-  v.string("request_id", req.requestId, 0, MAX_AGENT_KEY);
-  v.throwIfAny();
+  validateFields((v) => {
+    v.string("agent_key", req.agentKey, 1, MAX_NAME);
+    v.duration("duration", req.duration);
+    v.string("permit_id", req.permitId, 0, MAX_ID);
+    v.string("request_id", req.requestId, 0, MAX_NAME);
+  });
 }
 
 /** Validates a ListCircuitBreakerTransitionsRequest. */
 export function validateListTransitions(req: ListCircuitBreakerTransitionsRequest): void {
-  const v = new Violations();
-  v.string("agent_key", req.agentKey, 1, MAX_AGENT_KEY);
-  v.string("page_token", req.pageToken, 0, 1_000);
-  v.throwIfAny();
+  validateFields((v) => {
+    v.string("agent_key", req.agentKey, 1, MAX_NAME);
+    v.string("page_token", req.pageToken, 0, MAX_PAGE_TOKEN);
+  });
 }
 
 /** Validates a WatchCircuitBreakersRequest. */
 export function validateWatch(req: WatchCircuitBreakersRequest): void {
-  const v = new Violations();
-  v.each("agent_keys", req.agentKeys, MAX_WATCHED_AGENTS, (k, i) => v.string(`agent_keys[${i}]`, k, 1, MAX_AGENT_KEY));
-  v.throwIfAny();
+  validateFields((v) => v.each("agent_keys", req.agentKeys, MAX_WATCHED_AGENTS, (k, i) => v.string(`agent_keys[${i}]`, k, 1, MAX_NAME)));
 }

@@ -10,16 +10,11 @@ import type {
 } from "../../../gen/orchestration/state/v1/routing_audit_service_pb.js";
 import { invalidArgument } from "../../errors/invalid-argument.js";
 import { UUID } from "../../ranges.js";
-import { Violations } from "../../validation/checks.js";
-import { boundedDuration } from "../statistics/validate.js";
+import { validateFields, Violations } from "../../validation/checks.js";
+import { MAX_COUNT_FIELD, MAX_ERROR_MESSAGE, MAX_ID, MAX_NAME, MAX_PAGE_TOKEN } from "../../validation/field-limits.js";
 
-// Request validation of RoutingAuditService, field by field, with the limits
-// the contract documents. Each function throws one INVALID_ARGUMENT naming every
-// bad field, or returns the request's validated essentials.
+// Request validation of RoutingAuditService (see src/validation/checks.ts).
 
-const MAX_KEY = 200;
-const MAX_ID = 100;
-const MAX_ERROR = 10_000;
 const MAX_CANDIDATES = 1_000;
 /** Most decisions per RecordRoutingDecisions call. */
 export const MAX_BATCH = 1_000;
@@ -31,19 +26,19 @@ function checkDecision(v: Violations, prefix: string, d: RoutingDecision): void 
   if (d.decisionId !== "" && !DECISION_ID.test(d.decisionId)) {
     v.add(`${prefix}.decision_id`, "must be empty (the server assigns one) or a UUID");
   }
-  v.string(`${prefix}.task_id`, d.taskId, 1, MAX_KEY);
-  v.string(`${prefix}.task_type`, d.taskType, 0, MAX_KEY);
-  v.string(`${prefix}.required_capability`, d.requiredCapability, 0, MAX_KEY);
-  v.string(`${prefix}.selected_agent`, d.selectedAgent, 1, MAX_KEY);
+  v.string(`${prefix}.task_id`, d.taskId, 1, MAX_NAME);
+  v.string(`${prefix}.task_type`, d.taskType, 0, MAX_NAME);
+  v.string(`${prefix}.required_capability`, d.requiredCapability, 0, MAX_NAME);
+  v.string(`${prefix}.selected_agent`, d.selectedAgent, 1, MAX_NAME);
   v.finite(`${prefix}.agent_score`, d.agentScore);
   v.each(`${prefix}.candidates`, d.candidates, MAX_CANDIDATES, (c, i) => {
-    v.string(`${prefix}.candidates[${i}].agent_key`, c.agentKey, 1, MAX_KEY);
+    v.string(`${prefix}.candidates[${i}].agent_key`, c.agentKey, 1, MAX_NAME);
     v.finite(`${prefix}.candidates[${i}].score`, c.score);
   });
-  v.string(`${prefix}.error_message`, d.errorMessage, 0, MAX_ERROR);
-  v.intRange(`${prefix}.retry_attempts`, d.retryAttempts, 0, 1_000);
-  boundedDuration(v, `${prefix}.routing_duration`, d.routingDuration);
-  boundedDuration(v, `${prefix}.task_duration`, d.taskDuration);
+  v.string(`${prefix}.error_message`, d.errorMessage, 0, MAX_ERROR_MESSAGE);
+  v.intRange(`${prefix}.retry_attempts`, d.retryAttempts, 0, MAX_COUNT_FIELD);
+  v.taskDuration(`${prefix}.routing_duration`, d.routingDuration);
+  v.taskDuration(`${prefix}.task_duration`, d.taskDuration);
   if (d.routedAt === undefined) v.add(`${prefix}.routed_at`, "is required");
   v.timestamp(`${prefix}.routed_at`, d.routedAt);
   v.string(`${prefix}.workflow_execution_id`, d.workflowExecutionId, 0, MAX_ID);
@@ -80,25 +75,29 @@ export function validateRecordBatch(req: RecordRoutingDecisionsRequest): Routing
 
 /** Validates the filters of a ListRoutingDecisionsRequest (page size and token are checked by pagination). */
 export function validateList(req: ListRoutingDecisionsRequest): void {
-  const v = new Violations();
-  v.string("task_id", req.taskId, 0, MAX_KEY);
-  v.string("task_type", req.taskType, 0, MAX_KEY);
-  v.string("selected_agent", req.selectedAgent, 0, MAX_KEY);
-  v.string("workflow_execution_id", req.workflowExecutionId, 0, MAX_ID);
-  v.string("step_id", req.stepId, 0, MAX_ID);
-  v.timestamp("routed_after", req.routedAfter);
-  v.timestamp("routed_before", req.routedBefore);
-  v.string("page_token", req.pageToken, 0, 1_000);
-  v.throwIfAny();
+  validateFields((v) => {
+    v.string("task_id", req.taskId, 0, MAX_NAME);
+    v.string("task_type", req.taskType, 0, MAX_NAME);
+    v.string("selected_agent", req.selectedAgent, 0, MAX_NAME);
+    v.string("workflow_execution_id", req.workflowExecutionId, 0, MAX_ID);
+    v.string("step_id", req.stepId, 0, MAX_ID);
+    routedRange(v, req);
+    v.string("page_token", req.pageToken, 0, MAX_PAGE_TOKEN);
+  });
 }
 
 /** Validates a SummarizeAgentDecisionsRequest. */
 export function validateSummarize(req: SummarizeAgentDecisionsRequest): void {
-  const v = new Violations();
+  validateFields((v) => {
+    routedRange(v, req);
+    v.string("page_token", req.pageToken, 0, MAX_PAGE_TOKEN);
+  });
+}
+
+/** The optional `routed_after` and `routed_before` of a filter. */
+function routedRange(v: Violations, req: { routedAfter?: Timestamp; routedBefore?: Timestamp }): void {
   v.timestamp("routed_after", req.routedAfter);
   v.timestamp("routed_before", req.routedBefore);
-  v.string("page_token", req.pageToken, 0, 1_000);
-  v.throwIfAny();
 }
 
 /** Most buckets one SummarizeDecisionsOverTime call may ask for. */
@@ -123,11 +122,10 @@ export function validateSummarizeOverTime(req: SummarizeDecisionsOverTimeRequest
   if (req.routedAfter === undefined) v.add("routed_after", "is required");
   if (req.routedBefore === undefined) v.add("routed_before", "is required");
   if (req.bucketWidth === undefined) v.add("bucket_width", "is required");
-  v.timestamp("routed_after", req.routedAfter);
-  v.timestamp("routed_before", req.routedBefore);
+  routedRange(v, req);
   v.duration("bucket_width", req.bucketWidth);
-  v.string("selected_agent", req.selectedAgent, 0, MAX_KEY);
-  v.string("task_type", req.taskType, 0, MAX_KEY);
+  v.string("selected_agent", req.selectedAgent, 0, MAX_NAME);
+  v.string("task_type", req.taskType, 0, MAX_NAME);
   v.throwIfAny();
   const afterUs = timestampMicros(req.routedAfter!);
   const beforeUs = timestampMicros(req.routedBefore!);
@@ -151,8 +149,8 @@ function durationMicros(d: Duration): bigint {
 
 /** Validates a DeleteRoutingDecisionsRequest. */
 export function validateDelete(req: DeleteRoutingDecisionsRequest): void {
-  const v = new Violations();
-  if (req.routedBefore === undefined) v.add("routed_before", "is required");
-  v.timestamp("routed_before", req.routedBefore);
-  v.throwIfAny();
+  validateFields((v) => {
+    if (req.routedBefore === undefined) v.add("routed_before", "is required");
+    v.timestamp("routed_before", req.routedBefore);
+  });
 }

@@ -13,16 +13,12 @@ import {
   WorkflowStatus,
 } from "../../../gen/orchestration/state/v1/workflow_state_service_pb.js";
 import { invalidArgument } from "../../errors/invalid-argument.js";
-import { Violations } from "../../validation/checks.js";
+import { validateFields, Violations } from "../../validation/checks.js";
+import { MAX_COUNT_FIELD, MAX_ERROR_MESSAGE, MAX_ID, MAX_NAME, MAX_PAGE_TOKEN } from "../../validation/field-limits.js";
 import { isTerminal } from "./execution-row.js";
 
-// Request validation of WorkflowStateService, field by field, with the limits
-// the contract documents. Each function throws one INVALID_ARGUMENT naming every
-// bad field, or returns the request's validated essentials.
+// Request validation of WorkflowStateService (see src/validation/checks.ts).
 
-const MAX_ID = 100;
-const MAX_NAME = 200;
-const MAX_ERROR = 10_000;
 const MAX_STEPS = 1_000;
 const MAX_STEP_ENTRIES = 10_000;
 const MAX_LABELS = 64;
@@ -37,7 +33,7 @@ export function validateSave(req: SaveWorkflowExecutionRequest): WorkflowExecuti
   v.string("execution.execution_id", e.executionId, 1, MAX_ID);
   v.string("execution.workflow_name", e.workflowName, 1, MAX_NAME);
   v.enumValue("execution.status", e.status, WorkflowStatus);
-  v.string("execution.error_message", e.errorMessage, 0, MAX_ERROR);
+  v.string("execution.error_message", e.errorMessage, 0, MAX_ERROR_MESSAGE);
   v.string("execution.initiated_by", e.initiatedBy, 0, MAX_NAME);
   v.timestamp("execution.started_at", e.startedAt);
   v.timestamp("execution.completed_at", e.completedAt);
@@ -64,7 +60,7 @@ export function validateSave(req: SaveWorkflowExecutionRequest): WorkflowExecuti
       v.duration(`${f}.timeout`, s.timeout);
       const r = s.retryPolicy;
       if (r !== undefined) {
-        v.intRange(`${f}.retry_policy.max_attempts`, r.maxAttempts, 0, 1_000);
+        v.intRange(`${f}.retry_policy.max_attempts`, r.maxAttempts, 0, MAX_COUNT_FIELD);
         v.duration(`${f}.retry_policy.initial_backoff`, r.initialBackoff);
         v.duration(`${f}.retry_policy.max_backoff`, r.maxBackoff);
         if (!Number.isFinite(r.backoffMultiplier) || (r.backoffMultiplier !== 0 && r.backoffMultiplier < 1)) {
@@ -79,10 +75,10 @@ export function validateSave(req: SaveWorkflowExecutionRequest): WorkflowExecuti
     v.string(`${f}.step_id`, s.stepId, 1, MAX_ID);
     v.enumValue(`${f}.status`, s.status, WorkflowStatus);
     v.string(`${f}.agent_key`, s.agentKey, 0, MAX_NAME);
-    v.intRange(`${f}.attempt`, s.attempt, 0, 1_000);
+    v.intRange(`${f}.attempt`, s.attempt, 0, MAX_COUNT_FIELD);
     v.timestamp(`${f}.started_at`, s.startedAt);
     v.timestamp(`${f}.completed_at`, s.completedAt);
-    v.string(`${f}.error_message`, s.errorMessage, 0, MAX_ERROR);
+    v.string(`${f}.error_message`, s.errorMessage, 0, MAX_ERROR_MESSAGE);
   });
 
   v.each("execution.step_outputs", Object.keys(e.stepOutputs), MAX_STEP_ENTRIES, (stepId) => {
@@ -97,7 +93,7 @@ export function validateSave(req: SaveWorkflowExecutionRequest): WorkflowExecuti
     v.string(f, e.labels[key]!, 0, 255);
   });
 
-  v.string("etag", req.etag, 0, 100);
+  v.string("etag", req.etag, 0, MAX_ID);
   if (req.fencingToken < 0n) v.add("fencing_token", "must not be negative");
   v.throwIfAny();
   return e;
@@ -105,42 +101,38 @@ export function validateSave(req: SaveWorkflowExecutionRequest): WorkflowExecuti
 
 /** Validates a GetWorkflowExecutionRequest. */
 export function validateGet(req: GetWorkflowExecutionRequest): void {
-  const v = new Violations();
-  v.string("execution_id", req.executionId, 1, MAX_ID);
-  v.throwIfAny();
+  validateFields((v) => v.string("execution_id", req.executionId, 1, MAX_ID));
 }
 
 /** Validates the filters of a ListWorkflowExecutionsRequest (page size and token are checked by pagination). */
 export function validateList(req: ListWorkflowExecutionsRequest): void {
-  const v = new Violations();
-  v.string("workflow_name", req.workflowName, 0, MAX_NAME);
-  v.each("statuses", req.statuses, MAX_STATUS_FILTERS, (s, i) => v.enumValue(`statuses[${i}]`, s, WorkflowStatus));
-  v.timestamp("started_after", req.startedAfter);
-  v.timestamp("started_before", req.startedBefore);
-  v.string("page_token", req.pageToken, 0, 1_000);
-  v.throwIfAny();
+  validateFields((v) => {
+    v.string("workflow_name", req.workflowName, 0, MAX_NAME);
+    v.each("statuses", req.statuses, MAX_STATUS_FILTERS, (s, i) => v.enumValue(`statuses[${i}]`, s, WorkflowStatus));
+    v.timestamp("started_after", req.startedAfter);
+    v.timestamp("started_before", req.startedBefore);
+    v.string("page_token", req.pageToken, 0, MAX_PAGE_TOKEN);
+  });
 }
 
 /** Validates a StreamIncompleteWorkflowsRequest. */
 export function validateStream(req: StreamIncompleteWorkflowsRequest): void {
-  const v = new Violations();
-  v.string("workflow_name", req.workflowName, 0, MAX_NAME);
-  v.throwIfAny();
+  validateFields((v) => v.string("workflow_name", req.workflowName, 0, MAX_NAME));
 }
 
 /** Validates a DeleteWorkflowExecutionsRequest. */
 export function validateDelete(req: DeleteWorkflowExecutionsRequest): void {
-  const v = new Violations();
-  if (req.completedBefore === undefined) v.add("completed_before", "is required");
-  v.timestamp("completed_before", req.completedBefore);
-  v.string("workflow_name", req.workflowName, 0, MAX_NAME);
-  v.each("statuses", req.statuses, MAX_STATUS_FILTERS, (s, i) => {
-    v.enumValue(`statuses[${i}]`, s, WorkflowStatus);
-    if (WorkflowStatus[s] !== undefined && s !== WorkflowStatus.UNSPECIFIED && !isTerminal(s)) {
-      v.add(`statuses[${i}]`, "must be COMPLETED, FAILED or CANCELLED: incomplete executions are never deleted");
-    }
+  validateFields((v) => {
+    if (req.completedBefore === undefined) v.add("completed_before", "is required");
+    v.timestamp("completed_before", req.completedBefore);
+    v.string("workflow_name", req.workflowName, 0, MAX_NAME);
+    v.each("statuses", req.statuses, MAX_STATUS_FILTERS, (s, i) => {
+      v.enumValue(`statuses[${i}]`, s, WorkflowStatus);
+      if (WorkflowStatus[s] !== undefined && s !== WorkflowStatus.UNSPECIFIED && !isTerminal(s)) {
+        v.add(`statuses[${i}]`, "must be COMPLETED, FAILED or CANCELLED: incomplete executions are never deleted");
+      }
+    });
   });
-  v.throwIfAny();
 }
 
 /** Shortest and longest lease a claim or renewal may ask for, in milliseconds. */
@@ -171,9 +163,7 @@ export function validateRenew(req: RenewLeasesRequest): number {
 
 /** Validates a ReleaseLeasesRequest. */
 export function validateRelease(req: ReleaseLeasesRequest): void {
-  const v = new Violations();
-  heldLeases(v, req.leases);
-  v.throwIfAny();
+  validateFields((v) => heldLeases(v, req.leases));
 }
 
 /** 1 to MAX_LEASES leases, each of an execution named once, with a token. */
