@@ -1,4 +1,5 @@
 import { Model } from "objection";
+import type { RowOf } from "./plain-rows.js";
 
 /**
  * One row of `agent_statistics`: the outcome counters of one agent of one
@@ -21,3 +22,6 @@ export class AgentStatisticsModel extends Model {
   version!: string;
   update_time!: string;
 }
+
+/** One row of `agent_statistics` as a plain object (see ./plain-rows.ts); model instances are rows too. */
+export type StatisticsRow = RowOf<AgentStatisticsModel>;

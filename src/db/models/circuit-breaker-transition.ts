@@ -1,4 +1,5 @@
 import { Model } from "objection";
+import type { RowOf } from "./plain-rows.js";
 
 /**
  * One row of `circuit_breaker_transitions`: an append-only record of one
@@ -23,3 +24,6 @@ export class CircuitBreakerTransitionModel extends Model {
   window_failures!: number;
   transition_time!: string;
 }
+
+/** One row of `circuit_breaker_transitions` as a plain object (see ./plain-rows.ts); model instances are rows too. */
+export type TransitionRow = RowOf<CircuitBreakerTransitionModel>;

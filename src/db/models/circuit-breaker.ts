@@ -1,4 +1,5 @@
 import { Model } from "objection";
+import type { RowOf } from "./plain-rows.js";
 
 /**
  * One row of `circuit_breakers`: the breaker of one agent of one tenant, with
@@ -31,3 +32,6 @@ export class CircuitBreakerModel extends Model {
   create_time!: string;
   update_time!: string;
 }
+
+/** One row of `circuit_breakers` as a plain object (see ./plain-rows.ts); model instances are rows too. */
+export type BreakerRow = RowOf<CircuitBreakerModel>;

@@ -1,4 +1,5 @@
 import { Model } from "objection";
+import type { RowOf } from "./plain-rows.js";
 
 /**
  * One row of `routing_decisions`: a routing decision of one tenant, appended
@@ -35,3 +36,6 @@ export class RoutingDecisionModel extends Model {
   /** What the row weighs against the byte budget of a page (generated; see migration 20261204030000). */
   stored_bytes!: string;
 }
+
+/** One row of `routing_decisions` as a plain object (see ./plain-rows.ts); model instances are rows too. */
+export type DecisionRow = RowOf<RoutingDecisionModel>;

@@ -1,8 +1,8 @@
 import type { Knex } from "knex";
-import { RoutingDecisionModel } from "../models/routing-decision.js";
+import { type DecisionRow, RoutingDecisionModel } from "../models/routing-decision.js";
 import type { TenantScope } from "../../tenancy/tenant-scope.js";
 import type { BoundedRows } from "../../limits/byte-budget.js";
-import { byteBounded } from "./byte-bounded.js";
+import { byteBounded, type RowLimits } from "./byte-bounded.js";
 import { ADD_OUTCOMES_LOCK_SQL, addOutcomesSql } from "./agent-statistics.js";
 
 // Every SQL statement of RoutingAuditService. Each function takes the call's
@@ -202,10 +202,10 @@ export async function listDecisions(
   scope: TenantScope,
   filters: ListFilters,
   after: [string, string] | undefined,
-  limits: { rows: number; bytes: number },
-): Promise<BoundedRows<RoutingDecisionModel>> {
+  limits: RowLimits,
+): Promise<BoundedRows<DecisionRow>> {
   return scope.run(async (db) => {
-    const q = db("routing_decisions").select("*").where("tenant_id", scope.tenantId);
+    const q = db<DecisionRow>(RoutingDecisionModel.tableName).select("*").where("tenant_id", scope.tenantId);
     if (filters.taskId !== "") q.where("task_id", filters.taskId);
     if (filters.taskType !== "") q.where("task_type", filters.taskType);
     if (filters.selectedAgent !== "") q.where("selected_agent", filters.selectedAgent);
@@ -215,7 +215,7 @@ export async function listDecisions(
     if (filters.routedAfter !== null) q.where("routed_at", ">=", filters.routedAfter);
     if (filters.routedBefore !== null) q.where("routed_at", "<", filters.routedBefore);
     if (after !== undefined) q.whereRaw("(routed_at, decision_id) < (?::timestamptz, ?::uuid)", after);
-    return byteBounded<RoutingDecisionModel>(db, q, "routed_at DESC, decision_id DESC", limits.rows, limits.bytes);
+    return byteBounded(db, RoutingDecisionModel, q, "routed_at DESC, decision_id DESC", limits);
   });
 }
 

@@ -1,8 +1,11 @@
-import type { Knex } from "knex";
-import { EXECUTION_JSON_COLUMNS, type ExecutionRow, WorkflowExecutionModel } from "../models/workflow-execution.js";
+import { raw } from "objection";
+import { type ExecutionRow, WorkflowExecutionModel } from "../models/workflow-execution.js";
+import { jsonAttributesAsText, parseJsonAttributes } from "../models/plain-rows.js";
 import type { TenantScope } from "../../tenancy/tenant-scope.js";
 import type { BoundedRows } from "../../limits/byte-budget.js";
-import { byteBounded } from "./byte-bounded.js";
+import { byteBounded, type RowLimits } from "./byte-bounded.js";
+
+export type { RowLimits } from "./byte-bounded.js";
 
 // Every SQL statement of WorkflowStateService. Each function takes the call's
 // TenantScope and filters or writes tenant_id from it; none takes a bare Knex.
@@ -11,18 +14,19 @@ const INCOMPLETE = ["PENDING", "RUNNING", "BLOCKED"];
 const TERMINAL = ["COMPLETED", "FAILED", "CANCELLED"];
 
 /** The columns a save writes (see executionToColumns). JSON columns are plain objects. */
-export interface ExecutionColumns {
-  execution_id: string;
-  workflow_name: string;
-  status: string;
-  definition: object | null;
-  context: object | null;
-  step_executions: object[];
-  step_outputs: Record<string, unknown>;
-  error_message: string;
-  initiated_by: string;
-  labels: Record<string, string>;
-}
+export type ExecutionColumns = Pick<
+  ExecutionRow,
+  | "execution_id"
+  | "workflow_name"
+  | "status"
+  | "definition"
+  | "context"
+  | "step_executions"
+  | "step_outputs"
+  | "error_message"
+  | "initiated_by"
+  | "labels"
+>;
 
 /** What a save writes besides the columns: client times (ISO strings, or null when unset). */
 export interface SaveInput {
@@ -32,19 +36,6 @@ export interface SaveInput {
   terminal: boolean;
   /** The legal hold to set; undefined keeps the stored one (false for a new execution). */
   legalHold?: boolean | undefined;
-}
-
-function json(columns: ExecutionColumns) {
-  // JSONB parameters are sent as JSON text: a JS array would otherwise be
-  // sent as a PostgreSQL array.
-  return {
-    ...columns,
-    definition: columns.definition === null ? null : JSON.stringify(columns.definition),
-    context: columns.context === null ? null : JSON.stringify(columns.context),
-    step_executions: JSON.stringify(columns.step_executions),
-    step_outputs: JSON.stringify(columns.step_outputs),
-    labels: JSON.stringify(columns.labels),
-  };
 }
 
 /**
@@ -57,7 +48,6 @@ function json(columns: ExecutionColumns) {
  */
 export async function upsertExecution(scope: TenantScope, input: SaveInput): Promise<ExecutionRow> {
   return scope.run(async (db) => {
-    const cols = json(input.columns);
     const { rows } = await db.raw<{ rows: ExecutionRow[] }>(
       `INSERT INTO workflow_executions AS t
          (tenant_id, execution_id, workflow_name, status, definition, context, step_executions, step_outputs,
@@ -82,7 +72,7 @@ export async function upsertExecution(scope: TenantScope, input: SaveInput): Pro
        RETURNING *`,
       {
         tenant: scope.tenantId,
-        ...cols,
+        ...jsonAttributesAsText(WorkflowExecutionModel, input.columns),
         started_at: input.startedAt,
         completed_at: input.completedAt,
         terminal: input.terminal,
@@ -90,9 +80,7 @@ export async function upsertExecution(scope: TenantScope, input: SaveInput): Pro
       },
     );
     // A plain row (see findExecution).
-    const row = rows[0]!;
-    parseJsonColumns(row);
-    return row;
+    return parseJsonAttributes(WorkflowExecutionModel, rows[0]!);
   });
 }
 
@@ -115,24 +103,25 @@ export async function updateExecutionIf(
   scope: TenantScope,
   input: SaveInput,
   condition: SaveCondition,
-): Promise<WorkflowExecutionModel | undefined> {
+): Promise<ExecutionRow | undefined> {
   return scope.run(async (db) => {
-    const { execution_id, ...cols } = json(input.columns);
+    const { execution_id, ...columns } = input.columns;
     const q = WorkflowExecutionModel.query(db).where({ tenant_id: scope.tenantId, execution_id });
     if (condition.version !== undefined) q.where("version", condition.version);
     if (condition.fencingToken !== undefined) q.where("lease_token", condition.fencingToken).whereRaw("lease_expire_time > now()");
+    // The JSON columns go as objects: the model writes them as JSON text.
     const rows = await q
       .patch({
-        ...cols,
-        started_at: db.raw("COALESCE(?::timestamptz, started_at)", [input.startedAt]),
-        completed_at: input.terminal ? db.raw("COALESCE(?::timestamptz, completed_at, now())", [input.completedAt]) : null,
+        ...columns,
+        started_at: raw("COALESCE(?::timestamptz, started_at)", [input.startedAt]),
+        completed_at: input.terminal ? raw("COALESCE(?::timestamptz, completed_at, now())", [input.completedAt]) : null,
         ...(input.legalHold === undefined ? {} : { legal_hold: input.legalHold }),
         ...(input.terminal ? { lease_owner: null, lease_token: null, lease_expire_time: null } : {}),
-        version: db.raw("nextval('row_version_seq')"),
-        update_time: db.raw("now()"),
-      } as never)
+        version: raw("nextval('row_version_seq')"),
+        update_time: raw("now()"),
+      })
       .returning("*");
-    return (rows as unknown as WorkflowExecutionModel[])[0];
+    return rows[0];
   });
 }
 
@@ -163,8 +152,7 @@ export async function findExecution(scope: TenantScope, executionId: string): Pr
       [scope.tenantId, executionId],
     );
     const row = rows[0];
-    if (row !== undefined) parseJsonColumns(row);
-    return row;
+    return row === undefined ? undefined : parseJsonAttributes(WorkflowExecutionModel, row);
   });
 }
 
@@ -174,12 +162,6 @@ export interface ListFilters {
   statuses: string[];
   startedAfter: string | null;
   startedBefore: string | null;
-}
-
-/** How many rows, and how many of their stored bytes, one page or batch holds at most (always at least one row). */
-export interface RowLimits {
-  rows: number;
-  bytes: number;
 }
 
 const NEWEST_FIRST = "started_at DESC, execution_id DESC";
@@ -198,15 +180,13 @@ export async function listExecutions(
   limits: RowLimits,
 ): Promise<BoundedRows<ExecutionRow>> {
   return scope.run(async (db) => {
-    const q = db("workflow_executions").select("*").where("tenant_id", scope.tenantId);
+    const q = db<ExecutionRow>(WorkflowExecutionModel.tableName).select("*").where("tenant_id", scope.tenantId);
     if (filters.workflowName !== "") q.where("workflow_name", filters.workflowName);
     if (filters.statuses.length > 0) q.whereIn("status", filters.statuses);
     if (filters.startedAfter !== null) q.where("started_at", ">=", filters.startedAfter);
     if (filters.startedBefore !== null) q.where("started_at", "<", filters.startedBefore);
     if (after !== undefined) q.whereRaw("(started_at, execution_id) < (?::timestamptz, ?)", after);
-    const page = await byteBounded<ExecutionRow>(db, q, NEWEST_FIRST, limits.rows, limits.bytes);
-    for (const row of page.rows) parseJsonColumns(row);
-    return page;
+    return byteBounded(db, WorkflowExecutionModel, q, NEWEST_FIRST, limits);
   });
 }
 
@@ -226,31 +206,16 @@ export async function incompleteExecutionsBatch(
   limits: RowLimits,
 ): Promise<BoundedRows<ExecutionRow>> {
   return scope.run(async (db) => {
-    const q = db("workflow_executions").select("*").where("tenant_id", scope.tenantId).whereIn("status", INCOMPLETE);
+    const q = db<ExecutionRow>(WorkflowExecutionModel.tableName).select("*").where("tenant_id", scope.tenantId).whereIn("status", INCOMPLETE);
     if (workflowName !== "") q.where("workflow_name", workflowName);
     if (after !== undefined) q.whereRaw("(started_at, execution_id) > (?::timestamptz, ?)", after);
-    const batch = await byteBounded<ExecutionRow>(db, q, OLDEST_FIRST, limits.rows, limits.bytes);
-    for (const row of batch.rows) parseJsonColumns(row);
-    return batch;
+    return byteBounded(db, WorkflowExecutionModel, q, OLDEST_FIRST, limits);
   });
 }
 
-/**
- * What Objection does to a model's JSON attributes on read, for plain rows:
- * a JSON column the driver returned as a string (a top-level JSON string) is
- * parsed when it is JSON text. The drivers parse JSONB, so this is a type check per column.
- */
+/** parseJsonAttributes of an execution row (the claim batch's rows, in execution-leases.ts). */
 export function parseJsonColumns(row: ExecutionRow): void {
-  const json = row as unknown as Record<string, unknown>;
-  for (const column of EXECUTION_JSON_COLUMNS) {
-    const value = json[column];
-    if (typeof value !== "string") continue;
-    try {
-      json[column] = JSON.parse(value);
-    } catch {
-      // Not JSON text: kept as the string, as Objection does.
-    }
-  }
+  parseJsonAttributes(WorkflowExecutionModel, row);
 }
 
 /** Filters of deleteTerminalBatch. */
@@ -271,7 +236,7 @@ export interface DeleteFilters {
 export async function deleteTerminalBatch(scope: TenantScope, filters: DeleteFilters, limit: number): Promise<number> {
   return scope.run(async (db) => {
     const statuses = filters.statuses.length > 0 ? filters.statuses.filter((s) => TERMINAL.includes(s)) : TERMINAL;
-    const victims = (db as Knex)("workflow_executions")
+    const victims = db<ExecutionRow>(WorkflowExecutionModel.tableName)
       .select("execution_id")
       .where("tenant_id", scope.tenantId)
       .whereIn("status", statuses)

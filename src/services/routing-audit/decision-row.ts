@@ -10,7 +10,7 @@ import {
 } from "../../../gen/orchestration/state/v1/routing_audit_service_pb.js";
 import { type Timestamp, TimestampSchema } from "@bufbuild/protobuf/wkt";
 import { durationFromMicros, durationToMicros, timestampFromDb, timestampToDb } from "../../db/convert.js";
-import type { RoutingDecisionModel } from "../../db/models/routing-decision.js";
+import type { DecisionRow } from "../../db/models/routing-decision.js";
 import type { DecisionColumns, SummaryRow, TimeBucketRow } from "../../db/queries/routing-decisions.js";
 import type { BucketedRange } from "./validate.js";
 
@@ -55,7 +55,7 @@ function contentHash(content: Omit<DecisionColumns, "decision_id" | "content_has
 }
 
 /** The RoutingDecision message of a stored row. */
-export function decisionFromRow(row: RoutingDecisionModel): RoutingDecision {
+export function decisionFromRow(row: DecisionRow): RoutingDecision {
   return create(RoutingDecisionSchema, {
     decisionId: row.decision_id,
     taskId: row.task_id,
