@@ -2,7 +2,7 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { codeName } from "../logging/code-name.js";
 import type { Logger } from "../logging/logger.js";
 import { databaseErrorToConnect } from "./database-errors.js";
-import { requestDecodeError } from "../validation/request-decoding.js";
+import { requestDecodeError } from "./request-decoding.js";
 
 /**
  * The one place where errors become what the client sees, for unary and

@@ -41,7 +41,7 @@ import { createWorkflowStateService } from "../services/workflow-state-service.j
 import { kHttp2Stream, StreamGuard } from "../streams/stream-guard.js";
 import { StreamLimits } from "../streams/stream-limits.js";
 import { createTenantInterceptor } from "../tenancy/tenant-interceptor.js";
-import { strictJsonOptions } from "../validation/request-decoding.js";
+import { strictJsonOptions } from "../errors/request-decoding.js";
 import { type Admission, keyAdmission, refusalInterceptor, tenantAdmission, withAdmission } from "./admission.js";
 import { CallDrain } from "./drain.js";
 import { installGrpcFastPath, withRequestDecodeErrors } from "./grpc-fast-path/index.js";

@@ -12,7 +12,7 @@ import { describe, expect, it } from "vitest";
 import { Health, HealthCheckRequestSchema, HealthCheckResponseSchema } from "../../gen/health/v1/health_pb.js";
 import * as connectInternals from "../../src/server/grpc-fast-path/connect-internals.js";
 import { errorFromResetCode } from "../../src/server/grpc-fast-path/reset-codes.js";
-import { requestDecodeError } from "../../src/validation/request-decoding.js";
+import { requestDecodeError } from "../../src/errors/request-decoding.js";
 
 // Some of our code leans on what a package does not promise: the gRPC unary
 // fast path (src/server/grpc-fast-path/, the one importer of Connect's
@@ -101,7 +101,7 @@ describe("what the gRPC fast path relies on (src/server/grpc-fast-path/)", () =>
       const request = create(HealthCheckRequestSchema, { service: "s" });
       expect(lookup.getI(true).parse(toBinary(HealthCheckRequestSchema, request))).toEqual(request);
       expect(lookup.getO(true).serialize(create(HealthCheckResponseSchema, { status: 1 }))).toEqual(Uint8Array.of(0x08, 0x01));
-      // The decode-error rewrite recognises this message (src/validation/request-decoding.ts).
+      // The decode-error rewrite recognises this message (src/errors/request-decoding.ts).
       expect(() => lookup.getI(true).parse(Uint8Array.of(0xff, 0xff))).toThrow(/^\[internal\] parse binary: /);
     },
     compressionNegotiate() {
@@ -165,7 +165,7 @@ describe("what the gRPC fast path relies on (src/server/grpc-fast-path/)", () =>
   });
 
   it("@bufbuild/protobuf is pinned to exactly 2.17.0, and its decode errors read as the decode-error rewrite expects", () => {
-    // The rewrite (src/validation/request-decoding.ts, used by grpc-fast-path/decode-errors.ts)
+    // The rewrite (src/errors/request-decoding.ts, used by grpc-fast-path/decode-errors.ts)
     // recognises protobuf's own error texts, which no version promises.
     expect(manifest.dependencies["@bufbuild/protobuf"]).toBe("2.17.0");
     expect(installedVersion("@bufbuild/protobuf")).toBe("2.17.0");

@@ -1,6 +1,6 @@
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
-import { requestDecodeError } from "../../validation/request-decoding.js";
+import { requestDecodeError } from "../../errors/request-decoding.js";
 import { wrapUnaryHandlers } from "../unary-handlers.js";
 import {
   codeToHttpStatus,
@@ -17,7 +17,7 @@ import {
 } from "./connect-internals.js";
 
 // An undecodable unary request (see requestDecodeError in
-// src/validation/request-decoding.ts: Connect says INTERNAL, we say
+// src/errors/request-decoding.ts: Connect says INTERNAL, we say
 // INVALID_ARGUMENT) answered on the wire of each protocol. Connect decodes a
 // unary request before any interceptor runs, so its answer is rewritten
 // after the handler: in Connect's handlers (withRequestDecodeErrors) and on
