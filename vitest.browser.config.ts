@@ -7,6 +7,8 @@ export default defineConfig({
   test: {
     include: ["test/browser/**/*.test.ts"],
     pool: "forks",
+    // On PGlite each database starts from a template made once per run.
+    globalSetup: ["test/support/global-setup.ts"],
     // One browser at a time on a small machine.
     fileParallelism: false,
     testTimeout: 60_000,

@@ -20,8 +20,10 @@ export default defineConfig({
     // `npm run test:examples`, with vitest.examples.config.ts.
     exclude: [...configDefaults.exclude, `test/**/*.${otherBackend}.test.ts`, "test/browser/**", "test/examples/**"],
     // Each file starts its own server and database; files run in parallel
-    // processes, tests inside a file run in order.
+    // processes, tests inside a file run in order. On PGlite each database
+    // starts from a template made once per run (test/support/global-setup.ts).
     pool: "forks",
+    globalSetup: ["test/support/global-setup.ts"],
     testTimeout: 60_000,
     hookTimeout: 60_000,
   },

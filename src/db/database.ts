@@ -34,6 +34,13 @@ export interface DatabaseOptions {
    * is set (a transaction-mode pooler is in front).
    */
   preparedStatements?: boolean | undefined;
+  /**
+   * PGlite: start from this data directory, an archive made by PGlite's
+   * `dumpDataDir`, instead of creating an empty one. The tests load one
+   * migrated template (test/support/global-setup.ts) rather than run initdb
+   * and every migration for each database.
+   */
+  pgliteArchive?: Blob;
 }
 
 /** The Knex configuration with what createDatabase adds to it. */
@@ -165,6 +172,7 @@ export function databaseConfig(options: DatabaseOptions): Knex.Config {
     connection: () =>
       ({
         pglite: (pglite ??= new PGlite(dataDir, {
+          loadDataDir: options.pgliteArchive,
           parsers: { [pgliteTypes.TIMESTAMPTZ]: asText, [pgliteTypes.INT8]: asText },
         })),
       }) as object as Knex.StaticConnectionConfig,

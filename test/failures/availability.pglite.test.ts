@@ -5,8 +5,7 @@ import type { PGlite } from "@electric-sql/pglite";
 import { Code } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
-import { createDatabase } from "../../src/db/database.js";
-import { silentLogger } from "../../src/logging/logger.js";
+import { createPgliteDatabase } from "../support/backend.js";
 import { workflowClient } from "../support/clients.js";
 import { timedCode } from "../support/errors.js";
 import { newTenant } from "../support/server.js";
@@ -17,7 +16,7 @@ cleanUpAfterEach();
 
 describe("database availability on PGlite", () => {
   it("a database lost while running (the PGlite instance closed) turns health NOT_SERVING and calls answer UNAVAILABLE", async () => {
-    const knex = createDatabase({ dataDir: "memory://", logger: silentLogger });
+    const knex = await createPgliteDatabase("empty");
     const s = await startAvailableServer(knex, { probeIntervalMs: 100 });
     running.push(s);
     const client = workflowClient(s.baseUrl, newTenant());

@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import { HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
 import { createDatabase } from "../../src/db/database.js";
 import { silentLogger } from "../../src/logging/logger.js";
-import { backendName, postgresOptions } from "../support/backend.js";
+import { backendName, createPgliteDatabase, postgresOptions } from "../support/backend.js";
 import { workflowClient } from "../support/clients.js";
 import { timedCode } from "../support/errors.js";
 import { newTenant } from "../support/server.js";
@@ -56,7 +56,7 @@ describe(`database availability on ${backendName}`, () => {
     // that was migrated by other tests (the gate must still hold until start()).
     const knex = pgUrl
       ? createDatabase({ ...postgresOptions(pgUrl), poolMax: 4, logger: silentLogger })
-      : createDatabase({ dataDir: "memory://", logger: silentLogger });
+      : await createPgliteDatabase("empty");
     const s = await startAvailableServer(knex, { start: false });
     running.push(s);
     const client = workflowClient(s.baseUrl, newTenant());
@@ -73,7 +73,7 @@ describe(`database availability on ${backendName}`, () => {
   it("after shutdown begins, a database that is available does not turn health back to SERVING", async () => {
     const knex = pgUrl
       ? createDatabase({ ...postgresOptions(pgUrl), poolMax: 4, logger: silentLogger })
-      : createDatabase({ dataDir: "memory://", logger: silentLogger });
+      : await createPgliteDatabase("empty");
     const s = await startAvailableServer(knex, { probeIntervalMs: 100 });
     expect(await s.health()).toBe(ServingStatus.SERVING);
     const shutdown = s.server.shutdown();

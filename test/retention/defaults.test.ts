@@ -1,14 +1,12 @@
-import { randomUUID } from "node:crypto";
 import type { Knex } from "knex";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WorkflowStatus } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
 import { RetentionService } from "../../gen/orchestration/state/v1/retention_service_pb.js";
 import { defaultConfig } from "../../src/config.js";
-import { createDatabase, migrate } from "../../src/db/database.js";
-import { silentLogger } from "../../src/logging/logger.js";
+import { migrate } from "../../src/db/database.js";
 import { connectClient, workflowClient } from "../support/clients.js";
 import { newTenant, startTestServer, type TestServer } from "../support/server.js";
-import { postgresOptions } from "../support/backend.js";
+import { createScratchDatabase } from "../support/backend.js";
 
 // Server defaults (RETENTION_*) apply to every tenant, those that never saved
 // a policy included. A background pass with defaults visits every tenant of
@@ -20,30 +18,18 @@ const DAY = 86_400;
 const ago = (seconds: number) => ({ seconds: BigInt(Math.floor(Date.now() / 1000) - seconds), nanos: 0 });
 
 let knex: Knex;
-let admin: Knex | undefined;
-let scratch: string | undefined;
+let scratch: Awaited<ReturnType<typeof createScratchDatabase>> | undefined;
 let t: TestServer;
 
 beforeAll(async () => {
-  const url = process.env.TEST_DATABASE_URL;
-  if (url) {
-    admin = createDatabase({ ...postgresOptions(url), poolMax: 1, logger: silentLogger });
-    scratch = `retention_defaults_${randomUUID().replaceAll("-", "")}`;
-    await admin.raw(`CREATE DATABASE ${scratch}`);
-    const scratchUrl = new URL(url);
-    scratchUrl.pathname = `/${scratch}`;
-    knex = createDatabase({ ...postgresOptions(scratchUrl.toString()), poolMax: 4, logger: silentLogger });
-  } else {
-    knex = createDatabase({ dataDir: "memory://", logger: silentLogger });
-  }
+  scratch = await createScratchDatabase("retention_defaults");
+  knex = scratch.knex;
   await migrate(knex);
   t = await startTestServer({ retentionDefaults: { ...defaultConfig.retentionDefaults, completedExecutionMaxAge: DAY } }, knex);
 });
 afterAll(async () => {
   await t?.close();
-  await knex?.destroy();
-  if (admin !== undefined && scratch !== undefined) await admin.raw(`DROP DATABASE IF EXISTS ${scratch} WITH (FORCE)`);
-  await admin?.destroy();
+  await scratch?.drop();
 });
 
 async function ids(tenant: string): Promise<string[]> {

@@ -1,5 +1,7 @@
 import { randomUUID } from "node:crypto";
+import { openAsBlob } from "node:fs";
 import type { Knex } from "knex";
+import { inject } from "vitest";
 import { createDatabase, migrate } from "../../src/db/database.js";
 import { silentLogger } from "../../src/logging/logger.js";
 
@@ -64,11 +66,30 @@ export function directPostgresUrl(): string {
   return directUrl || postgresUrl();
 }
 
-/** A migrated database for one test file; destroy it in afterAll. */
+declare module "vitest" {
+  export interface ProvidedContext {
+    /** Archives (PGlite's dumpDataDir) of a new and of a migrated PGlite data directory (global-setup.ts); unset on PostgreSQL. */
+    pgliteTemplates: { empty: string; migrated: string } | undefined;
+  }
+}
+
+/**
+ * A new in-memory PGlite, started from the run's template (global-setup.ts):
+ * `migrated` or `empty` (as created, no migration run).
+ */
+export async function createPgliteDatabase(template: "empty" | "migrated"): Promise<Knex> {
+  const archive = inject("pgliteTemplates")?.[template];
+  return createDatabase({ dataDir: "memory://", pgliteArchive: archive === undefined ? undefined : await openAsBlob(archive), logger: silentLogger });
+}
+
+/**
+ * A migrated database for one test file; destroy it in afterAll. On PGlite a
+ * copy of the migrated template; migrate() still runs, finding nothing to do
+ * (or, run outside npm test's configuration, everything).
+ */
 export async function createTestDatabase(): Promise<Knex> {
   const url = process.env.TEST_DATABASE_URL;
-  const knex = url ? createDatabase({ ...postgresOptions(url), poolMax: 10, logger: silentLogger })
-    : createDatabase({ dataDir: "memory://", logger: silentLogger });
+  const knex = url ? createDatabase({ ...postgresOptions(url), poolMax: 10, logger: silentLogger }) : await createPgliteDatabase("migrated");
   await migrate(knex);
   return knex;
 }
@@ -82,7 +103,7 @@ export async function createTestDatabase(): Promise<Knex> {
 export async function createScratchDatabase(name: string): Promise<{ knex: Knex; url?: string; drop(): Promise<void> }> {
   const url = process.env.TEST_DATABASE_URL;
   if (!url) {
-    const knex = createDatabase({ dataDir: "memory://", logger: silentLogger });
+    const knex = await createPgliteDatabase("empty");
     return { knex, drop: () => knex.destroy() };
   }
   const admin = createDatabase({ ...postgresOptions(url), poolMax: 1, logger: silentLogger });
