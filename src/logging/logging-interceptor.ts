@@ -1,25 +1,32 @@
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { kPrincipal } from "../auth/auth-interceptor.js";
-import { kTenantScope } from "../tenancy/tenant-scope.js";
+import { Code, ConnectError, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import { codeName } from "./code-name.js";
 import type { Logger } from "./logger.js";
 
 /**
- * Writes one log line per RPC when it ends: procedure, tenant, API key id, status code,
- * duration in milliseconds and, for streams, the number of messages sent.
- * Must be the outermost interceptor, so that it sees the final code.
+ * Who a call acted for, read from its context values when it ends: the tenant
+ * and the id of the API key from the configuration (never the key). The
+ * server passes it in: the auth and tenancy interceptors set those values and
+ * log through this folder, so this folder does not import them.
  */
-export function createLoggingInterceptor(logger: Logger): Interceptor {
+export type CallIdentity = (values: ContextValues) => { tenant: string | undefined; key: string | undefined };
+
+/**
+ * Writes one log line per RPC when it ends: procedure, tenant, API key id (see
+ * CallIdentity), status code, duration in milliseconds and, for streams, the
+ * number of messages sent. Must be the outermost interceptor, so that it sees
+ * the final code.
+ */
+export function createLoggingInterceptor(logger: Logger, identity: CallIdentity): Interceptor {
   return (next) => async (req) => {
     const start = performance.now();
     const procedure = `${req.method.parent.typeName}/${req.method.name}`;
     const log = (err: unknown, messages?: number) => {
       const code = err === undefined ? "OK" : codeName(ConnectError.from(err).code);
+      const { tenant, key } = identity(req.contextValues);
       const fields = {
         procedure,
-        tenant: req.contextValues.get(kTenantScope)?.tenantId,
-        // The id of the API key from the configuration, never the key.
-        key: req.contextValues.get(kPrincipal)?.keyId,
+        tenant,
+        key,
         code,
         durationMs: Math.round((performance.now() - start) * 1000) / 1000,
         messages,

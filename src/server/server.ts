@@ -14,6 +14,7 @@ import { WorkflowStateService } from "../../gen/orchestration/state/v1/workflow_
 import { ServerReflection as ServerReflectionV1 } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionV1alpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
+import { kPrincipal } from "../auth/auth-interceptor.js";
 import { createServerAuth } from "../auth/server-auth.js";
 import type { Config } from "../config.js";
 import { createDashboardServer } from "../dashboard/dashboard-server.js";
@@ -21,6 +22,7 @@ import { defaultAssetsDir, loadStaticAssets } from "../dashboard/static-assets.j
 import type { DatabaseAvailability } from "../db/availability.js";
 import { errorDetailFiles } from "../errors/error-detail-files.js";
 import { createErrorInterceptor } from "../errors/error-interceptor.js";
+import { strictJsonOptions } from "../errors/request-decoding.js";
 import { createHealthService, type HealthService } from "../health/health-service.js";
 import { requestMaxBytes } from "../limits/request-size.js";
 import { TenantLimiter } from "../limits/tenant-limiter.js";
@@ -41,7 +43,7 @@ import { createWorkflowStateService } from "../services/workflow-state-service.j
 import { kHttp2Stream, StreamGuard } from "../streams/stream-guard.js";
 import { StreamLimits } from "../streams/stream-limits.js";
 import { createTenantInterceptor } from "../tenancy/tenant-interceptor.js";
-import { strictJsonOptions } from "../errors/request-decoding.js";
+import { kTenantScope } from "../tenancy/tenant-scope.js";
 import { type Admission, keyAdmission, refusalInterceptor, tenantAdmission, withAdmission } from "./admission.js";
 import { CallDrain } from "./drain.js";
 import { installGrpcFastPath, withRequestDecodeErrors } from "./grpc-fast-path/index.js";
@@ -202,7 +204,7 @@ export function createServer(deps: ServerDeps): AppServer {
     streamGuard.interceptor,
     ...tracing,
     ...counting,
-    createLoggingInterceptor(logger),
+    createLoggingInterceptor(logger, (values) => ({ tenant: values.get(kTenantScope)?.tenantId, key: values.get(kPrincipal)?.keyId })),
     createErrorInterceptor(logger),
     refusalInterceptor,
   ];
