@@ -16,6 +16,7 @@ const migrations: Record<string, Knex.Migration> = {
   "20261204020000_breaker_row_versions": await import("./20261204020000_breaker_row_versions.js"),
   "20261204020100_breaker_trial_permits": await import("./20261204020100_breaker_trial_permits.js"),
   "20261204020200_request_ids": await import("./20261204020200_request_ids.js"),
+  "20261205100000_json_columns_as_values": await import("./20261205100000_json_columns_as_values.js"),
 };
 
 /** Knex migration source over the list above. */
