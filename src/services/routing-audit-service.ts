@@ -9,6 +9,7 @@ import {
   SummarizeAgentDecisionsResponseSchema,
   SummarizeDecisionsOverTimeResponseSchema,
 } from "../../gen/orchestration/state/v1/routing_audit_service_pb.js";
+import { deleteInBatches } from "../db/batched-delete.js";
 import { timestampToDb } from "../db/convert.js";
 import type { RoutingDecisionModel } from "../db/models/routing-decision.js";
 import * as queries from "../db/queries/routing-decisions.js";
@@ -121,16 +122,8 @@ export function createRoutingAuditService(deps: RoutingAuditDeps): ServiceImpl<t
 
     async deleteRoutingDecisions(req, ctx) {
       validateDelete(req);
-      const scope = tenantScope(ctx);
       const routedBefore = timestampToDb(req.routedBefore!);
-      // Bounded batches, each its own statement: no long lock on a large table,
-      // and a failure part way keeps what was already deleted.
-      let deleted = 0;
-      for (;;) {
-        const n = await queries.deleteRoutedBeforeBatch(scope, routedBefore, deps.deleteBatchSize);
-        deleted += n;
-        if (n < deps.deleteBatchSize) break;
-      }
+      const deleted = await deleteInBatches(deps.deleteBatchSize, (n) => queries.deleteRoutedBeforeBatch(tenantScope(ctx), routedBefore, n));
       return create(DeleteRoutingDecisionsResponseSchema, { deletedCount: BigInt(deleted) });
     },
 

@@ -11,6 +11,7 @@ import {
   StreamIncompleteWorkflowsResponseSchema,
   type WorkflowStateService,
 } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
+import { deleteInBatches } from "../db/batched-delete.js";
 import { timestampFromDb, timestampToDb } from "../db/convert.js";
 import * as leases from "../db/queries/execution-leases.js";
 import * as queries from "../db/queries/workflow-executions.js";
@@ -192,14 +193,7 @@ export function createWorkflowStateService(deps: WorkflowStateDeps): ServiceImpl
         workflowName: req.workflowName,
         statuses: req.statuses.map(statusToDb),
       };
-      // Bounded batches, each its own statement: no long lock on a large table,
-      // and a failure part way keeps what was already deleted.
-      let deleted = 0;
-      for (;;) {
-        const n = await queries.deleteTerminalBatch(scope, filters, deps.deleteBatchSize);
-        deleted += n;
-        if (n < deps.deleteBatchSize) break;
-      }
+      const deleted = await deleteInBatches(deps.deleteBatchSize, (n) => queries.deleteTerminalBatch(scope, filters, n));
       return create(DeleteWorkflowExecutionsResponseSchema, { deletedCount: BigInt(deleted) });
     },
   };
