@@ -1,7 +1,7 @@
 // Benchmark: what row-level security costs per call. Every unit of work of a
 // call runs bound to its tenant (src/tenancy/row-level-security.ts): the
 // binding SELECT (tenant, role, deadline) travels with the unit's first
-// statement (src/tenancy/tenant-unit.ts). On PostgreSQL a single-statement
+// statement (src/tenancy/pipelined-unit.ts). On PostgreSQL a single-statement
 // unit (TenantScope.run, most RPCs) is ONE round trip, [binding, statement,
 // Sync] as one implicit transaction, like the bare statement; it was four
 // (BEGIN, binding, statement, COMMIT) before. What remains is the binding's

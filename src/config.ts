@@ -17,6 +17,8 @@ export interface Config {
   databaseDirectUrl: string | undefined;
   /** Named binding statements per connection; undefined: on unless `databaseDirectUrl` is set. */
   databasePreparedStatements: boolean | undefined;
+  /** PostgreSQL: tenant units pipelined (one round trip per statement unit) rather than on public APIs only. */
+  databasePipelinedUnits: boolean;
   /** Directory of the embedded PGlite database (when `databaseUrl` is unset). */
   dataDir: string;
   /** Maximum connections of the PostgreSQL pool. */
@@ -135,6 +137,7 @@ export const defaultConfig: Config = {
   databaseUrl: undefined,
   databaseDirectUrl: undefined,
   databasePreparedStatements: undefined,
+  databasePipelinedUnits: true,
   dataDir: "./data",
   databasePoolMax: 10,
   databaseRetryMaxMs: 30_000,
@@ -205,6 +208,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl: databaseUrl(env, "DATABASE_URL"),
     databaseDirectUrl: directUrl(env),
     databasePreparedStatements: bool(env, "DATABASE_PREPARED_STATEMENTS"),
+    databasePipelinedUnits: bool(env, "DATABASE_PIPELINED_UNITS") ?? defaultConfig.databasePipelinedUnits,
     dataDir: str(env, "DATA_DIR") ?? defaultConfig.dataDir,
     databasePoolMax: int(env, "DATABASE_POOL_MAX", 1, 1_000) ?? defaultConfig.databasePoolMax,
     databaseRetryMaxMs: int(env, "DATABASE_RETRY_MAX_MS", 1, 600_000) ?? defaultConfig.databaseRetryMaxMs,

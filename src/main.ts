@@ -92,7 +92,7 @@ async function main(): Promise<void> {
   const knex = createDatabase({
     databaseUrl: config.databaseUrl,
     databaseDirectUrl: config.databaseDirectUrl,
-    preparedStatements: config.databasePreparedStatements,
+    preparedStatements: config.databasePreparedStatements, pipelinedUnits: config.databasePipelinedUnits,
     dataDir: config.dataDir,
     poolMax: config.databasePoolMax,
     statementTimeoutMs: config.databaseStatementTimeoutMs,

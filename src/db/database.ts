@@ -3,7 +3,7 @@ import knexFactory, { type Knex } from "knex";
 import ClientPgLite from "knex-pglite";
 import pg from "pg";
 import { createLogger, type Logger } from "../logging/logger.js";
-import { ANSWER_GRACE_MS, DEFAULT_STATEMENT_TIMEOUT_MS } from "./answer-timeout.js";
+import { ANSWER_GRACE_MS, DEFAULT_STATEMENT_TIMEOUT_MS, isServiceable } from "./answer-timeout.js";
 import { migrationSource } from "./migrations/index.js";
 import { SESSION_SETTINGS_SQL } from "./session-settings.js";
 
@@ -29,9 +29,9 @@ export interface DatabaseOptions {
    */
   databaseDirectUrl?: string | undefined;
   /**
-   * Whether tenant units name their binding statement once per connection
-   * (see src/tenancy/tenant-unit.ts). Default: yes, unless `databaseDirectUrl`
-   * is set (a transaction-mode pooler is in front).
+   * Whether pipelined tenant units name their binding statement once per
+   * connection (see src/tenancy/pipelined-unit.ts). Default: yes, unless
+   * `databaseDirectUrl` is set (a transaction-mode pooler is in front).
    */
   preparedStatements?: boolean | undefined;
   /**
@@ -41,14 +41,22 @@ export interface DatabaseOptions {
    * and every migration for each database.
    */
   pgliteArchive?: Blob;
+  /**
+   * PostgreSQL: whether tenant units run pipelined (one round trip for a
+   * single statement, on pinned library internals: src/tenancy/pipelined-unit.ts)
+   * rather than on the default path of public APIs. Default: yes.
+   */
+  pipelinedUnits?: boolean | undefined;
 }
 
 /** The Knex configuration with what createDatabase adds to it. */
 type DatabaseConfig = Knex.Config & {
   /** DATABASE_DIRECT_URL's connection settings (sessionConnectionConfig). */
   sessionConnection?: pg.ClientConfig;
-  /** False: tenant units parse their binding in every batch (src/tenancy/tenant-unit.ts reads it). */
+  /** False: pipelined units parse their binding in every batch (src/tenancy/pipelined-unit.ts reads it). */
   namedStatements?: boolean;
+  /** False: tenant units take the default path (src/tenancy/pipelined-unit.ts reads it). */
+  pipelinedUnits?: boolean;
 };
 
 // timestamptz and int8 are read as their text form on both backends: the
@@ -59,27 +67,16 @@ const INT8_OID = 20;
 const asText = (value: string) => value;
 
 // knex-pglite names the command of a response after the builder method, so a
-// `.delete()` reports "DEL" and Knex's PostgreSQL dialect, which expects
-// "DELETE", returns the raw response instead of the deleted row count. Map the
-// methods whose name differs from their SQL command.
-//
-// Its one connection is the database's one session: the settings the code
-// relies on (session-settings.ts) are set on it once it is ready.
-type PgLiteInternals = {
-  processResponse(obj: { method?: string }, runner: unknown): unknown;
-  _acquireOnlyConnection(): Promise<PGlite>;
-};
-class PgLiteClient extends (ClientPgLite as unknown as new (config: Knex.Config) => PgLiteInternals) {
-  override processResponse(obj: { method?: string }, runner: unknown): unknown {
-    const method = obj.method === "del" ? "delete" : obj.method === "counter" ? "update" : obj.method;
-    return super.processResponse({ ...obj, method }, runner);
+// `.delete()` (method "del") resolves to the raw response, command "DEL",
+// instead of the deleted row count that Knex's PostgreSQL dialect gives for
+// "DELETE". Knex's public postProcessResponse hook turns it back into the row
+// count (test/contract/pinned-internals.test.ts shows knex-pglite's answer).
+function pgliteRowCounts(result: unknown): unknown {
+  const response = result as { command?: unknown; rowCount?: unknown } | null;
+  if (typeof response === "object" && response !== null && response.command === "DEL") {
+    return response.rowCount;
   }
-
-  override async _acquireOnlyConnection(): Promise<PGlite> {
-    const pglite = await super._acquireOnlyConnection();
-    await pglite.exec(SESSION_SETTINGS_SQL);
-    return pglite;
-  }
+  return result;
 }
 
 /**
@@ -95,18 +92,6 @@ export function createDatabase(options: DatabaseOptions): Knex {
 // vanished (partition, failover) is found by the kernel after this much
 // silence plus its probes, instead of failing the next call that takes it.
 const KEEPALIVE_INITIAL_DELAY_MS = 10_000;
-
-/**
- * Whether a pooled pg connection can serve a call: not ended, not broken, and
- * not still waiting for the answer to a statement that gave up on it (pg's
- * query_timeout fails the statement but leaves it in flight, and everything
- * sent after it would wait behind it). Knex's pool checks it on every acquire
- * and discards the connections that fail it.
- */
-function isServiceable(connection: pg.Client): boolean {
-  const c = connection as pg.Client & { readyForQuery?: boolean; activeQuery?: unknown; _ending?: boolean };
-  return c.readyForQuery === true && (c.activeQuery ?? null) === null && c._ending !== true;
-}
 
 /** The Knex configuration behind `createDatabase`; knexfile.ts exports it for the knex CLI. */
 export function databaseConfig(options: DatabaseOptions): Knex.Config {
@@ -144,6 +129,7 @@ export function databaseConfig(options: DatabaseOptions): Knex.Config {
       connection,
       sessionConnection: options.databaseDirectUrl === undefined ? undefined : { ...connection, connectionString: options.databaseDirectUrl },
       namedStatements: named,
+      pipelinedUnits: options.pipelinedUnits ?? true,
       pool: {
         min: 0,
         max: options.poolMax ?? 10,
@@ -154,6 +140,9 @@ export function databaseConfig(options: DatabaseOptions): Knex.Config {
             (err: Error) => done(err, connection),
           );
         },
+        // Not presumed dead, no transaction open (answer-timeout.ts): pg's
+        // query_timeout fails a statement but leaves it in flight, and
+        // whoever ran it closes the connection.
         validate: isServiceable,
       },
       acquireConnectionTimeout: 10_000,
@@ -165,17 +154,23 @@ export function databaseConfig(options: DatabaseOptions): Knex.Config {
   // knex-pglite's own call: each call must return the same instance, or a
   // second PGlite opens the same directory and corrupts the next start.
   let pglite: PGlite | undefined;
+  const open = () => {
+    const db = new PGlite(dataDir, {
+      loadDataDir: options.pgliteArchive,
+      parsers: { [pgliteTypes.TIMESTAMPTZ]: asText, [pgliteTypes.INT8]: asText },
+    });
+    // Its one connection is the database's one session: the settings the code
+    // relies on (session-settings.ts) go first. PGlite runs statements in the
+    // order they were called, and this one is called before Knex has the instance.
+    db.exec(SESSION_SETTINGS_SQL).catch((err: unknown) => logger.error("PGlite session settings failed", { error: String(err) }));
+    return db;
+  };
   return {
     ...common,
-    client: PgLiteClient as unknown as typeof Knex.Client,
+    client: ClientPgLite as unknown as typeof Knex.Client,
     dialect: "postgres",
-    connection: () =>
-      ({
-        pglite: (pglite ??= new PGlite(dataDir, {
-          loadDataDir: options.pgliteArchive,
-          parsers: { [pgliteTypes.TIMESTAMPTZ]: asText, [pgliteTypes.INT8]: asText },
-        })),
-      }) as object as Knex.StaticConnectionConfig,
+    postProcessResponse: pgliteRowCounts,
+    connection: () => ({ pglite: (pglite ??= open()) }) as object as Knex.StaticConnectionConfig,
   };
 }
 

@@ -3,6 +3,7 @@ import type { Knex } from "knex";
 import { statementTimeoutOf } from "../db/answer-timeout.js";
 import { TRANSACTION_SETTINGS_SELECT } from "../db/session-settings.js";
 import { databaseErrorToConnect } from "../errors/database-errors.js";
+import { pipelines, runPipelinedUnit } from "./pipelined-unit.js";
 import { runTenantUnit, type TenantUnit } from "./tenant-unit.js";
 
 // How every unit of work of a call is bound to its tenant inside the database.
@@ -23,12 +24,18 @@ import { runTenantUnit, type TenantUnit } from "./tenant-unit.js";
 // running when the client has stopped waiting, so it neither keeps locks nor
 // writes after the call was answered DEADLINE_EXCEEDED.
 //
-// Round trips (src/tenancy/tenant-unit.ts): the binding is never sent on its
-// own but with the unit's first statement, in the same batch; on PostgreSQL a
-// single-statement unit (TenantScope.run) needs no BEGIN and no COMMIT at all,
-// because a batch closed by one Sync is one transaction: one round trip, as
-// many as the bare statement. The binding's values (tenant id, timeout) are
-// bind parameters, never part of the SQL text.
+// Two paths run a unit, with the same guarantees (test/tenancy/ runs both):
+// - the default path, on public Knex and driver APIs only: a Knex transaction
+//   whose first statement is the binding (src/tenancy/tenant-unit.ts). PGlite
+//   always takes it, and PostgreSQL with DATABASE_PIPELINED_UNITS=false;
+// - on PostgreSQL by default, the pipelined unit (src/tenancy/pipelined-unit.ts,
+//   an adapter on pinned Knex and pg internals): the binding travels with the
+//   unit's first statement in one batch, and a single-statement unit
+//   (TenantScope.run) needs no BEGIN and no COMMIT: one round trip, as many as
+//   the bare statement, where the default path takes four. Round trips are
+//   what a unit costs over a network; PGlite runs in process.
+// The binding's values (tenant id, timeout) are bind parameters, never part
+// of the SQL text.
 
 /** The role every tenant transaction runs as: NOLOGIN, no BYPASSRLS, created by the migration. */
 export const TENANT_ROLE = "orchestrator_tenant";
@@ -76,9 +83,10 @@ export type UnitKind = TenantUnit["kind"];
  *   connection held by another transaction) ends at the deadline with
  *   DEADLINE_EXCEEDED; the connection, when it comes later, goes straight
  *   back to the pool;
- * - the binding, sent with the first statement, carries the time left then as
- *   statement_timeout, and is not sent at all if none is left
- *   (DEADLINE_EXCEEDED, nothing written).
+ * - the binding carries the time left as statement_timeout (pipelined: when
+ *   the first statement is sent, and nothing at all is sent if none is left;
+ *   default path: after BEGIN, and a statement that would start once none is
+ *   left is refused): DEADLINE_EXCEEDED, nothing written.
  * On PostgreSQL, with or without a deadline, no statement runs longer than
  * the connections' statement timeout (DATABASE_STATEMENT_TIMEOUT_MS, see
  * src/db/answer-timeout.ts): the binding's statement_timeout is the smaller
@@ -99,6 +107,9 @@ export async function tenantTransaction<T>(
   let timeoutAt: number | undefined;
   const unit: TenantUnit = {
     kind,
+    checkDeadline: () => {
+      if (bounded && deadline - Date.now() <= 0) throw deadlinePassed();
+    },
     binding: () => {
       const now = Date.now();
       const remaining = bounded ? Math.ceil(deadline - now) : undefined;
@@ -111,7 +122,8 @@ export async function tenantTransaction<T>(
   const client = knex.client as { acquireConnection(): Promise<unknown>; releaseConnection(connection: unknown): Promise<unknown> };
   const connection = bounded ? await acquireBefore(client, deadline) : await client.acquireConnection();
   try {
-    return await runTenantUnit(knex, connection, unit, work);
+    const run = pipelines(knex, connection) ? runPipelinedUnit : runTenantUnit;
+    return await run(knex, connection, unit, work);
   } catch (err) {
     // The client may have cancelled at its own deadline, a moment before ours:
     // the clock, not the call's signal, tells that the deadline passed.

@@ -38,8 +38,9 @@ export class TenantScope {
   /**
    * Runs `work`, which sends exactly one statement, as this tenant: the
    * statement is its own transaction, and commits once it succeeds (on
-   * PostgreSQL in the same round trip as the binding: as fast as the bare
-   * statement), whatever `work` does with its result. A second statement is
+   * PostgreSQL, by default, in the same round trip as the binding: as fast as
+   * the bare statement; see row-level-security.ts), whatever `work` does with
+   * its result. A second statement is
    * refused (it would not be bound to the tenant): use `transaction` for
    * several. Running no statement is fine.
    */

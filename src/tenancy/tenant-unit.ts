@@ -1,367 +1,106 @@
 import type { Knex } from "knex";
-import pg from "pg";
-import { isUnanswered } from "../db/answer-timeout.js";
+import { isUnanswered, presumeDead } from "../db/answer-timeout.js";
 
-// How a tenant unit of work reaches the database with as few round trips, and
-// as little work in this process, as it can (src/tenancy/row-level-security.ts
-// says what a unit guarantees and owns the deadline).
+// How a tenant unit of work reaches the database on the default path, with
+// public APIs only (src/tenancy/row-level-security.ts says what a unit
+// guarantees, owns the deadline and picks this path or the pipelined one).
 //
-// The binding (one SELECT of set_config: tenant, role, statement_timeout) is
-// never sent on its own: it travels with the unit's first statement, and
-// nothing is sent before that. How depends on the connection:
+// The unit is a Knex transaction (`knex.transaction(work, { connection })`,
+// on the connection the caller acquired) whose first statement, right after
+// Knex's BEGIN, is the binding: one SELECT of set_config(..., true), its values
+// as bind parameters. It goes through the driver's own `query(text, values)`
+// (pg.Client and PGlite both have it), so the application's Knex 'query'
+// listeners (tracing) see the work's statements, not the binding. A binding
+// that fails fails the unit: nothing of the work runs.
 //
-// - `pg` client ("pipeline"): the first statement goes out as ONE
-//   extended-protocol batch closed by ONE Sync: [BEGIN,] binding, statement.
-//   PostgreSQL runs everything up to a Sync in one transaction and, at the
-//   first error, skips the rest of the batch up to the Sync: the statement
-//   runs only if the binding ran before it, in the same transaction. The
-//   binding's values travel as bind parameters, never inside the SQL text.
-//   - kind "statement" (TenantScope.run): no BEGIN. The batch is an implicit
-//     transaction: the Sync commits it (rolls it back on error) and, with it,
-//     ends the transaction-local settings. One round trip in all, like the
-//     bare statement; no COMMIT to send.
-//   - kind "transaction" (TenantScope.transaction): the batch starts with
-//     BEGIN, so the transaction stays open after the Sync for the next
-//     statements, and ends with COMMIT or ROLLBACK: one round trip for BEGIN,
-//     binding and first statement, then one per statement.
-//   The binding is a named prepared statement, parsed once per connection (see
-//   BoundQuery). The first statement always goes by the extended protocol, so
-//   it cannot be several statements in one string (PostgreSQL refuses it).
-// - any other connection (PGlite, in process: a "round trip" is a function
-//   call): BEGIN, the binding and the statement one after the other, each
-//   awaited. Kind "statement" then sends COMMIT at once, so that it behaves as
-//   on PostgreSQL; kind "transaction" ends with COMMIT or ROLLBACK.
+// Every statement of the work passes the transaction's 'query' event (Knex
+// emits it before the statement goes to the driver, and a listener that throws
+// refuses it), where the unit refuses:
+// - a statement sent once the call's deadline has passed (DEADLINE_EXCEEDED);
+// - in a unit of kind "statement" (TenantScope.run), a second statement.
+// Kind "statement" commits once its statement was sent, whatever the work does
+// next (a statement that failed leaves an aborted transaction, which COMMIT
+// rolls back), as the pipelined path commits it with its batch. The unit's
+// Knex cannot open a transaction of its own (a savepoint) and, once the unit
+// ended, Knex itself refuses its statements.
 //
-// Kind "statement" runs exactly one statement: it is committed once it
-// succeeded, whatever the work does next, and a second statement, which would
-// run outside any binding, is refused before it is sent. A unit that sends no
-// statement sends nothing at all.
-//
-// No Knex transaction: Knex's costs about twice the CPU of the statement itself
-// (a Transaction, a client and a whole new Knex instance per transaction), and
-// would send its own BEGIN. A unit hands its work a Knex of its own instead,
-// cheap to make: a client and a context inheriting from the application's
-// (same dialect, configuration, events), whose connection is the unit's, and
-// whose queries go through the unit (binding, one-statement rule, refusal after
-// the unit's end). It relies on these parts of Knex 3 (lib/knex-builder/
-// make-knex.js, lib/client.js, lib/execution/runner.js): a Knex instance
-// reaches its client only through `this.context.client`; a query runs through
-// `client.acquireConnection()`, `client._query(connection, { sql, bindings,
-// options })` and `client.releaseConnection()`. test/tenancy/tenant-unit.test.ts
-// pins the behaviour (round trips included).
+// Round trips: BEGIN, the binding, each statement, COMMIT or ROLLBACK, one
+// each, also for a unit that runs no statement. On PostgreSQL the pipelined
+// unit (src/tenancy/pipelined-unit.ts) needs one for a statement unit in all;
+// on PGlite, in process, a round trip is a function call.
 
-/** What a unit runs: its kind and its binding. */
+/** What a unit runs: its kind, its binding and its deadline. */
 export interface TenantUnit {
   /** "statement": exactly one statement; "transaction": any number, in one explicit transaction. */
   kind: "statement" | "transaction";
   /**
-   * The binding statement, called when the first statement is sent: a SELECT
-   * with bind parameters ($1, ...) and their values (never inside the text).
-   * It may throw (the deadline passed): then nothing is sent.
+   * The binding statement: a SELECT with bind parameters ($1, ...) and their
+   * values (never inside the text). It throws when the deadline has passed.
    */
   binding(): { sql: string; values: string[] };
+  /** Throws DEADLINE_EXCEEDED when the deadline has passed: no statement may start. */
+  checkDeadline(): void;
 }
 
-/** The query object Knex hands a client's `_query`. */
-interface QueryObject {
-  sql: string;
-  bindings?: unknown[];
-  options?: Record<string, unknown>;
-  response?: unknown;
+/** The driver connection's own query method (pg.Client, PGlite). */
+interface DriverConnection {
+  query(sql: string, values: unknown[]): Promise<unknown>;
 }
-
-/** The part of a Knex client a unit uses or replaces. */
-interface KnexClient {
-  _query(connection: unknown, obj: QueryObject): Promise<QueryObject>;
-  _stream(...args: unknown[]): Promise<unknown>;
-  acquireConnection(): Promise<unknown>;
-  releaseConnection(connection: unknown): Promise<unknown>;
-  transaction(...args: unknown[]): unknown;
-  destroy(...args: unknown[]): unknown;
-}
-
-const unitEnded = () => new Error("the tenant unit has ended: a statement sent after its end is refused");
 
 /**
  * Runs `work` as one unit on `connection` (acquired from `knex`'s pool by the
  * caller, who releases it once this settles): commits when `work` resolves,
- * rolls back when it rejects.
+ * rolls back when it rejects (kind "statement": committed once sent).
  */
-export async function runTenantUnit<T>(
-  knex: Knex,
-  connection: unknown,
-  unit: TenantUnit,
-  work: (db: Knex.Transaction) => Promise<T>,
-): Promise<T> {
-  const run = new UnitRun(knex, connection, unit);
+export type UnitRunner = <T>(knex: Knex, connection: unknown, unit: TenantUnit, work: (db: Knex.Transaction) => Promise<T>) => Promise<T>;
+
+/** A unit's refusals, the same on both paths. */
+export const refusal = {
+  secondStatement: () =>
+    new Error("a tenant unit of kind \"statement\" (TenantScope.run) ran a second statement: use TenantScope.transaction for several"),
+  nestedTransaction: () => new Error("a tenant unit cannot open a transaction of its own"),
+};
+
+/** The default path: a Knex transaction whose first statement is the binding. */
+export const runTenantUnit: UnitRunner = async (knex, connection, unit, work) => {
+  let result: { value: Awaited<ReturnType<typeof work>> } | undefined;
+  /** The binding's or the work's error, when either failed. */
+  let failure: { error: unknown } | undefined;
   try {
-    let result: T;
-    try {
-      result = await work(run.db as Knex.Transaction);
-    } catch (err) {
-      // A connection that did not answer in time is presumed dead (a
-      // partition): closed now, so that the ROLLBACK fails at once instead of
-      // waiting behind the unanswered statement, and the pool discards it.
-      if (isUnanswered(err)) run.discard();
-      // The work's error is the one to report; a ROLLBACK that fails as well
-      // has already taken its connection out of service (see end()).
-      await run.end("ROLLBACK").catch(() => {});
-      throw err;
-    }
-    await run.end("COMMIT");
-    return result;
-  } finally {
-    run.closed = true;
-  }
-}
-
-class UnitRun {
-  /** The Knex the unit's work runs its statements on. */
-  readonly db: Knex;
-  /** True once BEGIN was sent and neither COMMIT nor ROLLBACK yet: the unit must end one or the other. */
-  private open = false;
-  /** The first statement, sent with the binding; undefined until then. */
-  private first: Promise<QueryObject> | undefined;
-  /** Set once the work settled: statements still waiting to go out are refused. */
-  private ending = false;
-  /** Set once the unit ended: every statement is refused. */
-  closed = false;
-  private readonly pipelined: boolean;
-  private readonly root: KnexClient;
-
-  constructor(
-    knex: Knex,
-    private readonly connection: unknown,
-    private readonly unit: TenantUnit,
-  ) {
-    this.root = knex.client as KnexClient;
-    this.pipelined = connection instanceof pg.Client;
-    // DATABASE_PREPARED_STATEMENTS=false (src/db/database.ts): behind a
-    // transaction-mode pooler that does not keep named statements (PgBouncer
-    // before 1.21, or with max_prepared_statements = 0), consecutive units of
-    // one client connection run on different server connections, so the
-    // binding is parsed in every batch instead of named once per connection.
-    if (this.pipelined && (knex.client as { config: { namedStatements?: boolean } }).config.namedStatements === false) {
-      unnamedOn.add((connection as unknown as { connection: PgConnection }).connection);
-    }
-    const client = Object.create(this.root) as KnexClient;
-    client.acquireConnection = () => Promise.resolve(connection);
-    client.releaseConnection = () => Promise.resolve();
-    client._query = (_connection, obj) => this.send(obj);
-    // pg streams (pg-query-stream) would bypass _query, and with it the binding.
-    client._stream = () => Promise.reject(new Error("a tenant unit cannot stream a query"));
-    client.transaction = () => {
-      throw new Error("a tenant unit cannot open a transaction of its own");
-    };
-    client.destroy = () => {
-      throw new Error("a tenant unit cannot destroy the pool");
-    };
-    const context = Object.create((knex as unknown as { context: object }).context) as { client: KnexClient };
-    context.client = client;
-    // A Knex is a function (db("table") starts a query) that finds everything
-    // else on the application's Knex, through `this.context`.
-    const db = function (tableName?: string, options?: unknown) {
-      const builder = (context as unknown as { queryBuilder(): Knex.QueryBuilder }).queryBuilder();
-      return tableName ? builder.table(tableName, options as never) : builder;
-    };
-    Object.setPrototypeOf(db, knex);
-    (db as unknown as { context: object }).context = context;
-    this.db = db as unknown as Knex;
-  }
-
-  /** Closes the connection (the pool discards it); PGlite's one connection is the database and stays. */
-  discard(): void {
-    if (this.pipelined) (this.connection as pg.Client).end().catch(() => {});
-  }
-
-  /** Ends the unit: sends COMMIT or ROLLBACK if a transaction is open. */
-  async end(how: "COMMIT" | "ROLLBACK"): Promise<void> {
-    this.ending = true;
-    // A statement the work did not wait for settles first (the driver would
-    // queue COMMIT or ROLLBACK after it anyway).
-    await this.first?.catch(() => {});
-    if (!this.open) return;
-    this.open = false;
-    try {
-      await this.root._query(this.connection, { sql: how });
-    } catch (err) {
-      // A connection whose transaction may still be open, bound to the tenant,
-      // must not serve anyone else: closing it makes Knex's pool discard it.
-      // (PGlite's one connection is the database itself; it cannot be replaced.)
-      if (this.pipelined) (this.connection as pg.Client).end().catch(() => {});
-      throw err;
-    }
-  }
-
-  private async send(obj: QueryObject): Promise<QueryObject> {
-    if (this.closed || this.ending) throw unitEnded();
-    if (this.first === undefined) {
-      this.first = this.sendFirst(obj);
-      return this.first;
-    }
-    if (this.unit.kind === "statement") {
-      throw new Error("a tenant unit of kind \"statement\" (TenantScope.run) ran a second statement: use TenantScope.transaction for several");
-    }
-    // A later statement goes out once the first one, and with it BEGIN and the
-    // binding, succeeded: never before, never after they failed.
-    try {
-      await this.first;
-    } catch (err) {
-      throw new Error("the tenant unit's first statement failed, so its transaction cannot run more", { cause: err });
-    }
-    if (this.closed || this.ending) throw unitEnded();
-    return this.root._query(this.connection, obj);
-  }
-
-  private async sendFirst(obj: QueryObject): Promise<QueryObject> {
-    const binding = this.unit.binding();
-    if (!this.pipelined) {
-      this.open = true;
-      await this.root._query(this.connection, { sql: "BEGIN" });
-      await this.root._query(this.connection, { sql: binding.sql, bindings: binding.values });
-      const result = await this.root._query(this.connection, obj);
-      if (this.unit.kind === "statement") {
-        // As on PostgreSQL: the one statement is committed once it succeeded.
-        this.open = false;
-        await this.root._query(this.connection, { sql: "COMMIT" });
+    await knex.transaction(async (trx) => {
+      let statements = 0;
+      const admit = () => {
+        unit.checkDeadline();
+        if (unit.kind === "statement" && statements > 0) throw refusal.secondStatement();
+        statements++;
+      };
+      try {
+        const binding = unit.binding();
+        await (connection as DriverConnection).query(binding.sql, binding.values);
+        trx.on("query", admit);
+        for (const name of ["transaction", "savepoint"]) {
+          Object.defineProperty(trx, name, { value: () => Promise.reject(refusal.nestedTransaction()), configurable: true });
+        }
+        result = { value: await work(trx) };
+      } catch (error) {
+        failure = { error };
+        // A connection that did not answer in time is presumed dead (a
+        // partition): closed now, so that the ROLLBACK fails at once instead
+        // of waiting behind the unanswered statement, and the pool discards it.
+        if (isUnanswered(error)) presumeDead(connection);
+      } finally {
+        trx.off("query", admit);
       }
-      return result;
-    }
-    if (this.unit.kind === "statement") return sendBound(this.connection as pg.Client, obj, [binding]);
-    this.open = true;
-    return sendBound(this.connection as pg.Client, obj, [{ sql: "BEGIN", values: [] }, binding]);
+      // Thrown: Knex rolls back. Returned: Knex commits.
+      if (failure !== undefined && !(unit.kind === "statement" && statements > 0)) throw failure.error;
+    }, { connection });
+  } catch (err) {
+    // Knex rejects with another error than the one thrown above when COMMIT
+    // or ROLLBACK failed: the connection may still hold the tenant's
+    // transaction and must not serve anyone else.
+    if (failure === undefined || err !== failure.error) presumeDead(connection);
+    throw failure === undefined ? err : failure.error;
   }
-}
-
-/** A statement of the prefix of a bound query: SQL with $n parameters, and their values. */
-interface PrefixStatement {
-  sql: string;
-  values: string[];
-}
-
-// pg's Query, with the methods it calls on itself (undeclared by @types/pg).
-interface PgQueryInternals {
-  prepare(connection: PgConnection): void;
-  handleRowDescription(msg: unknown): void;
-  handleDataRow(msg: unknown): void;
-  handleCommandComplete(msg: unknown, connection: PgConnection): void;
-  handleError(err: Error, connection: PgConnection): void;
-}
-interface PgConnection {
-  parse(msg: { text: string; name?: string }): void;
-  bind(msg: { statement?: string; values: string[] }): void;
-  execute(msg: object): void;
-}
-type PgQueryConfig = pg.QueryConfig & { callback: (err: Error | null, res: pg.QueryResult) => void };
-const PgQuery = pg.Query as unknown as new (config: PgQueryConfig) => PgQueryInternals;
-
-// The binding is a named prepared statement on each connection, parsed and
-// planned by the server once per connection instead of once per unit. A
-// connection's names are trusted only once a batch ran the statement
-// (CommandComplete); when a batch fails before that, the name may or may not
-// exist on the server, so that connection goes back to unnamed statements for
-// good (Parse every time: correct whatever the server has).
-const statementNames = new Map<string, string>();
-const preparedOn = new WeakMap<PgConnection, Set<string>>();
-const unnamedOn = new WeakSet<PgConnection>();
-function statementName(sql: string): string {
-  let name = statementNames.get(sql);
-  if (name === undefined) statementNames.set(sql, (name = `tenant_unit_${statementNames.size + 1}`));
-  return name;
-}
-
-/**
- * A pg query that sends the statements of `prefix` before its own statement,
- * in the same batch (one Sync, one round trip), and answers only its own
- * statement's result. It is submitted like pg-cursor or pg-query-stream
- * (`client.query(submittable)`, pg's extension point); pg's own Query does the
- * statement's part (parse, bind, describe, execute, sync) and parses its rows.
- *
- * The server answers each prefix statement with ParseComplete (if parsed),
- * BindComplete, its row (without RowDescription: no Describe is sent for it)
- * and CommandComplete; that row and that CommandComplete are dropped here. An
- * error anywhere makes the server skip the rest of the batch up to the Sync and
- * answer ErrorResponse, which pg hands to this query as its error.
- */
-class BoundQuery extends PgQuery {
-  /** Prefix statements whose CommandComplete has arrived. */
-  private prefixDone = 0;
-  /** The named prefix statements sent: their index in `prefix`, and whether they were parsed here. */
-  private named: { index: number; name: string; parsed: boolean }[] = [];
-
-  constructor(
-    config: PgQueryConfig,
-    private readonly prefix: PrefixStatement[],
-  ) {
-    super(config);
-  }
-
-  /** Always the extended protocol (pg sends a statement without parameters as a simple query). */
-  requiresPreparation(): boolean {
-    return true;
-  }
-
-  override prepare(connection: PgConnection): void {
-    // pg corks the socket around prepare(): the batch leaves in one write.
-    const prepared = unnamedOn.has(connection) ? undefined : (preparedOn.get(connection) ?? new Set<string>());
-    this.prefix.forEach((p, index) => {
-      if (prepared === undefined || p.values.length === 0) {
-        connection.parse({ text: p.sql });
-        connection.bind({ values: p.values });
-      } else {
-        const name = statementName(p.sql);
-        const parsed = !prepared.has(name);
-        if (parsed) connection.parse({ text: p.sql, name });
-        connection.bind({ statement: name, values: p.values });
-        this.named.push({ index, name, parsed });
-      }
-      connection.execute({});
-    });
-    super.prepare(connection);
-  }
-
-  override handleRowDescription(msg: unknown): void {
-    if (this.prefixDone === this.prefix.length) super.handleRowDescription(msg);
-  }
-
-  override handleDataRow(msg: unknown): void {
-    if (this.prefixDone === this.prefix.length) super.handleDataRow(msg);
-  }
-
-  override handleCommandComplete(msg: unknown, connection: PgConnection): void {
-    if (this.prefixDone === this.prefix.length) return super.handleCommandComplete(msg, connection);
-    const named = this.named.find((n) => n.index === this.prefixDone);
-    if (named?.parsed) {
-      let prepared = preparedOn.get(connection);
-      if (prepared === undefined) preparedOn.set(connection, (prepared = new Set()));
-      prepared.add(named.name);
-    }
-    this.prefixDone++;
-  }
-
-  override handleError(err: Error, connection: PgConnection): void {
-    if (connection && this.named.some((n) => n.index >= this.prefixDone)) unnamedOn.add(connection);
-    super.handleError(err, connection);
-  }
-}
-
-/** Knex's pg `_query` (lib/dialects/postgres/index.js), with `prefix` sent before the statement in the same batch. */
-function sendBound(connection: pg.Client, obj: QueryObject, prefix: PrefixStatement[]): Promise<QueryObject> {
-  if (!obj.sql) return Promise.reject(new Error("The query is empty"));
-  return new Promise((resolve, reject) => {
-    const query = new BoundQuery(
-      {
-        text: obj.sql,
-        values: obj.bindings ?? [],
-        ...obj.options,
-        callback: (err, response) => {
-          if (err) return reject(err);
-          obj.response = response;
-          resolve(obj);
-        },
-      },
-      prefix,
-    );
-    connection.query(query as unknown as pg.Submittable);
-  });
-}
+  if (failure !== undefined) throw failure.error;
+  return result!.value;
+};

@@ -17,8 +17,9 @@ import { requestDecodeError } from "../../src/errors/request-decoding.js";
 // Some of our code leans on what a package does not promise: the gRPC unary
 // fast path (src/server/grpc-fast-path/, the one importer of Connect's
 // @private protocol helpers: its connect-internals.ts) on Connect's protocol
-// helpers, connect-node's reset codes and node:http2's stream listener, the tenant unit (src/tenancy/tenant-unit.ts) on Knex's client and
-// pg's Query hooks, src/db/database.ts on knex-pglite's processResponse. Those
+// helpers, connect-node's reset codes and node:http2's stream listener, the
+// pipelined tenant unit (src/tenancy/pipelined-unit.ts) on Knex's client and
+// pg's Query hooks and Connection (pg-protocol's messages). Those
 // packages are pinned to exact versions in package.json, and this test fails
 // loudly when an upgrade moves one (the behaviour tests of each module would
 // fail too, but less clearly): upgrade on purpose, read the changed internals,
@@ -45,28 +46,58 @@ describe("packages whose internals we use", () => {
     expect(installedVersion(name)).toBe(version);
   });
 
+});
+
+describe("the pipelined tenant unit's internals (src/tenancy/pipelined-unit.ts)", () => {
+  // pg asks for pg-protocol with a ^ range; the adapter's batches are its
+  // messages, so the version installed is pinned too.
+  it.each([["knex", "3.3.0"], ["pg", "8.23.1"], ["pg-protocol", "1.16.1"]])("%s is pinned to exactly %s in package.json, and that version is installed", (name, version) => {
+    expect(manifest.dependencies[name]).toBe(version);
+    expect(installedVersion(name)).toBe(version);
+  });
+
   it("Knex's client runs queries through acquireConnection, _query and releaseConnection, reached through context", async () => {
     const knex = knexFactory({ client: "pg", connection: {} });
     try {
       const client = knex.client as unknown as Record<string, unknown>;
-      for (const name of ["acquireConnection", "releaseConnection", "_query", "_stream", "transaction"]) {
+      for (const name of ["acquireConnection", "releaseConnection", "_query", "_stream", "transaction", "destroy"]) {
         expect(typeof client[name], name).toBe("function");
       }
       expect((knex as unknown as { context: { client: unknown } }).context.client).toBe(knex.client);
+      expect(typeof (knex as unknown as { context: { queryBuilder: unknown } }).context.queryBuilder).toBe("function");
     } finally {
       await knex.destroy();
     }
   });
 
-  it("pg's Query has the hooks the tenant unit overrides", () => {
+  it("pg's Query has the hooks the unit overrides, and its Connection sends parse, bind and execute", () => {
     const proto = (pg as unknown as { Query: { prototype: Record<string, unknown> } }).Query.prototype;
-    for (const name of ["prepare", "handleRowDescription", "handleDataRow", "handleCommandComplete", "handleError", "handleReadyForQuery", "submit"]) {
+    for (const name of ["prepare", "requiresPreparation", "handleRowDescription", "handleDataRow", "handleCommandComplete", "handleError", "handleReadyForQuery", "submit"]) {
       expect(typeof proto[name], name).toBe("function");
     }
+    const connection = new pg.Client().connection as unknown as Record<string, unknown>;
+    for (const name of ["parse", "bind", "execute", "describe", "sync"]) {
+      expect(typeof connection[name], name).toBe("function");
+    }
+  });
+});
+
+describe("knex-pglite's answers that src/db/database.ts corrects (public APIs, pinned behaviour)", () => {
+  it("knex-pglite is pinned to exactly 0.14.0, and that version is installed", () => {
+    expect(manifest.dependencies["knex-pglite"]).toBe("0.14.0");
+    expect(installedVersion("knex-pglite")).toBe("0.14.0");
   });
 
-  it("knex-pglite's client has the processResponse database.ts overrides", () => {
-    expect(typeof (ClientPgLite as unknown as { prototype: Record<string, unknown> }).prototype.processResponse).toBe("function");
+  it("without the postProcessResponse of database.ts, a delete answers the raw response with command DEL, not the row count", async () => {
+    const knex = knexFactory({ client: ClientPgLite as never, dialect: "postgres", connection: { connectionString: "memory://" } });
+    try {
+      await knex.raw("CREATE TABLE t (id int)");
+      await knex("t").insert([{ id: 1 }, { id: 2 }]);
+      expect(await knex("t").where("id", 1).del()).toMatchObject({ command: "DEL", rowCount: 1 });
+      expect(await knex("t").increment("id", 1)).toBe(1);
+    } finally {
+      await knex.destroy();
+    }
   });
 });
 

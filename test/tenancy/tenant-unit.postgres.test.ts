@@ -11,30 +11,56 @@ import { insertExecution, singleConnection, state } from "./support/tenant-unit.
 // Tenant units on PostgreSQL, where round trips can be counted and statements
 // cancelled (see tenant-unit.test.ts for both backends).
 
-describe("tenant units on PostgreSQL: round trips and statement timeout", () => {
-  let knex: Knex;
-  let connection: pg.Client;
-  let roundTrips = 0;
+/** A database of one connection to PostgreSQL itself (TEST_DATABASE_DIRECT_URL behind the CI's pooler), with named binding statements, whose round trips are counted. */
+function countedConnection(pipelined: boolean) {
+  const t = {
+    knex: undefined as unknown as Knex,
+    connection: undefined as unknown as pg.Client,
+    roundTrips: 0,
+    /** `work`'s result and the round trips it took. */
+    async trips<T>(work: () => Promise<T>): Promise<{ result: T; trips: number }> {
+      const before = t.roundTrips;
+      const result = await work();
+      // The pool reuses the one connection counted here.
+      expect(await t.knex.client.acquireConnection().then((c: unknown) => (t.knex.client.releaseConnection(c), c))).toBe(t.connection);
+      return { result, trips: t.roundTrips - before };
+    },
+  };
   beforeAll(async () => {
-    // PostgreSQL itself (TEST_DATABASE_DIRECT_URL behind the CI's pooler), with named binding statements.
-    knex = await singleConnection(true);
-    await migrate(knex);
-    connection = (await knex.client.acquireConnection()) as pg.Client;
-    await knex.client.releaseConnection(connection);
-    // Each round trip, simple query or extended-protocol batch, ends with one ReadyForQuery.
-    (connection as unknown as { connection: NodeJS.EventEmitter }).connection.on("readyForQuery", () => roundTrips++);
+    t.knex = await singleConnection(true, pipelined);
+    await migrate(t.knex);
+    t.connection = (await t.knex.client.acquireConnection()) as pg.Client;
+    await t.knex.client.releaseConnection(t.connection);
+    // Each round trip, simple query or extended-protocol batch, ends with one
+    // ReadyForQuery (counted on pg's Connection, a test-only look inside pg).
+    (t.connection as unknown as { connection: NodeJS.EventEmitter }).connection.on("readyForQuery", () => t.roundTrips++);
   });
   afterAll(async () => {
-    await knex.destroy();
+    await t.knex.destroy();
   });
+  return t;
+}
 
-  async function trips<T>(work: () => Promise<T>): Promise<{ result: T; trips: number }> {
-    const before = roundTrips;
-    const result = await work();
-    // The pool reuses the one connection counted here.
-    expect(await knex.client.acquireConnection().then((c: unknown) => (knex.client.releaseConnection(c), c))).toBe(connection);
-    return { result, trips: roundTrips - before };
-  }
+/** A statement unit's statement is cancelled at the deadline, answers DEADLINE_EXCEEDED, and the connection is clean. */
+async function cancelledAtDeadline(knex: Knex, connection: pg.Client): Promise<void> {
+  const started = Date.now();
+  const slow = new TenantScope(randomUUID(), knex, Date.now() + 300).run((db) => db.raw("SELECT pg_sleep(5)"));
+  await expect(slow).rejects.toMatchObject({ code: Code.DeadlineExceeded });
+  expect(Date.now() - started).toBeLessThan(3_000);
+  expect(connection.getTransactionStatus()).toBe("I");
+  const after = await state(knex);
+  expect(after).toMatchObject({ tenant: null });
+  expect(after.role).not.toBe(TENANT_ROLE);
+}
+
+describe("pipelined tenant units on PostgreSQL: round trips and statement timeout", () => {
+  const t = countedConnection(true);
+  const trips = <T>(work: () => Promise<T>) => t.trips(work);
+  let knex: Knex;
+  let connection: pg.Client;
+  beforeAll(() => {
+    ({ knex, connection } = t);
+  });
 
   it("a statement unit takes one round trip, like the bare statement; a transaction unit one more than its statements", async () => {
     const tenant = randomUUID();
@@ -65,16 +91,29 @@ describe("tenant units on PostgreSQL: round trips and statement timeout", () => 
     expect(connection.getTransactionStatus()).toBe("I");
   });
 
-  it("a statement unit's statement is cancelled at the deadline, answers DEADLINE_EXCEEDED, and the connection is clean", async () => {
-    const started = Date.now();
-    const slow = new TenantScope(randomUUID(), knex, Date.now() + 300).run((db) => db.raw("SELECT pg_sleep(5)"));
-    await expect(slow).rejects.toMatchObject({ code: Code.DeadlineExceeded });
-    expect(Date.now() - started).toBeLessThan(3_000);
-    expect(connection.getTransactionStatus()).toBe("I");
-    const after = await state(knex);
-    expect(after).toMatchObject({ tenant: null });
-    expect(after.role).not.toBe(TENANT_ROLE);
+  it("a statement unit's statement is cancelled at the deadline, answers DEADLINE_EXCEEDED, and the connection is clean", () => cancelledAtDeadline(knex, connection));
+});
+
+describe("tenant units on PostgreSQL on the default path (DATABASE_PIPELINED_UNITS=false): round trips and statement timeout", () => {
+  const t = countedConnection(false);
+
+  it("a unit takes Knex's BEGIN, the binding, its statements and COMMIT, one round trip each", async () => {
+    const tenant = randomUUID();
+    const scope = new TenantScope(tenant, t.knex, Date.now() + 60_000);
+    expect((await t.trips(() => scope.run((db) => insertExecution(db, tenant, "e-1")))).trips).toBe(4);
+    expect((await t.trips(() => scope.run((db) => db("workflow_executions").where("execution_id", "e-1").first()))).result).toMatchObject({ tenant_id: tenant });
+    expect((await t.trips(() => scope.transaction(async (trx) => {
+      await insertExecution(trx, tenant, "e-2");
+      await insertExecution(trx, tenant, "e-3");
+    }))).trips).toBe(5);
+    expect((await t.trips(() => scope.transaction(async () => 0))).trips).toBe(3);
+    expect(t.connection.getTransactionStatus()).toBe("I");
+    // Nothing named: the binding is parsed in every unit.
+    const { rows } = await t.knex.raw<{ rows: unknown[] }>("SELECT name FROM pg_prepared_statements");
+    expect(rows).toEqual([]);
   });
+
+  it("a statement unit's statement is cancelled at the deadline, answers DEADLINE_EXCEEDED, and the connection is clean", () => cancelledAtDeadline(t.knex, t.connection));
 });
 
 describe("tenant units on PostgreSQL with DATABASE_PREPARED_STATEMENTS=false (behind a transaction-mode pooler)", () => {

@@ -8,21 +8,22 @@ import { WorkflowExecutionModel } from "../../src/db/models/workflow-execution.j
 import { TENANT_ROLE, tenantTransaction } from "../../src/tenancy/row-level-security.js";
 import { TenantScope } from "../../src/tenancy/tenant-scope.js";
 import { backendName } from "../support/backend.js";
-import { countOwnRows, insertExecution, pooledState, type SessionState, singleConnection, state } from "./support/tenant-unit.js";
+import { countOwnRows, insertExecution, pooledState, type SessionState, singleConnection, state, unitPaths } from "./support/tenant-unit.js";
 
-// The guarantees of a tenant unit of work (src/tenancy/row-level-security.ts,
-// src/tenancy/tenant-unit.ts), whatever path its BEGIN and binding take: the
+// The guarantees of a tenant unit of work (src/tenancy/row-level-security.ts),
+// on each path it can take (the default one, src/tenancy/tenant-unit.ts, and
+// on PostgreSQL the pipelined one, src/tenancy/pipelined-unit.ts): the
 // work's statements run as the tenant role with the tenant bound; whatever
 // happens, the connection goes back to the pool with its login role, no
 // tenant, its own statement_timeout and no transaction open; a failed unit
 // writes nothing it should not. Each test runs on ONE connection, so that the
 // query after a unit surely reuses that unit's connection.
 
-describe(`tenant units on ${backendName}`, () => {
+describe.each(unitPaths)(`tenant units on ${backendName}, $path path`, ({ path, pipelined }) => {
   let knex: Knex;
   let login: SessionState & { inTransaction: boolean };
   beforeAll(async () => {
-    knex = await singleConnection();
+    knex = await singleConnection(undefined, pipelined);
     await migrate(knex);
     login = await pooledState(knex);
   });
@@ -213,8 +214,10 @@ describe(`tenant units on ${backendName}`, () => {
       kept = db;
       return state(db);
     });
-    // A query built on the unit's Knex after its end (a bug) never runs on the connection.
-    await expect(insertExecution(kept!, tenant, "late")).rejects.toThrow(/has ended/);
+    // A query built on the unit's Knex after its end (a bug) never runs on the
+    // connection: the pipelined unit refuses it, and on the default path Knex's
+    // own transaction does.
+    await expect(insertExecution(kept!, tenant, "late")).rejects.toThrow(path === "pipelined" ? /has ended/ : /Transaction query already complete/);
     await expect(scope.transaction((trx) => trx.transaction(async () => 1))).rejects.toThrow(/cannot open a transaction/);
     expect(await countOwnRows(knex, tenant)).toBe(0);
     expect(await pooledState(knex)).toEqual(login);
@@ -233,7 +236,7 @@ describe(`tenant units on ${backendName}`, () => {
     expect(await pooledState(knex)).toEqual(login);
   });
 
-  it("a unit's queries are seen by the application's Knex 'query' listeners, binding excluded", async () => {
+  it("a unit's queries are seen by the application's Knex 'query' listeners, binding excluded (on the default path, with Knex's BEGIN and COMMIT)", async () => {
     const tenant = randomUUID();
     const seen: string[] = [];
     const listener = (q: { sql: string }) => seen.push(q.sql);
@@ -246,7 +249,8 @@ describe(`tenant units on ${backendName}`, () => {
     } finally {
       knex.off("query", listener);
     }
-    expect(seen).toEqual([expect.stringMatching(/^INSERT INTO workflow_executions/), "SELECT 1"]);
+    const work = [expect.stringMatching(/^INSERT INTO workflow_executions/), "SELECT 1"];
+    expect(seen).toEqual(path === "pipelined" ? work : ["BEGIN;", ...work, "COMMIT;"]);
   });
 
   it("outside a unit, the tenant role sees no row of any tenant", async () => {

@@ -26,7 +26,7 @@ import type { TenantScope } from "../../tenancy/tenant-scope.js";
 // - Each call is answered only after the commit of the batch that stored its
 //   decision, with its own stored row (insertEachDecision returns rows in
 //   input order). Without statistics a batch is one statement, its own
-//   transaction (src/tenancy/tenant-unit.ts): one round trip.
+//   transaction (src/tenancy/pipelined-unit.ts): one round trip.
 // - Per-call answers are exactly those of the call alone:
 //   * Concurrent calls with the same decision_id and content (retries) take one
 //     slot of the batch and all get the stored row, counted once in the

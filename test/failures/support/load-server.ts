@@ -25,7 +25,7 @@ export interface LoadServerStats {
 const config = loadConfig();
 // Only warnings and errors: one line per RPC would dominate the measurement.
 const logger = createLogger("warn");
-const knex = createDatabase({ databaseUrl: config.databaseUrl, databaseDirectUrl: config.databaseDirectUrl, preparedStatements: config.databasePreparedStatements, dataDir: config.dataDir, poolMax: config.databasePoolMax, logger });
+const knex = createDatabase({ databaseUrl: config.databaseUrl, databaseDirectUrl: config.databaseDirectUrl, preparedStatements: config.databasePreparedStatements, pipelinedUnits: config.databasePipelinedUnits, dataDir: config.dataDir, poolMax: config.databasePoolMax, logger });
 const database = new DatabaseAvailability({
   knex,
   logger,

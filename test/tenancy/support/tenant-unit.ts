@@ -12,14 +12,20 @@ const url = process.env.TEST_DATABASE_URL;
  * PostgreSQL, `named` connects to PostgreSQL itself (TEST_DATABASE_DIRECT_URL
  * when the tests run through a transaction-mode pooler) with named binding
  * statements, or through TEST_DATABASE_URL with them off (false); by default
- * as every test database is made.
+ * as every test database is made. `pipelined` false: tenant units take the
+ * default path of public APIs (DATABASE_PIPELINED_UNITS=false).
  */
-export async function singleConnection(named?: boolean): Promise<Knex> {
+export async function singleConnection(named?: boolean, pipelined?: boolean): Promise<Knex> {
   if (url === undefined) return createTestDatabase();
-  if (named === undefined) return createDatabase({ ...postgresOptions(url), poolMax: 1, logger: silentLogger });
+  const pipelinedUnits = pipelined ?? true;
+  if (named === undefined) return createDatabase({ ...postgresOptions(url), poolMax: 1, logger: silentLogger, pipelinedUnits });
   const databaseUrl = named ? (process.env.TEST_DATABASE_DIRECT_URL || url) : url;
-  return createDatabase({ databaseUrl, preparedStatements: named, poolMax: 1, logger: silentLogger });
+  return createDatabase({ databaseUrl, preparedStatements: named, poolMax: 1, logger: silentLogger, pipelinedUnits });
 }
+
+/** The paths a tenant unit can take on this backend: pipelined (PostgreSQL only) and the default one. */
+export const unitPaths: { path: "pipelined" | "default"; pipelined: boolean }[] =
+  url === undefined ? [{ path: "default", pipelined: false }] : [{ path: "pipelined", pipelined: true }, { path: "default", pipelined: false }];
 
 export interface SessionState {
   role: string;
