@@ -17,9 +17,8 @@ import {
 import { durationToMicros, timestampToDb } from "../db/convert.js";
 import * as queries from "../db/queries/circuit-breakers.js";
 import { versionOfEtag } from "../etags/etag.js";
-import { invalidArgument } from "../errors/invalid-argument.js";
-import { fitWithin, rowBytes } from "../limits/byte-budget.js";
-import { nextPageToken, pageSize, pageToken } from "../pagination/page-token.js";
+import { pageSize } from "../pagination/page-token.js";
+import { paginate } from "../pagination/paginate.js";
 import { POSITIVE_INT8_TEXT } from "../ranges.js";
 import { boundedStream } from "../streams/bounded-stream.js";
 import type { StreamLimits } from "../streams/stream-limits.js";
@@ -108,15 +107,15 @@ export function createCircuitBreakerService(deps: CircuitBreakerDeps): ServiceIm
 
     async listCircuitBreakerStates(req, ctx) {
       validateList(req);
-      const limit = pageSize(req.pageSize);
-      const filters = { states: [...new Set(req.states.map(stateToDb))].sort() };
-      const after = pageToken.decode(tenantScope(ctx), req.pageToken, filters, 1)?.[0];
-      const rows = await queries.listBreakers(tenantScope(ctx), filters.states, after, limit + 1);
-      const page = fitWithin(rows, limit, deps.pageMaxBytes, rowBytes);
-      return create(ListCircuitBreakerStatesResponseSchema, {
-        circuitBreakers: page.rows.map(breakerFromRow),
-        nextPageToken: nextPageToken(tenantScope(ctx), page, (last) => [last.agent_key], filters),
+      const states = [...new Set(req.states.map(stateToDb))].sort();
+      const page = await paginate(tenantScope(ctx), req.pageToken, {
+        filters: { states },
+        limit: pageSize(req.pageSize),
+        maxBytes: deps.pageMaxBytes,
+        read: (after, limit) => queries.listBreakers(tenantScope(ctx), states, after, limit),
+        key: (row) => row.agent_key,
       });
+      return create(ListCircuitBreakerStatesResponseSchema, { circuitBreakers: page.rows.map(breakerFromRow), nextPageToken: page.nextPageToken });
     },
 
     async resetCircuitBreaker(req, ctx) {
@@ -190,18 +189,16 @@ export function createCircuitBreakerService(deps: CircuitBreakerDeps): ServiceIm
 
     async listCircuitBreakerTransitions(req, ctx) {
       validateListTransitions(req);
-      const limit = pageSize(req.pageSize);
-      const filters = { agentKey: req.agentKey };
-      const before = pageToken.decode(tenantScope(ctx), req.pageToken, filters, 1)?.[0];
-      if (before !== undefined && !POSITIVE_INT8_TEXT.test(before)) {
-        throw invalidArgument([{ field: "page_token", description: "is not a token this service issued" }]);
-      }
-      const rows = await queries.listTransitions(tenantScope(ctx), req.agentKey, before, limit + 1);
-      const page = fitWithin(rows, limit, deps.pageMaxBytes, rowBytes);
-      return create(ListCircuitBreakerTransitionsResponseSchema, {
-        transitions: page.rows.map(transitionFromRow),
-        nextPageToken: nextPageToken(tenantScope(ctx), page, (last) => [last.transition_id], filters),
+      // Newest first: each page continues before the last transition id of the one before.
+      const page = await paginate(tenantScope(ctx), req.pageToken, {
+        filters: { agentKey: req.agentKey },
+        limit: pageSize(req.pageSize),
+        maxBytes: deps.pageMaxBytes,
+        read: (before, limit) => queries.listTransitions(tenantScope(ctx), req.agentKey, before, limit),
+        key: (row) => row.transition_id,
+        keyIsValid: (id) => POSITIVE_INT8_TEXT.test(id),
       });
+      return create(ListCircuitBreakerTransitionsResponseSchema, { transitions: page.rows.map(transitionFromRow), nextPageToken: page.nextPageToken });
     },
 
     async *watchCircuitBreakers(req, ctx) {

@@ -13,8 +13,8 @@ import { deleteInBatches } from "../db/batched-delete.js";
 import { timestampToDb } from "../db/convert.js";
 import type { RoutingDecisionModel } from "../db/models/routing-decision.js";
 import * as queries from "../db/queries/routing-decisions.js";
-import { fitWithin, rowBytes } from "../limits/byte-budget.js";
-import { keysetFromToken, MAX_PAGE_SIZE, nextPageToken, pageSize, pageToken } from "../pagination/page-token.js";
+import { keysetFromToken, MAX_PAGE_SIZE, nextPageToken, pageSize } from "../pagination/page-token.js";
+import { paginate } from "../pagination/paginate.js";
 import { tenantScope } from "../tenancy/tenant-scope.js";
 import { decisionFromRow, decisionToColumns, summaryFromRow, timeBucketFromRow } from "./routing-audit/decision-row.js";
 import { DEFAULT_MAX_BATCH, GroupCommit } from "./routing-audit/group-commit.js";
@@ -105,19 +105,19 @@ export function createRoutingAuditService(deps: RoutingAuditDeps): ServiceImpl<t
 
     async summarizeAgentDecisions(req, ctx) {
       validateSummarize(req);
-      // 0 is every agent of a range, up to the most a page holds: what the RPC answered before it had pages.
-      const limit = req.pageSize === 0 ? MAX_PAGE_SIZE : pageSize(req.pageSize);
       const filters = {
         routedAfter: req.routedAfter === undefined ? null : timestampToDb(req.routedAfter),
         routedBefore: req.routedBefore === undefined ? null : timestampToDb(req.routedBefore),
       };
-      const afterAgent = pageToken.decode(tenantScope(ctx), req.pageToken, filters, 1)?.[0];
-      const rows = await queries.summarizeByAgent(tenantScope(ctx), filters.routedAfter, filters.routedBefore, afterAgent, limit + 1);
-      const page = fitWithin(rows, limit, deps.pageMaxBytes, rowBytes);
-      return create(SummarizeAgentDecisionsResponseSchema, {
-        summaries: page.rows.map(summaryFromRow),
-        nextPageToken: nextPageToken(tenantScope(ctx), page, (last) => [last.agent_key], filters),
+      const page = await paginate(tenantScope(ctx), req.pageToken, {
+        filters,
+        // 0 is every agent of a range, up to the most a page holds: what the RPC answered before it had pages.
+        limit: req.pageSize === 0 ? MAX_PAGE_SIZE : pageSize(req.pageSize),
+        maxBytes: deps.pageMaxBytes,
+        read: (after, limit) => queries.summarizeByAgent(tenantScope(ctx), filters.routedAfter, filters.routedBefore, after, limit),
+        key: (row) => row.agent_key,
       });
+      return create(SummarizeAgentDecisionsResponseSchema, { summaries: page.rows.map(summaryFromRow), nextPageToken: page.nextPageToken });
     },
 
     async deleteRoutingDecisions(req, ctx) {

@@ -12,8 +12,8 @@ import {
 } from "../../gen/orchestration/state/v1/statistics_service_pb.js";
 import { durationToMicros, timestampToDb } from "../db/convert.js";
 import * as queries from "../db/queries/agent-statistics.js";
-import { fitWithin, rowBytes } from "../limits/byte-budget.js";
-import { nextPageToken, pageSize, pageToken } from "../pagination/page-token.js";
+import { pageSize } from "../pagination/page-token.js";
+import { paginate } from "../pagination/paginate.js";
 import { tenantScope } from "../tenancy/tenant-scope.js";
 import { onceOnly } from "./request-ids/once-only.js";
 import type { TaskOutcomeListener } from "./routing-audit-service.js";
@@ -72,15 +72,15 @@ export function createStatisticsService(deps: StatisticsDeps): ServiceImpl<typeo
 
     async listAgentStatistics(req, ctx) {
       validateList(req);
-      const limit = pageSize(req.pageSize);
-      // No filters: the token's fingerprint covers an empty filter set.
-      const after = pageToken.decode(tenantScope(ctx), req.pageToken, {}, 1)?.[0];
-      const rows = await queries.listStatistics(tenantScope(ctx), after, limit + 1);
-      const page = fitWithin(rows, limit, deps.pageMaxBytes, rowBytes);
-      return create(ListAgentStatisticsResponseSchema, {
-        statistics: page.rows.map(statisticsFromRow),
-        nextPageToken: nextPageToken(tenantScope(ctx), page, (last) => [last.agent_key], {}),
+      const page = await paginate(tenantScope(ctx), req.pageToken, {
+        // No filters: the token's fingerprint covers an empty filter set.
+        filters: {},
+        limit: pageSize(req.pageSize),
+        maxBytes: deps.pageMaxBytes,
+        read: (after, limit) => queries.listStatistics(tenantScope(ctx), after, limit),
+        key: (row) => row.agent_key,
       });
+      return create(ListAgentStatisticsResponseSchema, { statistics: page.rows.map(statisticsFromRow), nextPageToken: page.nextPageToken });
     },
 
     async listTopPerformingAgents(req, ctx) {
