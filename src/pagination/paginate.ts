@@ -2,6 +2,12 @@ import { invalidArgument } from "../errors/invalid-argument.js";
 import { fitWithin, rowBytes } from "../limits/byte-budget.js";
 import { nextPageToken, pageToken, type TokenScope } from "./page-token.js";
 
+/** What a service with lists is given for their pages. */
+export interface PageBudget {
+  /** Bytes of rows one page holds at most (PAGE_MAX_BYTES). */
+  pageMaxBytes: number;
+}
+
 /** One page of a list, and the token of the next (empty on the last page). */
 export interface Page<Row> {
   rows: Row[];

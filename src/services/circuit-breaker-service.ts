@@ -18,7 +18,7 @@ import { durationToMicros, timestampToDb } from "../db/convert.js";
 import * as queries from "../db/queries/circuit-breakers.js";
 import { versionOfEtag } from "../etags/etag.js";
 import { pageSize } from "../pagination/page-token.js";
-import { paginate } from "../pagination/paginate.js";
+import { type PageBudget, paginate } from "../pagination/paginate.js";
 import { POSITIVE_INT8_TEXT } from "../ranges.js";
 import { boundedStream } from "../streams/bounded-stream.js";
 import type { StreamLimits } from "../streams/stream-limits.js";
@@ -51,13 +51,11 @@ import { watchSource } from "./circuit-breaker/watch-source.js";
 import { onceOnly } from "./request-ids/once-only.js";
 
 /** What CircuitBreakerService needs besides the call's tenant scope. */
-export interface CircuitBreakerDeps {
+export interface CircuitBreakerDeps extends PageBudget {
   /** Transitions committed through any replica, for WatchCircuitBreakers. */
   feed: TransitionFeed;
   /** The limits WatchCircuitBreakers streams under (server-wide, shared by every stream). */
   streams: StreamLimits;
-  /** Bytes of rows one page holds at most (PAGE_MAX_BYTES). */
-  pageMaxBytes: number;
 }
 
 /**

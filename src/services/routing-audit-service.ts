@@ -14,7 +14,7 @@ import { timestampToDb } from "../db/convert.js";
 import type { RoutingDecisionModel } from "../db/models/routing-decision.js";
 import * as queries from "../db/queries/routing-decisions.js";
 import { keysetFromToken, MAX_PAGE_SIZE, nextPageToken, pageSize } from "../pagination/page-token.js";
-import { paginate } from "../pagination/paginate.js";
+import { type PageBudget, paginate } from "../pagination/paginate.js";
 import { tenantScope } from "../tenancy/tenant-scope.js";
 import { decisionFromRow, decisionToColumns, summaryFromRow, timeBucketFromRow } from "./routing-audit/decision-row.js";
 import { DEFAULT_MAX_BATCH, GroupCommit } from "./routing-audit/group-commit.js";
@@ -29,11 +29,9 @@ import {
 } from "./routing-audit/validate.js";
 
 /** What RoutingAuditService needs besides the call's tenant scope. */
-export interface RoutingAuditDeps {
+export interface RoutingAuditDeps extends PageBudget {
   /** Rows per DELETE statement of DeleteRoutingDecisions. */
   deleteBatchSize: number;
-  /** Bytes of rows one page holds at most (PAGE_MAX_BYTES). */
-  pageMaxBytes: number;
   /**
    * Most decisions per group commit of RecordRoutingDecision (see
    * routing-audit/group-commit.ts); default DEFAULT_MAX_BATCH (500). 1: one

@@ -13,7 +13,7 @@ import {
 import { durationToMicros, timestampToDb } from "../db/convert.js";
 import * as queries from "../db/queries/agent-statistics.js";
 import { pageSize } from "../pagination/page-token.js";
-import { paginate } from "../pagination/paginate.js";
+import { type PageBudget, paginate } from "../pagination/paginate.js";
 import { tenantScope } from "../tenancy/tenant-scope.js";
 import { onceOnly } from "./request-ids/once-only.js";
 import type { TaskOutcomeListener } from "./routing-audit-service.js";
@@ -31,9 +31,7 @@ const DEFAULT_TOP_LIMIT = 10;
 const DEFAULT_UNDERPERFORMING_LIMIT = 100;
 
 /** What StatisticsService needs besides the call's tenant scope. */
-export interface StatisticsDeps {
-  /** Bytes of rows one page holds at most (PAGE_MAX_BYTES). */
-  pageMaxBytes: number;
+export interface StatisticsDeps extends PageBudget {
   /** Told each outcome recorded (metrics: the agent success rate). */
   onTaskOutcome?: TaskOutcomeListener;
 }
