@@ -13,6 +13,7 @@ import {
 } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
 import { deleteInBatches } from "../db/batched-delete.js";
 import { timestampFromDb, timestampToDb } from "../db/convert.js";
+import type { ExecutionRow } from "../db/models/workflow-execution.js";
 import * as leases from "../db/queries/execution-leases.js";
 import * as queries from "../db/queries/workflow-executions.js";
 import { versionOfEtag } from "../etags/etag.js";
@@ -26,6 +27,7 @@ import {
   isTerminal,
   statusToDb,
 } from "./workflow-state/execution-row.js";
+import { claimBatches } from "./workflow-state/claim-source.js";
 import { ExecutionWriter } from "./workflow-state/execution-binary.js";
 import { executionListResponse, executionResponse, isBinaryCodec, unaryExecutionWriter } from "./workflow-state/execution-response.js";
 import { leaseLost } from "./workflow-state/lease-lost.js";
@@ -135,30 +137,30 @@ export function createWorkflowStateService(deps: WorkflowStateDeps): ServiceImpl
       const leaseMs = validateClaim(req);
       const scope = tenantScope(ctx);
       const writer = isBinaryCodec(ctx.requestHeader.get("content-type")) ? new ExecutionWriter() : undefined;
-      let after: [string, string] | undefined;
-      let claimed = 0;
-      yield* boundedStream(ctx, deps.streams, () => ({
-        async read(limits, inTurn) {
-          const rows = req.maxCount === 0 ? limits.rows : Math.min(limits.rows, req.maxCount - claimed);
-          const input = { owner: req.owner, leaseMs, workflowName: req.workflowName, after };
-          const batch = await inTurn(() => leases.claimBatch(scope, input, { rows, bytes: limits.bytes }));
-          const last = batch.rows[batch.rows.length - 1];
-          if (last !== undefined) after = [last.started_at, last.execution_id];
-          claimed += batch.rows.length;
-          return { rows: batch.rows, more: batch.more && (req.maxCount === 0 || claimed < req.maxCount) };
-        },
-        bytes: (row) => storedBytes(row),
-        message: (row) => executionResponse(ClaimIncompleteWorkflowsResponseSchema, row, writer),
-        // Rows claimed and never handed over: give their leases back, so that
-        // other claimers need not wait for them to expire. The call may be
-        // past its deadline or cancelled: the release runs on a scope of its
-        // own, bounded by a few seconds (a lease it cannot release expires).
-        async close(unsent) {
-          if (unsent.length === 0) return;
-          const own = ctx.values.get(kTenantScope)!.withTimeout(RELEASE_UNSENT_TIMEOUT_MS);
-          await leases.releaseLeases(own, unsent.map((row) => ({ executionId: row.execution_id, fencingToken: row.lease_token! })));
-        },
-      }));
+      yield* boundedStream(ctx, deps.streams, (slot) => {
+        const bytes = (row: ExecutionRow) => storedBytes(row);
+        const batches = claimBatches(
+          { owner: req.owner, leaseMs, workflowName: req.workflowName, maxCount: req.maxCount },
+          (input, limits) => leases.claimBatch(scope, input, limits),
+          { slot, bytes },
+        );
+        return {
+          read: (limits, inTurn) => batches.read(limits, inTurn),
+          bytes,
+          message: (row) => executionResponse(ClaimIncompleteWorkflowsResponseSchema, row, writer),
+          // Rows claimed and never handed over (the stream's, and a batch
+          // claimed ahead): give their leases back, so that other claimers
+          // need not wait for them to expire. The call may be past its
+          // deadline or cancelled: the release runs on a scope of its own,
+          // bounded by a few seconds (a lease it cannot release expires).
+          async close(unsent) {
+            const all = [...unsent, ...(await batches.close())];
+            if (all.length === 0) return;
+            const own = ctx.values.get(kTenantScope)!.withTimeout(RELEASE_UNSENT_TIMEOUT_MS);
+            await leases.releaseLeases(own, all.map((row) => ({ executionId: row.execution_id, fencingToken: row.lease_token! })));
+          },
+        };
+      });
     },
 
     async renewLeases(req, ctx) {

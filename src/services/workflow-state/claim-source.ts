@@ -1,0 +1,124 @@
+import type { ExecutionRow } from "../../db/models/workflow-execution.js";
+import type { ClaimInput } from "../../db/queries/execution-leases.js";
+import type { BoundedRows } from "../../limits/byte-budget.js";
+import type { Batch, BatchLimits, InTurn } from "../../streams/bounded-stream.js";
+import type { StreamSlot } from "../../streams/stream-limits.js";
+
+/** Rows one claim batch takes at most once it has grown (the byte budget, STREAM_BATCH_MAX_BYTES, still applies). */
+export const CLAIM_BATCH_MAX_ROWS = 1_000;
+
+/** What a claim stream asks for. */
+export interface ClaimRequest {
+  owner: string;
+  leaseMs: number;
+  workflowName: string;
+  /** At most this many executions in all; 0: no limit. */
+  maxCount: number;
+}
+
+/** Claims one batch (execution-leases.ts claimBatch, bound to the call's tenant). */
+export type ClaimBatch = (input: ClaimInput, limits: BatchLimits) => Promise<BoundedRows<ExecutionRow>>;
+
+/** What claimBatches needs of the stream besides the claim: its slot, to count a batch claimed ahead. */
+export interface ClaimStream {
+  slot: Pick<StreamSlot, "hold" | "release">;
+  bytes(row: ExecutionRow): number;
+  now?: () => number;
+}
+
+/** The batches of one ClaimIncompleteWorkflows call (see claimBatches). */
+export interface ClaimBatches {
+  read(limits: BatchLimits, inTurn: InTurn): Promise<Batch<ExecutionRow>>;
+  /**
+   * Ends the claims: waits for a batch being claimed ahead and returns the
+   * rows claimed and never handed to the stream (their leases are the
+   * caller's to release). Nothing is claimed after it.
+   */
+  close(): Promise<ExecutionRow[]>;
+}
+
+/**
+ * The batches of one ClaimIncompleteWorkflows call: each claims the next
+ * claimable executions after the last one claimed, until none is left or
+ * `maxCount` were claimed.
+ *
+ * How many rows a batch claims: the first STREAM_BATCH_SIZE (`limits.rows`);
+ * then twice the last, up to CLAIM_BATCH_MAX_ROWS, as long as the client
+ * takes each batch quickly: within a tenth of the lease duration from the
+ * batch's claim to the next read (which the stream makes only once the client
+ * has taken every message of the last batch). A client slower than that goes
+ * back to STREAM_BATCH_SIZE. Why: each batch is one transaction, and its
+ * commit waits for PostgreSQL to flush its WAL to disk (1-5 ms here), so
+ * small batches spend most of a fast claimer's time waiting for fsync (B6 of
+ * docs/performance.md); but a batch's leases run from its claim, so the rows
+ * a slow client has not taken yet must stay few, or their leases would age
+ * (and expire) in the server's buffer. The byte budget of a batch is the
+ * stream's, whatever its row count.
+ *
+ * Claiming ahead: while the client is taking a batch quickly, the next one is
+ * claimed meanwhile (in a turn of the tenant, like any read), so that the
+ * database's work and the sending overlap instead of taking turns. So a
+ * quick claim stream holds at most two batches: the one being sent and the
+ * one claimed ahead, which counts against the server's stream buffer
+ * (STREAMS_BUFFER_MAX_BYTES) from its claim until the stream takes it. A
+ * claim ahead that fails is not an answer: the next read claims again, and
+ * fails the stream if that fails too (a claim that failed committed nothing,
+ * or leases that expire).
+ */
+export function claimBatches(request: ClaimRequest, claim: ClaimBatch, stream: ClaimStream): ClaimBatches {
+  const now = stream.now ?? Date.now;
+  let after: [string, string] | undefined;
+  let claimed = 0;
+  let rows = 0;
+  let claimedAt = 0;
+  let closed = false;
+  /** The batch claimed ahead, while it is claimed and until the stream takes it (held: the bytes its rows count). */
+  let ahead: { batch: Promise<Batch<ExecutionRow> | undefined>; held: number } | undefined;
+
+  const claimNext = async (limits: BatchLimits, inTurn: InTurn): Promise<Batch<ExecutionRow>> => {
+    const wanted = request.maxCount === 0 ? rows : Math.min(rows, request.maxCount - claimed);
+    const input: ClaimInput = { owner: request.owner, leaseMs: request.leaseMs, workflowName: request.workflowName, after };
+    const batch = await inTurn(() => claim(input, { rows: wanted, bytes: limits.bytes }));
+    claimedAt = now();
+    const last = batch.rows[batch.rows.length - 1];
+    if (last !== undefined) after = [last.started_at, last.execution_id];
+    claimed += batch.rows.length;
+    return { rows: batch.rows, more: batch.more && (request.maxCount === 0 || claimed < request.maxCount) };
+  };
+
+  const takeAhead = async (): Promise<Batch<ExecutionRow> | undefined> => {
+    const taken = ahead!;
+    ahead = undefined;
+    const batch = await taken.batch;
+    stream.slot.release(taken.held);
+    return batch;
+  };
+
+  return {
+    async read(limits, inTurn) {
+      const quick = rows > 0 && now() - claimedAt < request.leaseMs / 10;
+      rows = quick ? Math.max(limits.rows, Math.min(CLAIM_BATCH_MAX_ROWS, rows * 2)) : limits.rows;
+      const batch = (ahead !== undefined ? await takeAhead() : undefined) ?? (await claimNext(limits, inTurn));
+      if (batch.more && quick && !closed) {
+        const next: NonNullable<typeof ahead> = { held: 0, batch: Promise.resolve(undefined) };
+        next.batch = claimNext(limits, inTurn).then(
+          (b) => {
+            if (ahead === next) {
+              next.held = b.rows.reduce((sum, row) => sum + stream.bytes(row), 0);
+              stream.slot.hold(next.held, true);
+            }
+            return b;
+          },
+          () => undefined,
+        );
+        ahead = next;
+      }
+      return batch;
+    },
+    async close() {
+      closed = true;
+      if (ahead === undefined) return [];
+      return (await takeAhead())?.rows ?? [];
+    },
+  };
+}
