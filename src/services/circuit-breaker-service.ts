@@ -110,7 +110,7 @@ export function createCircuitBreakerService(deps: CircuitBreakerDeps): ServiceIm
         filters: { states },
         limit: pageSize(req.pageSize),
         maxBytes: deps.pageMaxBytes,
-        read: (after, limit) => queries.listBreakers(tenantScope(ctx), states, after, limit),
+        read: (after, limit) => queries.listBreakers(tenantScope(ctx), { states }, after, limit),
         key: (row) => row.agent_key,
       });
       return create(ListCircuitBreakerStatesResponseSchema, { circuitBreakers: page.rows.map(breakerFromRow), nextPageToken: page.nextPageToken });

@@ -11,7 +11,7 @@ import {
 } from "../../gen/orchestration/state/v1/routing_audit_service_pb.js";
 import { deleteInBatches } from "../db/batched-delete.js";
 import { timestampToDb } from "../db/convert.js";
-import type { RoutingDecisionModel } from "../db/models/routing-decision.js";
+import type { DecisionRow } from "../db/models/routing-decision.js";
 import * as queries from "../db/queries/routing-decisions.js";
 import { keysetFromToken, MAX_PAGE_SIZE, nextPageToken, pageSize } from "../pagination/page-token.js";
 import { type PageBudget, paginate } from "../pagination/paginate.js";
@@ -52,7 +52,7 @@ export function createRoutingAuditService(deps: RoutingAuditDeps): ServiceImpl<t
   // Concurrent RecordRoutingDecision calls of a tenant share one transaction
   // and one commit; each is answered after that commit with its own row.
   const groupCommit = new GroupCommit(deps.groupCommitMaxBatch ?? DEFAULT_MAX_BATCH, deps.onGroupCommitBatch);
-  const outcomes = (tenant: string, rows: RoutingDecisionModel[]) => {
+  const outcomes = (tenant: string, rows: DecisionRow[]) => {
     for (const row of rows) deps.onTaskOutcome?.(tenant, row.selected_agent, row.success);
   };
   return {
@@ -146,9 +146,9 @@ export function createRoutingAuditService(deps: RoutingAuditDeps): ServiceImpl<t
  */
 async function record(
   columns: queries.DecisionColumns[],
-  store: () => Promise<RoutingDecisionModel[]>,
+  store: () => Promise<DecisionRow[]>,
   fieldOf: (index: number) => string,
-): Promise<RoutingDecisionModel[]> {
+): Promise<DecisionRow[]> {
   try {
     return await store();
   } catch (err) {

@@ -1,5 +1,5 @@
 import type { Knex } from "knex";
-import { AgentStatisticsModel } from "../models/agent-statistics.js";
+import { AgentStatisticsModel, type StatisticsRow } from "../models/agent-statistics.js";
 import type { TenantScope } from "../../tenancy/tenant-scope.js";
 
 // Every SQL statement of StatisticsService, plus the two pieces of SQL that
@@ -78,17 +78,17 @@ export interface Outcome {
  * in one atomic statement, and returns the row as this statement left it. The
  * task time is the report time.
  */
-export async function recordOutcome(scope: TenantScope, outcome: Outcome): Promise<AgentStatisticsModel> {
+export async function recordOutcome(scope: TenantScope, outcome: Outcome): Promise<StatisticsRow> {
   return scope.run(async (db) => recordOutcomeIn(db, scope.tenantId, outcome));
 }
 
 /** recordOutcome's statement, on a transaction of the tenant that is already open (retries that count once). */
-export async function recordOutcomeIn(db: Knex, tenantId: string, outcome: Outcome): Promise<AgentStatisticsModel> {
+export async function recordOutcomeIn(db: Knex, tenantId: string, outcome: Outcome): Promise<StatisticsRow> {
   {
     // One row of VALUES, not addOutcomesSql over a one-row CTE: the same
     // increments, without the grouping, which cost PostgreSQL about a third of
     // this call's throughput (docs/performance.md, B4).
-    const { rows } = await db.raw<{ rows: AgentStatisticsModel[] }>(
+    const { rows } = await db.raw<{ rows: StatisticsRow[] }>(
       `INSERT INTO agent_statistics AS t
          (tenant_id, agent_key, total_tasks, successful_tasks, failed_tasks, total_duration_us, last_task_time)
        VALUES (:tenant, :agent_key::text, 1, :successful::int8, :failed::int8, :duration_us::int8, now())
@@ -102,7 +102,7 @@ export async function recordOutcomeIn(db: Knex, tenantId: string, outcome: Outco
         duration_us: outcome.durationUs,
       },
     );
-    return AgentStatisticsModel.fromDatabaseJson(rows[0]!);
+    return rows[0]!;
   }
 }
 
@@ -111,7 +111,7 @@ export async function findStatistics(scope: TenantScope, agentKey: string): Prom
   return scope.run(async (db) => AgentStatisticsModel.query(db).findOne({ tenant_id: scope.tenantId, agent_key: agentKey }));
 }
 
-/** One page of agents by agent_key, strictly after `after`; one extra row tells whether a next page exists. */
+/** At most `limit` agents by agent_key, strictly after `after` (a page and one row more: see paginate). */
 export async function listStatistics(scope: TenantScope, after: string | undefined, limit: number): Promise<AgentStatisticsModel[]> {
   return scope.run(async (db) => {
     const q = AgentStatisticsModel.query(db).where("tenant_id", scope.tenantId);

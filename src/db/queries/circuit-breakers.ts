@@ -1,6 +1,8 @@
 import type { Knex } from "knex";
-import { CircuitBreakerModel } from "../models/circuit-breaker.js";
-import { CircuitBreakerTransitionModel } from "../models/circuit-breaker-transition.js";
+import { raw } from "objection";
+import { type BreakerRow, CircuitBreakerModel } from "../models/circuit-breaker.js";
+import { CircuitBreakerTransitionModel, type TransitionRow } from "../models/circuit-breaker-transition.js";
+import { parseJsonAttributes } from "../models/plain-rows.js";
 import type { TenantScope } from "../../tenancy/tenant-scope.js";
 
 // Every SQL statement of CircuitBreakerService. Each function takes the call's
@@ -17,38 +19,34 @@ import type { TenantScope } from "../../tenancy/tenant-scope.js";
 // breakers in one statement that locks the expired rows and rechecks them
 // after any wait, so concurrent calls change each breaker once.
 
-/** The breaker columns a change writes. Times are ISO strings (or null). */
-export interface BreakerColumns {
-  state: string;
-  failure_count: number;
-  success_count: number;
-  consecutive_failures: number;
-  recent_outcomes: string;
-  trial_calls_granted: number;
-  /** Live HALF_OPEN trial permits (a jsonb array). */
-  trial_permits: { id: string; expires_us: number }[];
-  opened_at: string | null;
-  reset_at: string | null;
-  /** Only when the change replaces the policy overrides. */
-  policy?: Record<string, unknown>;
-}
+/**
+ * The breaker columns a change writes (int8 columns as decimal text, times as
+ * ISO strings or null); the policy overrides only when the change replaces them.
+ */
+export type BreakerColumns = Pick<
+  BreakerRow,
+  | "state"
+  | "failure_count"
+  | "success_count"
+  | "consecutive_failures"
+  | "recent_outcomes"
+  | "trial_calls_granted"
+  | "trial_permits"
+  | "opened_at"
+  | "reset_at"
+> &
+  Partial<Pick<BreakerRow, "policy">>;
 
-/** The columns of a transition record. */
-export interface TransitionColumns {
-  from_state: string;
-  to_state: string;
-  reason: string;
-  failure_count: number;
-  success_count: number;
-  consecutive_failures: number;
-  window_calls: number;
-  window_failures: number;
-}
+/** The columns of a transition record (int8 columns as decimal text). */
+export type TransitionColumns = Pick<
+  TransitionRow,
+  "from_state" | "to_state" | "reason" | "failure_count" | "success_count" | "consecutive_failures" | "window_calls" | "window_failures"
+>;
 
 /** A breaker as locked for a change, and the database's clock read after the lock. */
 export interface LockedBreaker {
   /** Undefined when the agent has no breaker (and none was to be created). */
-  row: CircuitBreakerModel | undefined;
+  row: BreakerRow | undefined;
   /** clock_timestamp() in timestamptz text form. */
   now: string;
   /** Whether this transaction created the breaker (createIfMissing): no etag can match it yet. */
@@ -64,8 +62,8 @@ export interface Decision<T> {
 
 /** The outcome of changeBreaker: the row and transition as stored, and the decision's result. */
 export interface Changed<T> {
-  row: CircuitBreakerModel | undefined;
-  transition: CircuitBreakerTransitionModel | undefined;
+  row: BreakerRow | undefined;
+  transition: TransitionRow | undefined;
   result: T;
   now: string;
 }
@@ -112,7 +110,8 @@ export async function changeBreakerIn<T>(
     // The clock is read by the outer SELECT, after the CTE has returned (and
     // so locked) the row: a wait for another replica's change is not counted
     // as elapsed time before it.
-    const { rows } = await trx.raw<{ rows: (Record<string, unknown> & { db_now: string })[] }>(
+    // (A LEFT JOIN: no breaker is a row of nulls, and the clock.)
+    const { rows } = await trx.raw<{ rows: ((BreakerRow | { [K in keyof BreakerRow]: null }) & { db_now: string })[] }>(
       `WITH locked AS (
          SELECT * FROM circuit_breakers WHERE tenant_id = :tenant AND agent_key = :agent FOR UPDATE
        )
@@ -120,28 +119,21 @@ export async function changeBreakerIn<T>(
       key,
     );
     const { db_now: now, ...found } = rows[0]!;
-    const locked = found.agent_key === null ? undefined : CircuitBreakerModel.fromDatabaseJson(found);
+    const locked = found.agent_key === null ? undefined : parseJsonAttributes(CircuitBreakerModel, found);
     const decision = decide({ row: locked, now, created });
     let row = locked;
     if (decision.breaker !== undefined) {
-      const { policy, ...columns } = decision.breaker;
       const patched = await CircuitBreakerModel.query(trx)
         .where({ tenant_id: scope.tenantId, agent_key: agentKey })
-        .patch({
-          ...columns,
-          ...(policy === undefined ? {} : { policy }),
-          version: trx.raw("nextval('row_version_seq')"),
-          update_time: now,
-        } as never)
+        .patch({ ...decision.breaker, version: raw("nextval('row_version_seq')"), update_time: now })
         .returning("*");
-      row = (patched as unknown as CircuitBreakerModel[])[0];
+      row = patched[0];
     }
-    let transition: CircuitBreakerTransitionModel | undefined;
+    let transition: TransitionRow | undefined;
     if (decision.transition !== undefined) {
-      const inserted = await CircuitBreakerTransitionModel.query(trx)
-        .insert({ tenant_id: scope.tenantId, agent_key: agentKey, ...decision.transition, transition_time: now } as never)
+      transition = await CircuitBreakerTransitionModel.query(trx)
+        .insert({ tenant_id: scope.tenantId, agent_key: agentKey, ...decision.transition, transition_time: now })
         .returning("*");
-      transition = inserted as unknown as CircuitBreakerTransitionModel;
     }
     return { row, transition, result: decision.result, now };
   }
@@ -153,41 +145,26 @@ export async function findBreaker(scope: TenantScope, agentKey: string): Promise
 }
 
 /**
- * One page of breakers ordered by agent_key, strictly after `afterAgentKey`,
- * optionally only in `states`. Fetches what it is given as `limit` (the caller
- * asks one extra row to tell whether a next page exists).
+ * Breakers of the tenant ordered by agent_key, strictly after `afterAgentKey`,
+ * at most `limit`: only in `states` and of `agentKeys` when they are not empty.
  */
 export async function listBreakers(
   scope: TenantScope,
-  states: string[],
+  filters: { states?: string[]; agentKeys?: string[] },
   afterAgentKey: string | undefined,
   limit: number,
 ): Promise<CircuitBreakerModel[]> {
   return scope.run(async (db) => {
     const q = CircuitBreakerModel.query(db).where("tenant_id", scope.tenantId);
-    if (states.length > 0) q.whereIn("state", states);
-    if (afterAgentKey !== undefined) q.where("agent_key", ">", afterAgentKey);
-    return q.orderBy("agent_key").limit(limit);
-  });
-}
-
-/** The breakers of some agents (all of the tenant when `agentKeys` is empty), ordered by agent_key, after a keyset. */
-export async function breakersBatch(
-  scope: TenantScope,
-  agentKeys: string[],
-  afterAgentKey: string | undefined,
-  limit: number,
-): Promise<CircuitBreakerModel[]> {
-  return scope.run(async (db) => {
-    const q = CircuitBreakerModel.query(db).where("tenant_id", scope.tenantId);
-    if (agentKeys.length > 0) q.whereIn("agent_key", agentKeys);
+    if (filters.states !== undefined && filters.states.length > 0) q.whereIn("state", filters.states);
+    if (filters.agentKeys !== undefined && filters.agentKeys.length > 0) q.whereIn("agent_key", filters.agentKeys);
     if (afterAgentKey !== undefined) q.where("agent_key", ">", afterAgentKey);
     return q.orderBy("agent_key").limit(limit);
   });
 }
 
 /** A breaker RecoverCircuitBreakers changed, with the counts it had when OPEN. */
-export type RecoveredRow = CircuitBreakerModel & { from_failure_count: string; from_success_count: string };
+export type RecoveredRow = BreakerRow & { from_failure_count: string; from_success_count: string };
 
 /**
  * Moves every OPEN breaker of the tenant whose reset_at has passed to
@@ -257,7 +234,7 @@ export async function listTransitions(
   limit: number,
 ): Promise<CircuitBreakerTransitionModel[]> {
   return scope.run(async (db) => {
-    const q = CircuitBreakerTransitionModel.query(db as Knex).where({ tenant_id: scope.tenantId, agent_key: agentKey });
+    const q = CircuitBreakerTransitionModel.query(db).where({ tenant_id: scope.tenantId, agent_key: agentKey });
     if (beforeId !== undefined) q.whereRaw("transition_id < ?::bigint", [beforeId]);
     return q.orderBy("transition_id", "desc").limit(limit);
   });

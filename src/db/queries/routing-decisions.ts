@@ -1,5 +1,6 @@
 import type { Knex } from "knex";
 import { type DecisionRow, RoutingDecisionModel } from "../models/routing-decision.js";
+import { parseJsonAttributes } from "../models/plain-rows.js";
 import type { TenantScope } from "../../tenancy/tenant-scope.js";
 import type { BoundedRows } from "../../limits/byte-budget.js";
 import { byteBounded, type RowLimits } from "./byte-bounded.js";
@@ -71,7 +72,7 @@ export async function insertDecisions(
   scope: TenantScope,
   decisions: DecisionColumns[],
   addOutcomes: boolean,
-): Promise<RoutingDecisionModel[]> {
+): Promise<DecisionRow[]> {
   return scope.transaction(async (trx: Knex.Transaction) => {
     const byId = await insertNew(trx, scope.tenantId, decisions, addOutcomes);
     await addStored(trx, scope.tenantId, decisions, byId);
@@ -101,12 +102,12 @@ export async function insertEachDecision(
   scope: TenantScope,
   choose: () => DecisionColumns[],
   addOutcomes: boolean,
-): Promise<{ decisions: DecisionColumns[]; rows: (RoutingDecisionModel | undefined)[] }> {
+): Promise<{ decisions: DecisionColumns[]; rows: (DecisionRow | undefined)[] }> {
   const tenant = scope.tenantId;
   let decisions: DecisionColumns[] = [];
   const insert = async (db: Knex) => {
     decisions = choose();
-    if (decisions.length === 0) return new Map<string, RoutingDecisionModel>();
+    if (decisions.length === 0) return new Map<string, DecisionRow>();
     return insertNew(db, tenant, decisions, addOutcomes);
   };
   const byId = await scope.transaction(insert);
@@ -140,7 +141,7 @@ async function insertNew(
   tenant: string,
   decisions: DecisionColumns[],
   addOutcomes: boolean,
-): Promise<Map<string, RoutingDecisionModel>> {
+): Promise<Map<string, DecisionRow>> {
   if (addOutcomes) await db.raw(ADD_OUTCOMES_LOCK_SQL, { tenant });
   const ids = decisions.map((d) => d.decision_id).sort();
   await db.raw(
@@ -149,7 +150,7 @@ async function insertNew(
   );
   // Rows are inserted in decision_id order, so that concurrent batches sharing
   // ids wait for each other in the same order and cannot deadlock.
-  const { rows: inserted } = await db.raw<{ rows: Record<string, unknown>[] }>(
+  const { rows: inserted } = await db.raw<{ rows: DecisionRow[] }>(
     `WITH input AS (
        SELECT * FROM jsonb_to_recordset(:rows::jsonb) AS x(${INPUT_COLUMNS})
      ), inserted AS (
@@ -169,11 +170,11 @@ async function insertNew(
      SELECT * FROM inserted`,
     { tenant, rows: JSON.stringify(decisions) },
   );
-  return new Map(inserted.map((row) => [row.decision_id as string, RoutingDecisionModel.fromDatabaseJson(row)]));
+  return new Map(inserted.map((row) => [row.decision_id, parseJsonAttributes(RoutingDecisionModel, row)]));
 }
 
 /** Adds to `byId` the stored rows of the decisions the INSERT did not insert (their ids were taken). */
-async function addStored(db: Knex, tenant: string, decisions: DecisionColumns[], byId: Map<string, RoutingDecisionModel>): Promise<void> {
+async function addStored(db: Knex, tenant: string, decisions: DecisionColumns[], byId: Map<string, DecisionRow>): Promise<void> {
   const notInserted = decisions.filter((d) => !byId.has(d.decision_id)).map((d) => d.decision_id);
   if (notInserted.length === 0) return;
   const stored = await RoutingDecisionModel.query(db).where("tenant_id", tenant).whereIn("decision_id", notInserted);
@@ -322,7 +323,7 @@ export async function summarizeByTime(
  */
 export async function deleteRoutedBeforeBatch(scope: TenantScope, routedBefore: string, limit: number): Promise<number> {
   return scope.run(async (db) => {
-    const victims = (db as Knex)("routing_decisions")
+    const victims = db<DecisionRow>(RoutingDecisionModel.tableName)
       .select("decision_id")
       .where("tenant_id", scope.tenantId)
       .where("routed_at", "<", routedBefore)

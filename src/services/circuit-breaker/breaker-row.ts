@@ -10,8 +10,8 @@ import {
   TransitionReason,
 } from "../../../gen/orchestration/state/v1/circuit_breaker_service_pb.js";
 import { int8FromDb, optionalTimestampFromDb, timestampFromDb, timestampToDb } from "../../db/convert.js";
-import type { CircuitBreakerModel } from "../../db/models/circuit-breaker.js";
-import type { CircuitBreakerTransitionModel } from "../../db/models/circuit-breaker-transition.js";
+import type { BreakerRow } from "../../db/models/circuit-breaker.js";
+import type { TransitionRow } from "../../db/models/circuit-breaker-transition.js";
 import type { BreakerColumns, TransitionColumns } from "../../db/queries/circuit-breakers.js";
 import { etagOf } from "../../etags/etag.js";
 import { DEFAULT_POLICY, effectivePolicy, effectivePolicyMessage, policyFromDb, policyToDb } from "./policy.js";
@@ -51,7 +51,7 @@ function microsToDb(us: number | null): string | null {
 }
 
 /** The state machine's view of a stored breaker. */
-export function fieldsFromRow(row: CircuitBreakerModel): BreakerFields {
+export function fieldsFromRow(row: BreakerRow): BreakerFields {
   return {
     state: row.state as StateName,
     failureCount: int8FromDb(row.failure_count),
@@ -69,9 +69,9 @@ export function fieldsFromRow(row: CircuitBreakerModel): BreakerFields {
 export function breakerColumns(f: BreakerFields, policy?: CircuitBreakerPolicy): BreakerColumns {
   return {
     state: f.state,
-    failure_count: f.failureCount,
-    success_count: f.successCount,
-    consecutive_failures: f.consecutiveFailures,
+    failure_count: String(f.failureCount),
+    success_count: String(f.successCount),
+    consecutive_failures: String(f.consecutiveFailures),
     recent_outcomes: f.recentOutcomes,
     trial_calls_granted: f.trialCallsGranted,
     trial_permits: f.trialPermits.map((p) => ({ id: p.id, expires_us: p.expiresAtUs })),
@@ -87,16 +87,16 @@ export function transitionColumns(t: TransitionFacts): TransitionColumns {
     from_state: t.from,
     to_state: t.to,
     reason: t.reason,
-    failure_count: t.failureCount,
-    success_count: t.successCount,
-    consecutive_failures: t.consecutiveFailures,
+    failure_count: String(t.failureCount),
+    success_count: String(t.successCount),
+    consecutive_failures: String(t.consecutiveFailures),
     window_calls: t.windowCalls,
     window_failures: t.windowFailures,
   };
 }
 
 /** The CircuitBreaker message of a stored row, with its policy in force, etag and server times. */
-export function breakerFromRow(row: CircuitBreakerModel): CircuitBreaker {
+export function breakerFromRow(row: BreakerRow): CircuitBreaker {
   const policy = policyFromDb(row.policy);
   return create(CircuitBreakerSchema, {
     agentKey: row.agent_key,
@@ -131,7 +131,7 @@ export function unstoredBreaker(agentKey: string): CircuitBreaker {
  * text forms.
  */
 export type TransitionRecord = Pick<
-  CircuitBreakerTransitionModel,
+  TransitionRow,
   | "agent_key"
   | "transition_id"
   | "from_state"

@@ -4,7 +4,7 @@ import {
   WatchCircuitBreakersResponseSchema,
   WatchCircuitBreakersResponse_CaughtUpSchema,
 } from "../../../gen/orchestration/state/v1/circuit_breaker_service_pb.js";
-import type { CircuitBreakerModel } from "../../db/models/circuit-breaker.js";
+import type { BreakerRow } from "../../db/models/circuit-breaker.js";
 import * as queries from "../../db/queries/circuit-breakers.js";
 import { fitWithin, rowBytes } from "../../limits/byte-budget.js";
 import type { BatchSource } from "../../streams/bounded-stream.js";
@@ -14,7 +14,7 @@ import type { Subscription } from "./transition-feed.js";
 
 /** One message of a watch, before it is made. */
 type WatchEvent =
-  | { case: "currentState"; row: CircuitBreakerModel }
+  | { case: "currentState"; row: BreakerRow }
   | { case: "caughtUp" }
   | { case: "transition"; transition: TransitionRecord };
 
@@ -37,7 +37,7 @@ export function watchSource(
   return {
     async read(limits, inTurn) {
       if (phase === "states") {
-        const rows = await inTurn(() => queries.breakersBatch(scope, agentKeys, after, limits.rows));
+        const rows = await inTurn(() => queries.listBreakers(scope, { agentKeys }, after, limits.rows));
         const batch = fitWithin(rows, limits.rows, limits.bytes, rowBytes, rows.length === limits.rows);
         const last = batch.rows[batch.rows.length - 1];
         if (last !== undefined) after = last.agent_key;

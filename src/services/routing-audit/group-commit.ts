@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { RoutingDecisionModel } from "../../db/models/routing-decision.js";
+import type { DecisionRow } from "../../db/models/routing-decision.js";
 import { type DecisionColumns, DecisionIdConflict, insertEachDecision } from "../../db/queries/routing-decisions.js";
 import { MAX_TIMER_MS } from "../../ranges.js";
 import type { TenantScope } from "../../tenancy/tenant-scope.js";
@@ -79,7 +79,7 @@ interface Waiter {
   readonly columns: DecisionColumns;
   readonly signal: AbortSignal | undefined;
   state: "queued" | "writing" | "settled";
-  readonly resolve: (row: RoutingDecisionModel) => void;
+  readonly resolve: (row: DecisionRow) => void;
   readonly reject: (err: unknown) => void;
   /** Stops watching the deadline and the signal (set while queued). */
   disarm: () => void;
@@ -118,7 +118,7 @@ export class GroupCommit {
    * content, or with the error the call would have got alone.
    * `signal`: the call's signal (cancellation while queued).
    */
-  record(scope: TenantScope, columns: DecisionColumns, addOutcomes: boolean, signal?: AbortSignal): Promise<RoutingDecisionModel> {
+  record(scope: TenantScope, columns: DecisionColumns, addOutcomes: boolean, signal?: AbortSignal): Promise<DecisionRow> {
     return new Promise((resolve, reject) => {
       const waiter: Waiter = { scope, columns, signal, state: "queued", resolve, reject, disarm: () => {} };
       const early = givenUp(waiter);
@@ -325,7 +325,7 @@ function givenUp(w: Waiter): ConnectError | undefined {
 }
 
 /** Answers a call once: with `err`, or else with `row`. */
-function settle(w: Waiter, err: unknown, row?: RoutingDecisionModel): void {
+function settle(w: Waiter, err: unknown, row?: DecisionRow): void {
   if (w.state === "settled") return;
   w.state = "settled";
   w.disarm();

@@ -4,14 +4,14 @@ import {
   AgentStatisticsSchema,
 } from "../../../gen/orchestration/state/v1/statistics_service_pb.js";
 import { durationFromMicros, optionalTimestampFromDb, timestampFromDb } from "../../db/convert.js";
-import type { AgentStatisticsModel } from "../../db/models/agent-statistics.js";
+import type { StatisticsRow } from "../../db/models/agent-statistics.js";
 
 // The one place where agent_statistics rows become AgentStatistics messages.
 // Rates and averages are derived here from the stored counters, so they always
 // agree with them.
 
 /** The AgentStatistics message of a stored row. */
-export function statisticsFromRow(row: AgentStatisticsModel): AgentStatistics {
+export function statisticsFromRow(row: StatisticsRow): AgentStatistics {
   const total = BigInt(row.total_tasks);
   const successful = BigInt(row.successful_tasks);
   const durationUs = BigInt(row.total_duration_us);
