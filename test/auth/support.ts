@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
 import type { DescService } from "@bufbuild/protobuf";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { hashKey } from "../../src/auth/key-store.js";
 import { TENANT_HEADER } from "../../src/tenancy/tenant-interceptor.js";
+import { protocolTransport, type Protocol } from "../support/clients.js";
 import { newTenant } from "../support/server.js";
 
 /** A fresh random API key (what an operator makes with `openssl rand -hex 32`). */
@@ -61,18 +61,6 @@ export function callerHeaders(caller: Caller): Interceptor {
 }
 
 /** A Connect client (gRPC protocol over HTTP/2 by default) sending a Caller's headers. */
-export function authClient<S extends DescService>(
-  service: S,
-  baseUrl: string,
-  caller: Caller,
-  protocol: "grpc" | "grpc-web" | "connect" = "grpc",
-): Client<S> {
-  const options = { baseUrl, httpVersion: "2" as const, interceptors: [callerHeaders(caller)] };
-  const transport =
-    protocol === "grpc"
-      ? createGrpcTransport(options)
-      : protocol === "grpc-web"
-        ? createGrpcWebTransport(options)
-        : createConnectTransport(options);
-  return createClient(service, transport);
+export function authClient<S extends DescService>(service: S, baseUrl: string, caller: Caller, protocol: Protocol = "grpc"): Client<S> {
+  return createClient(service, protocolTransport(baseUrl, protocol, [callerHeaders(caller)]));
 }

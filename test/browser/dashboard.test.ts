@@ -14,7 +14,7 @@ import type { RoutingDecision } from "../../gen/orchestration/state/v1/routing_a
 import { buildDashboard } from "../../web/build.js";
 import { authClient, keyFixture } from "../auth/support.js";
 import { backendName, createTestDatabase, postgresEnv } from "../support/backend.js";
-import { freePort, killAll, startServerProcess } from "../failures/support/main-process.js";
+import { freePort, killAll, startServerProcess } from "../support/processes.js";
 import { newTenant, startTestServer, type TestServer } from "../support/server.js";
 import { type Chromium, launchChromium } from "./support/chromium.js";
 import { AGENTS, seedOtherTenant, seedTenant } from "./support/seed.js";
@@ -389,7 +389,7 @@ describe("the entry point", () => {
         const poll = () => {
           const found = main.logs.find((l) => l.msg === "serving the dashboard over HTTP/1.1");
           if (found !== undefined) resolve(found);
-          else if (Date.now() > deadline || !main.alive) reject(new Error(`no dashboard log line: ${JSON.stringify(main.logs)} ${main.stderr.join("")}`));
+          else if (Date.now() > deadline || !main.alive) reject(new Error(`no dashboard log line: ${JSON.stringify(main.logs)} ${main.stderr()}`));
           else setTimeout(poll, 50);
         };
         poll();

@@ -2,7 +2,7 @@ import { mkdtempSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { killAll, type ServerProcess } from "../failures/support/main-process.js";
+import { killAll, type ServerProcess } from "../support/processes.js";
 import { newTenant } from "../support/server.js";
 import { root, run, startBuiltServer } from "./support/commands.js";
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { killAll, type ServerProcess } from "../failures/support/main-process.js";
+import { killAll, type ServerProcess } from "../support/processes.js";
 import { newTenant } from "../support/server.js";
 import { bufCurl, bufCurlFirst, run, startBuiltServer } from "./support/commands.js";
 

@@ -19,7 +19,7 @@ import type { WorkflowExecution } from "../../gen/orchestration/state/v1/workflo
 import { createTestDatabase, postgresEnv } from "../support/backend.js";
 import { workflowClient } from "../support/clients.js";
 import { newTenant } from "../support/server.js";
-import { killAll, onLines, type ServerProcess, startServerProcess } from "./support/main-process.js";
+import { killAll, onLines, type ServerProcess, startServerProcess } from "../support/processes.js";
 
 const root = path.resolve(import.meta.dirname, "../..");
 const LONG = { seconds: 600n, nanos: 0 };
@@ -142,7 +142,7 @@ describe("claims across three server processes on one PostgreSQL database", () =
     }
     victim.child.kill("SIGKILL");
     killed = true;
-    expect(await victim.exited).toEqual({ code: null, signal: "SIGKILL" });
+    expect(await victim.exited).toMatchObject({ code: null, signal: "SIGKILL" });
     await slow;
     const steadyClaimed = (await steady).flat();
 

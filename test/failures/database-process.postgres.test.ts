@@ -15,7 +15,7 @@ import { timedCode } from "../support/errors.js";
 import { newTenant } from "../support/server.js";
 import { waitFor } from "./support/available-server.js";
 import { MIGRATE_FAILED, UNREACHABLE } from "./support/availability.js";
-import { killAll, startServerProcess } from "./support/main-process.js";
+import { killAll, startServerProcess } from "../support/processes.js";
 import { databaseTarget, proxiedUrl, TcpProxy } from "./support/tcp-proxy.js";
 
 const pgUrl = postgresUrl();
@@ -60,7 +60,7 @@ describe("src/main.ts with its PostgreSQL database behind a TCP proxy", () => {
     expect((await client.getWorkflowExecution({ executionId: "e" })).execution?.context).toEqual({ step: 5 });
 
     main.child.kill("SIGTERM");
-    expect(await main.exited).toEqual({ code: 0, signal: null });
+    expect(await main.exited).toMatchObject({ code: 0, signal: null });
     expect(main.logs.some((l) => l.msg === UNREACHABLE)).toBe(true);
     expect(main.logs.filter((l) => l.level === "error" && l.msg !== MIGRATE_FAILED)).toEqual([]);
   });

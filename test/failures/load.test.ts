@@ -22,7 +22,7 @@ import { backendName, postgresEnv } from "../support/backend.js";
 import { decision, micros } from "../support/decisions.js";
 import { newTenant } from "../support/server.js";
 import type { LoadServerStats } from "./support/load-server.js";
-import { killAll, type ServerProcess, startServerProcess } from "./support/main-process.js";
+import { killAll, type ServerProcess, startServerProcess } from "../support/processes.js";
 
 const CLIENTS = 64;
 const TENANTS = 8;
@@ -215,6 +215,6 @@ describe(`${CLIENTS} concurrent clients on ${backendName}`, () => {
     expect(after.rss - warm.rss).toBeLessThan(RSS_GROWTH_MAX);
 
     server.child.kill("SIGTERM");
-    expect(await server.exited).toEqual({ code: 0, signal: null });
+    expect(await server.exited).toMatchObject({ code: 0, signal: null });
   });
 });

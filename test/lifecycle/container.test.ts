@@ -9,7 +9,7 @@ import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.js";
 import { EXIT } from "../../src/lifecycle/startup.js";
-import { root } from "./support.js";
+import { root } from "../support/processes.js";
 
 const read = (file: string) => fs.readFileSync(path.join(root, file), "utf8");
 const pkg = JSON.parse(read("package.json")) as { license?: string; scripts: Record<string, string> };

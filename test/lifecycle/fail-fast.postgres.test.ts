@@ -12,7 +12,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
 import { directPostgresUrl, postgresUrl } from "../support/backend.js";
 import { databaseTarget, proxiedUrl, TcpProxy } from "../failures/support/tcp-proxy.js";
-import { copyRepository, exitOf, freePort, killAll, run, serverProcess, SERVING } from "./support.js";
+import { exitOf, freePort, killAll, run, SERVING } from "../support/processes.js";
+import { copyRepository, serverProcess } from "./support.js";
 
 const MIGRATE_FAILED = "could not migrate the database; retrying (health is NOT_SERVING)";
 

@@ -13,7 +13,8 @@ import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { copyRepository, exitOf, freePort, killAll, pidExists, run, serverProcess, SERVING } from "./support.js";
+import { exitOf, freePort, killAll, run, SERVING } from "../support/processes.js";
+import { copyRepository, pidExists, serverProcess } from "./support.js";
 
 let dir: string;
 let scratch: string;

@@ -12,7 +12,8 @@ import { WorkflowStatus } from "../../gen/orchestration/state/v1/workflow_state_
 import { hashKey } from "../../src/auth/key-store.js";
 import { workflowClient } from "../support/clients.js";
 import { newTenant } from "../support/server.js";
-import { copyRepository, exitOf, freePort, killAll, pidExists, portIsFree, type Proc, root, run, SERVING } from "./support.js";
+import { exitOf, freePort, killAll, portIsFree, type Proc, root, run, SERVING } from "../support/processes.js";
+import { copyRepository, pidExists } from "./support.js";
 import { postgresEnv } from "../support/backend.js";
 
 const npm = process.platform === "win32" ? "npm.cmd" : "npm";
@@ -131,7 +132,7 @@ describe("a built tree installed with npm ci --omit=dev", () => {
     }
 
     const key = "a-production-key-0123456789";
-    const hash = run(npm, ["run", "--silent", "hash-key"], prod, {}, key);
+    const hash = run(npm, ["run", "--silent", "hash-key"], prod, {}, { input: key });
     expect((await exitOf(hash, 60_000)).code).toBe(0);
     expect(hash.garbage).toEqual([hashKey(key)]);
 

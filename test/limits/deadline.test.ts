@@ -3,11 +3,9 @@
 import { Code } from "@connectrpc/connect";
 import type { Knex } from "knex";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createDatabase, migrate } from "../../src/db/database.js";
 import { databaseErrorToConnect } from "../../src/errors/database-errors.js";
-import { silentLogger } from "../../src/logging/logger.js";
 import { TenantScope } from "../../src/tenancy/tenant-scope.js";
-import { backendName, createTestDatabase, postgresOptions } from "../support/backend.js";
+import { backendName, createSingleConnectionDatabase, createTestDatabase } from "../support/backend.js";
 import { workflowClient } from "../support/clients.js";
 import { timedCode } from "../support/errors.js";
 import { newTenant, startTestServer, type TestServer } from "../support/server.js";
@@ -55,9 +53,7 @@ describe(`on ${backendName}: a client deadline bounds the wait for a database co
   let knex: Knex;
   beforeAll(async () => {
     // One connection (PGlite only ever has one), so that the test can hold it.
-    const url = process.env.TEST_DATABASE_URL;
-    knex = url === undefined ? await createTestDatabase() : createDatabase({ ...postgresOptions(url), poolMax: 1, logger: silentLogger });
-    await migrate(knex);
+    knex = await createSingleConnectionDatabase();
     t = await startTestServer({}, knex);
   });
   afterAll(async () => {

@@ -4,12 +4,10 @@ import type { Knex } from "knex";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RoutingAuditService, type RoutingDecision } from "../../gen/orchestration/state/v1/routing_audit_service_pb.js";
 import { StatisticsService } from "../../gen/orchestration/state/v1/statistics_service_pb.js";
-import { createDatabase, migrate } from "../../src/db/database.js";
-import { silentLogger } from "../../src/logging/logger.js";
 import { decisionToColumns } from "../../src/services/routing-audit/decision-row.js";
 import { GroupCommit } from "../../src/services/routing-audit/group-commit.js";
 import { TenantScope } from "../../src/tenancy/tenant-scope.js";
-import { backendName, createTestDatabase, postgresOptions } from "../support/backend.js";
+import { backendName, createSingleConnectionDatabase } from "../support/backend.js";
 import { connectClient } from "../support/clients.js";
 import { clientFields } from "../support/decisions.js";
 import { newTenant, startTestServer, type TestServer } from "../support/server.js";
@@ -138,9 +136,7 @@ describe(`group commit of RecordRoutingDecision on ${backendName}, calls queued 
   let t: TestServer;
   let knex: Knex;
   beforeAll(async () => {
-    const url = process.env.TEST_DATABASE_URL;
-    knex = url === undefined ? await createTestDatabase() : createDatabase({ ...postgresOptions(url), poolMax: 1, logger: silentLogger });
-    await migrate(knex);
+    knex = await createSingleConnectionDatabase();
     t = await startTestServer({}, knex);
   });
   afterAll(async () => {

@@ -95,6 +95,18 @@ export async function createTestDatabase(): Promise<Knex> {
 }
 
 /**
+ * A migrated database with exactly one connection (PGlite only ever has one),
+ * for tests that hold it to make the calls behind it wait; destroy it in afterAll.
+ */
+export async function createSingleConnectionDatabase(): Promise<Knex> {
+  const url = process.env.TEST_DATABASE_URL;
+  if (url === undefined) return createTestDatabase();
+  const knex = createDatabase({ ...postgresOptions(url), poolMax: 1, logger: silentLogger });
+  await migrate(knex);
+  return knex;
+}
+
+/**
  * A database of its own, not migrated, for tests that must see every tenant's
  * rows or change the schema (retention passes across tenants, migrations): a
  * fresh in-memory PGlite, or a scratch PostgreSQL database created next to

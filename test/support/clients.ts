@@ -1,5 +1,5 @@
 import * as path from "node:path";
-import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
@@ -18,10 +18,20 @@ function tenantHeader(tenant: string | undefined): Interceptor {
 }
 
 /**
- * A Connect client of one of our services, acting for `tenant`, over HTTP/2.
- * `useBinaryFormat` picks the codec (default: the transport's own, binary for
- * gRPC and gRPC-Web, JSON for Connect).
+ * A Connect transport over HTTP/2 speaking `protocol` to `baseUrl`, with
+ * `interceptors` (the headers a test sends). `useBinaryFormat` picks the codec
+ * (default: the transport's own, binary for gRPC and gRPC-Web, JSON for Connect).
  */
+export function protocolTransport(baseUrl: string, protocol: Protocol, interceptors: Interceptor[], useBinaryFormat?: boolean): Transport {
+  const options = { baseUrl, httpVersion: "2" as const, interceptors, ...(useBinaryFormat === undefined ? {} : { useBinaryFormat }) };
+  return protocol === "grpc"
+    ? createGrpcTransport(options)
+    : protocol === "grpc-web"
+      ? createGrpcWebTransport(options)
+      : createConnectTransport(options);
+}
+
+/** A Connect client of one of our services, acting for `tenant`, over HTTP/2 (see protocolTransport). */
 export function connectClient<S extends Parameters<typeof createClient>[0]>(
   service: S,
   baseUrl: string,
@@ -29,14 +39,7 @@ export function connectClient<S extends Parameters<typeof createClient>[0]>(
   protocol: Protocol = "grpc",
   useBinaryFormat?: boolean,
 ): Client<S> {
-  const options = { baseUrl, httpVersion: "2" as const, interceptors: [tenantHeader(tenant)], ...(useBinaryFormat === undefined ? {} : { useBinaryFormat }) };
-  const transport =
-    protocol === "grpc"
-      ? createGrpcTransport(options)
-      : protocol === "grpc-web"
-        ? createGrpcWebTransport(options)
-        : createConnectTransport(options);
-  return createClient(service, transport);
+  return createClient(service, protocolTransport(baseUrl, protocol, [tenantHeader(tenant)], useBinaryFormat));
 }
 
 /** A Connect gRPC client of WorkflowStateService. */
