@@ -5,12 +5,12 @@
 import { performance } from "node:perf_hooks";
 import { Code } from "@connectrpc/connect";
 import { loadConfig } from "../config.js";
+import { lockDataDir } from "../db/data-dir-lock.js";
+import { createDatabase, migrate } from "../db/database.js";
+import { permanentDatabaseError, withoutStack } from "../db/startup-errors.js";
 import { databaseErrorToConnect } from "../errors/database-errors.js";
-import { EXIT, exitOnStartupError } from "../lifecycle/startup.js";
 import { createLogger, type Logger } from "../logging/logger.js";
-import { lockDataDir } from "./data-dir-lock.js";
-import { createDatabase, migrate } from "./database.js";
-import { permanentDatabaseError, withoutStack } from "./startup-errors.js";
+import { EXIT, exitOnStartupError } from "./startup.js";
 
 let logger: Logger = createLogger("info");
 try {
