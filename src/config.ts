@@ -210,23 +210,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databasePreparedStatements: bool(env, "DATABASE_PREPARED_STATEMENTS"),
     databasePipelinedUnits: bool(env, "DATABASE_PIPELINED_UNITS") ?? defaultConfig.databasePipelinedUnits,
     dataDir: str(env, "DATA_DIR") ?? defaultConfig.dataDir,
-    databasePoolMax: int(env, "DATABASE_POOL_MAX", 1, 1_000) ?? defaultConfig.databasePoolMax,
-    databaseRetryMaxMs: int(env, "DATABASE_RETRY_MAX_MS", 1, 600_000) ?? defaultConfig.databaseRetryMaxMs,
-    databaseProbeIntervalMs: int(env, "DATABASE_PROBE_INTERVAL_MS", 100, 600_000) ?? defaultConfig.databaseProbeIntervalMs,
-    databaseStatementTimeoutMs: int(env, "DATABASE_STATEMENT_TIMEOUT_MS", 100, 3_600_000) ?? defaultConfig.databaseStatementTimeoutMs,
-    shutdownDrainDelayMs: int(env, "SHUTDOWN_DRAIN_DELAY_MS", 0, 600_000) ?? defaultConfig.shutdownDrainDelayMs,
-    shutdownGraceMs: int(env, "SHUTDOWN_GRACE_MS", 0, 600_000) ?? defaultConfig.shutdownGraceMs,
-    streamBatchSize: int(env, "STREAM_BATCH_SIZE", 1, 10_000) ?? defaultConfig.streamBatchSize,
-    deleteBatchSize: int(env, "DELETE_BATCH_SIZE", 1, 100_000) ?? defaultConfig.deleteBatchSize,
     logLevel: level(env, "LOG_LEVEL") ?? defaultConfig.logLevel,
-    maxRequestBytes: int(env, "MAX_REQUEST_BYTES", 1_024, 1_073_741_824) ?? defaultConfig.maxRequestBytes,
-    pageMaxBytes: int(env, "PAGE_MAX_BYTES", 65_536, 1_073_741_824) ?? defaultConfig.pageMaxBytes,
-    streamBatchMaxBytes: int(env, "STREAM_BATCH_MAX_BYTES", 1_024, 1_073_741_824) ?? defaultConfig.streamBatchMaxBytes,
-    streamsMax: int(env, "STREAMS_MAX", 1, 1_000_000) ?? defaultConfig.streamsMax,
-    tenantStreamsMax: int(env, "TENANT_STREAMS_MAX", 1, 1_000_000) ?? defaultConfig.tenantStreamsMax,
-    streamsBufferMaxBytes: int(env, "STREAMS_BUFFER_MAX_BYTES", 1_048_576, 68_719_476_736) ?? defaultConfig.streamsBufferMaxBytes,
-    tenantCallsMax: int(env, "TENANT_CALLS_MAX", 1, 100_000) ?? defaultConfig.tenantCallsMax,
-    tenantQueueMax: int(env, "TENANT_QUEUE_MAX", 0, 1_000_000) ?? defaultConfig.tenantQueueMax,
+    ...integerSettings(env),
     authKeysFile: str(env, "AUTH_KEYS_FILE"),
     authKeys: str(env, "AUTH_KEYS"),
     authPublicHealth: bool(env, "AUTH_PUBLIC_HEALTH") ?? defaultConfig.authPublicHealth,
@@ -413,6 +398,40 @@ function databaseUrl(env: NodeJS.ProcessEnv, name: string): string | undefined {
   // A socket directory may stand in the query (?host=/var/run/postgresql) instead of the host.
   if (parsed.hostname === "" && parsed.searchParams.get("host") === null) throw new ConfigError(name, `${expected}; it names no host`);
   return raw;
+}
+
+/**
+ * The integer settings read the same way: each one's variable, and the
+ * smallest and largest value it accepts; unset, the setting is defaultConfig's.
+ */
+const INTEGER_SETTINGS = {
+  databasePoolMax: ["DATABASE_POOL_MAX", 1, 1_000],
+  databaseRetryMaxMs: ["DATABASE_RETRY_MAX_MS", 1, 600_000],
+  databaseProbeIntervalMs: ["DATABASE_PROBE_INTERVAL_MS", 100, 600_000],
+  databaseStatementTimeoutMs: ["DATABASE_STATEMENT_TIMEOUT_MS", 100, 3_600_000],
+  shutdownDrainDelayMs: ["SHUTDOWN_DRAIN_DELAY_MS", 0, 600_000],
+  shutdownGraceMs: ["SHUTDOWN_GRACE_MS", 0, 600_000],
+  streamBatchSize: ["STREAM_BATCH_SIZE", 1, 10_000],
+  deleteBatchSize: ["DELETE_BATCH_SIZE", 1, 100_000],
+  maxRequestBytes: ["MAX_REQUEST_BYTES", 1_024, 1_073_741_824],
+  pageMaxBytes: ["PAGE_MAX_BYTES", 65_536, 1_073_741_824],
+  streamBatchMaxBytes: ["STREAM_BATCH_MAX_BYTES", 1_024, 1_073_741_824],
+  streamsMax: ["STREAMS_MAX", 1, 1_000_000],
+  tenantStreamsMax: ["TENANT_STREAMS_MAX", 1, 1_000_000],
+  streamsBufferMaxBytes: ["STREAMS_BUFFER_MAX_BYTES", 1_048_576, 68_719_476_736],
+  tenantCallsMax: ["TENANT_CALLS_MAX", 1, 100_000],
+  tenantQueueMax: ["TENANT_QUEUE_MAX", 0, 1_000_000],
+} as const satisfies { [K in keyof Config as Config[K] extends number ? K : never]?: readonly [string, number, number] };
+
+type IntegerSettings = { -readonly [K in keyof typeof INTEGER_SETTINGS]: number };
+
+/** Every setting of INTEGER_SETTINGS, from `env` or its default; a value out of range stops the process (ConfigError). */
+function integerSettings(env: NodeJS.ProcessEnv): IntegerSettings {
+  const values = {} as IntegerSettings;
+  for (const [key, [name, min, max]] of Object.entries(INTEGER_SETTINGS) as [keyof IntegerSettings, readonly [string, number, number]][]) {
+    values[key] = int(env, name, min, max) ?? defaultConfig[key];
+  }
+  return values;
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, min: number, max: number): number | undefined {
