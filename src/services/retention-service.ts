@@ -12,10 +12,12 @@ import type { RetentionDefaults } from "../config.js";
 import { optionalTimestampFromDb } from "../db/convert.js";
 import * as queries from "../db/queries/retention.js";
 import { invalidArgument } from "../errors/invalid-argument.js";
+import { etagOf, versionOfEtag } from "../etags/etag.js";
 import type { Metrics } from "../metrics/metrics.js";
 import { applyRetention } from "../retention/apply.js";
 import { effectiveRetention, policyFromJson, policyToJson, policyViolations, retentionMessage } from "../retention/policy.js";
 import { tenantScope } from "../tenancy/tenant-scope.js";
+import { MAX_ID as MAX_ETAG } from "../validation/field-limits.js";
 
 /** What RetentionService needs besides the call's tenant scope. */
 export interface RetentionServiceDeps {
@@ -27,8 +29,6 @@ export interface RetentionServiceDeps {
   metrics?: Metrics;
 }
 
-const MAX_ETAG = 100;
-
 /** The handlers of RetentionService: validate, run the query (or retention/apply.ts), map to the response. */
 export function createRetentionService(deps: RetentionServiceDeps): ServiceImpl<typeof RetentionService> {
   /** The fields every policy response carries, from the saved row (or none). */
@@ -37,7 +37,7 @@ export function createRetentionService(deps: RetentionServiceDeps): ServiceImpl<
     return {
       policy,
       effectivePolicy: retentionMessage(effectiveRetention(policy, deps.defaults)),
-      etag: row?.version ?? "",
+      etag: row === undefined ? "" : etagOf(row.version),
       updateTime: optionalTimestampFromDb(row?.update_time ?? null),
     };
   };
@@ -53,7 +53,7 @@ export function createRetentionService(deps: RetentionServiceDeps): ServiceImpl<
       if (violations.length > 0) throw invalidArgument(violations);
       const policy = req.policy ?? create(RetentionPolicySchema);
       // An etag that cannot be one of ours matches nothing: ABORTED, like a stale one.
-      const expected = req.etag === "" ? undefined : /^[1-9]\d{0,17}$/.test(req.etag) ? req.etag : "0";
+      const expected = req.etag === "" ? undefined : (versionOfEtag(req.etag) ?? "0");
       const row = await queries.savePolicy(tenantScope(ctx), policyToJson(policy), expected);
       if (row === undefined) {
         throw new ConnectError(`etag "${req.etag}" does not match the saved retention policy (it changed, or none is saved); get it again and retry`, Code.Aborted);
