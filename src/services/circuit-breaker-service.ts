@@ -68,16 +68,15 @@ export function createCircuitBreakerService(deps: CircuitBreakerDeps): ServiceIm
   return {
     async saveCircuitBreakerState(req, ctx) {
       const b = validateSave(req);
-      const expected = req.etag === "" ? undefined : (versionOfEtag(req.etag) ?? "mismatch");
-      const { row } = await queries.changeBreaker(tenantScope(ctx), b.agentKey, { createIfMissing: true }, ({ row, now, created }) => {
-        // The breaker was created by this transaction (never saved): an etag
-        // cannot match it.
-        if (expected !== undefined && (expected !== row!.version || created)) {
-          throw new ConnectError(
-            `etag "${req.etag}" does not match the stored breaker of "${b.agentKey}" (it changed, or does not exist); get it again and retry`,
-            Code.Aborted,
-          );
-        }
+      const mismatch = () =>
+        new ConnectError(
+          `etag "${req.etag}" does not match the stored breaker of "${b.agentKey}" (it changed, or does not exist); get it again and retry`,
+          Code.Aborted,
+        );
+      const version = req.etag === "" ? undefined : versionOfEtag(req.etag);
+      if (req.etag !== "" && version === undefined) throw mismatch();
+      const ifVersion = version === undefined ? undefined : { version, mismatch };
+      const { row } = await queries.changeBreaker(tenantScope(ctx), b.agentKey, { createIfMissing: true, ifVersion }, ({ row, now }) => {
         const policy = b.policy ?? policyFromDb(row!.policy);
         const step = machine.save(
           fieldsFromRow(row!),

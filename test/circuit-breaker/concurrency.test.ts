@@ -1,3 +1,4 @@
+import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CircuitState, TransitionReason } from "../../gen/orchestration/state/v1/circuit_breaker_service_pb.js";
 import { backendName } from "../support/backend.js";
@@ -43,6 +44,21 @@ describe(`concurrent calls on ${backendName}`, () => {
     expect(counts.sort()).toEqual([1n, 2n, 3n, 4n]);
     const history = (await many[0]!.listCircuitBreakerTransitions({ agentKey: "flaky" })).transitions;
     expect(history.map((h) => [h.fromState, h.toState])).toEqual([[CircuitState.CLOSED, CircuitState.OPEN]]);
+  });
+
+  it("concurrent saves with the same etag: exactly one wins, the others are ABORTED, and the stored breaker is the winner's", async () => {
+    const tenant = newTenant();
+    const many = clients(tenant, 8);
+    const v1 = (await many[0]!.saveCircuitBreakerState({ circuitBreaker: { agentKey: "contended", state: CircuitState.CLOSED } })).circuitBreaker!;
+    const states = [CircuitState.OPEN, CircuitState.FORCED_OPEN, CircuitState.DISABLED, CircuitState.HALF_OPEN];
+    const results = await Promise.allSettled(
+      many.map((c, i) => c.saveCircuitBreakerState({ etag: v1.etag, circuitBreaker: { agentKey: "contended", state: states[i % states.length]! } })),
+    );
+    const won = results.flatMap((r) => (r.status === "fulfilled" ? [r.value.circuitBreaker!] : []));
+    const lost = results.flatMap((r) => (r.status === "rejected" ? [ConnectError.from(r.reason).code] : []));
+    expect(won).toHaveLength(1);
+    expect(lost).toEqual(Array.from({ length: many.length - 1 }, () => Code.Aborted));
+    expect((await many[0]!.getCircuitBreakerState({ agentKey: "contended" })).circuitBreaker).toEqual(won[0]);
   });
 
   it("concurrent AcquirePermission calls on an expired OPEN breaker grant exactly the allowed trials, with one move to HALF_OPEN", async () => {

@@ -14,7 +14,12 @@ import type { TenantScope } from "../../tenancy/tenant-scope.js";
 // decides on the row it locked, then writes the row and its transition. A
 // concurrent change of the same breaker waits for the lock and then decides on
 // what the first one committed, so no count, threshold or trial grant is lost
-// or applied twice. The database's clock, read after the lock, is the only
+// or applied twice; the write is conditional on the version it was decided
+// on (UPDATE ... WHERE version = ?, as for executions), which the lock keeps
+// for changes without an etag, and which a save's etag names otherwise. The
+// lock, not a retry on a version conflict, is what serializes changes
+// without an etag: RecordCallOutcome calls that race on one breaker wait for
+// each other instead of failing. The database's clock, read after the lock, is the only
 // clock: replicas' clocks may differ. RecoverCircuitBreakers changes many
 // breakers in one statement that locks the expired rows and rechecks them
 // after any wait, so concurrent calls change each breaker once.
@@ -60,6 +65,13 @@ export interface Decision<T> {
   result: T;
 }
 
+/** What changeBreaker requires of the stored breaker: the version of the client's etag. */
+export interface BreakerCondition {
+  version: string;
+  /** The error a mismatch throws (rolling the transaction back). */
+  mismatch: () => Error;
+}
+
 /** The outcome of changeBreaker: the row and transition as stored, and the decision's result. */
 export interface Changed<T> {
   row: BreakerRow | undefined;
@@ -76,12 +88,14 @@ export interface Changed<T> {
  * repeats for the agent, also across delete and recreate; update_time = that
  * clock) and, if any, the transition
  * (which notifies watchers on commit, see the migration's trigger). When
- * `decide` throws, nothing is written.
+ * `decide` throws, nothing is written. With `options.ifVersion`, the row is
+ * written only at that version (a breaker this transaction created has none a
+ * client can hold): otherwise its `mismatch()` is thrown and nothing is written.
  */
 export async function changeBreaker<T>(
   scope: TenantScope,
   agentKey: string,
-  options: { createIfMissing: boolean },
+  options: { createIfMissing: boolean; ifVersion?: BreakerCondition | undefined },
   decide: (locked: LockedBreaker) => Decision<T>,
 ): Promise<Changed<T>> {
   return scope.transaction(async (trx) => changeBreakerIn(trx, scope, agentKey, options, decide));
@@ -92,7 +106,7 @@ export async function changeBreakerIn<T>(
   trx: Knex.Transaction,
   scope: TenantScope,
   agentKey: string,
-  options: { createIfMissing: boolean },
+  options: { createIfMissing: boolean; ifVersion?: BreakerCondition | undefined },
   decide: (locked: LockedBreaker) => Decision<T>,
 ): Promise<Changed<T>> {
   {
@@ -107,6 +121,7 @@ export async function changeBreakerIn<T>(
       );
       created = inserted.rows.length === 1;
     }
+    if (created && options.ifVersion !== undefined) throw options.ifVersion.mismatch();
     // The clock is read by the outer SELECT, after the CTE has returned (and
     // so locked) the row: a wait for another replica's change is not counted
     // as elapsed time before it.
@@ -123,11 +138,18 @@ export async function changeBreakerIn<T>(
     const decision = decide({ row: locked, now, created });
     let row = locked;
     if (decision.breaker !== undefined) {
+      // Conditional on the version decided on: the etag's, or the locked row's.
+      const version = options.ifVersion?.version ?? locked?.version;
       const patched = await CircuitBreakerModel.query(trx)
         .where({ tenant_id: scope.tenantId, agent_key: agentKey })
+        .where("version", version ?? null)
         .patch({ ...decision.breaker, version: raw("nextval('row_version_seq')"), update_time: now })
         .returning("*");
       row = patched[0];
+      if (row === undefined) {
+        // Under the row lock only an etag can miss.
+        throw options.ifVersion?.mismatch() ?? new Error(`breaker "${agentKey}" changed under its row lock`);
+      }
     }
     let transition: TransitionRow | undefined;
     if (decision.transition !== undefined) {
