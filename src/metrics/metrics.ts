@@ -10,6 +10,9 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom
 /** A metric's label names, typed. */
 type Labels<T extends string> = Record<T, string>;
 
+/** Hears a task outcome reported for an agent: RoutingAuditService and StatisticsService tell Metrics.agentOutcome. */
+export type TaskOutcomeListener = (tenant: string, agent: string, success: boolean) => void;
+
 /** The series of one server, in a registry of their own (tests build several servers in one process). */
 export interface Metrics {
   readonly registry: Registry;

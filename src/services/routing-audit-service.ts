@@ -13,6 +13,7 @@ import { deleteInBatches } from "../db/batched-delete.js";
 import { timestampToDb } from "../db/convert.js";
 import type { DecisionRow } from "../db/models/routing-decision.js";
 import * as queries from "../db/queries/routing-decisions.js";
+import type { TaskOutcomeListener } from "../metrics/metrics.js";
 import { keysetFromToken, MAX_PAGE_SIZE, nextPageToken, pageSize } from "../pagination/page-token.js";
 import { type PageBudget, paginate } from "../pagination/paginate.js";
 import { tenantScope } from "../tenancy/tenant-scope.js";
@@ -43,9 +44,6 @@ export interface RoutingAuditDeps extends PageBudget {
   /** Told each outcome recorded with `update_statistics` (metrics). */
   onTaskOutcome?: TaskOutcomeListener;
 }
-
-/** Hears a task outcome reported for an agent (metrics: the agent success rate). */
-export type TaskOutcomeListener = (tenant: string, agent: string, success: boolean) => void;
 
 /** The handlers of RoutingAuditService: validate, run one query module call, map to the response. */
 export function createRoutingAuditService(deps: RoutingAuditDeps): ServiceImpl<typeof RoutingAuditService> {

@@ -12,11 +12,11 @@ import {
 } from "../../gen/orchestration/state/v1/statistics_service_pb.js";
 import { durationToMicros, timestampToDb } from "../db/convert.js";
 import * as queries from "../db/queries/agent-statistics.js";
+import type { TaskOutcomeListener } from "../metrics/metrics.js";
 import { pageSize } from "../pagination/page-token.js";
 import { type PageBudget, paginate } from "../pagination/paginate.js";
 import { tenantScope } from "../tenancy/tenant-scope.js";
 import { onceOnly } from "./request-ids/once-only.js";
-import type { TaskOutcomeListener } from "./routing-audit-service.js";
 import { statisticsFromRow } from "./statistics/statistics-row.js";
 import {
   validateGet,
