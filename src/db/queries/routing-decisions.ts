@@ -4,6 +4,7 @@ import { parseJsonAttributes } from "../models/plain-rows.js";
 import type { TenantScope } from "../../tenancy/tenant-scope.js";
 import type { BoundedRows } from "../../limits/byte-budget.js";
 import { byteBounded, type RowLimits } from "./byte-bounded.js";
+import { whereGiven } from "./filters.js";
 import { ADD_OUTCOMES_LOCK_SQL, addOutcomesSql } from "./agent-statistics.js";
 
 // Every SQL statement of RoutingAuditService. Each function takes the call's
@@ -199,22 +200,19 @@ export interface ListFilters {
  * page's last row, within `limits` (see byteBounded); `more` tells whether a
  * next page exists. Plain rows of the model's shape.
  */
-export async function listDecisions(
-  scope: TenantScope,
-  filters: ListFilters,
-  after: [string, string] | undefined,
-  limits: RowLimits,
-): Promise<BoundedRows<DecisionRow>> {
+export async function listDecisions(scope: TenantScope, filters: ListFilters, after: [string, string] | undefined, limits: RowLimits): Promise<BoundedRows<DecisionRow>> {
   return scope.run(async (db) => {
-    const q = db<DecisionRow>(RoutingDecisionModel.tableName).select("*").where("tenant_id", scope.tenantId);
-    if (filters.taskId !== "") q.where("task_id", filters.taskId);
-    if (filters.taskType !== "") q.where("task_type", filters.taskType);
-    if (filters.selectedAgent !== "") q.where("selected_agent", filters.selectedAgent);
-    if (filters.workflowExecutionId !== "") q.where("workflow_execution_id", filters.workflowExecutionId);
-    if (filters.stepId !== "") q.where("step_id", filters.stepId);
-    if (filters.success !== null) q.where("success", filters.success);
-    if (filters.routedAfter !== null) q.where("routed_at", ">=", filters.routedAfter);
-    if (filters.routedBefore !== null) q.where("routed_at", "<", filters.routedBefore);
+    const q = whereGiven(db<DecisionRow>(RoutingDecisionModel.tableName).select("*").where("tenant_id", scope.tenantId), {
+      equal: {
+        task_id: filters.taskId,
+        task_type: filters.taskType,
+        selected_agent: filters.selectedAgent,
+        workflow_execution_id: filters.workflowExecutionId,
+        step_id: filters.stepId,
+        success: filters.success,
+      },
+      range: { column: "routed_at", from: filters.routedAfter, before: filters.routedBefore },
+    });
     if (after !== undefined) q.whereRaw("(routed_at, decision_id) < (?::timestamptz, ?::uuid)", after);
     return byteBounded(db, RoutingDecisionModel, q, "routed_at DESC, decision_id DESC", limits);
   });

@@ -4,6 +4,7 @@ import { jsonAttributesAsText, parseJsonAttributes } from "../models/plain-rows.
 import type { TenantScope } from "../../tenancy/tenant-scope.js";
 import type { BoundedRows } from "../../limits/byte-budget.js";
 import { byteBounded, type RowLimits } from "./byte-bounded.js";
+import { type GivenFilters, whereGiven } from "./filters.js";
 
 export type { RowLimits } from "./byte-bounded.js";
 
@@ -173,21 +174,13 @@ const OLDEST_FIRST = "started_at, execution_id";
  * previous page's last row, within `limits` (see byteBounded); `more` tells
  * whether a next page exists.
  */
-export async function listExecutions(
-  scope: TenantScope,
-  filters: ListFilters,
-  after: [string, string] | undefined,
-  limits: RowLimits,
-): Promise<BoundedRows<ExecutionRow>> {
-  return scope.run(async (db) => {
-    const q = db<ExecutionRow>(WorkflowExecutionModel.tableName).select("*").where("tenant_id", scope.tenantId);
-    if (filters.workflowName !== "") q.where("workflow_name", filters.workflowName);
-    if (filters.statuses.length > 0) q.whereIn("status", filters.statuses);
-    if (filters.startedAfter !== null) q.where("started_at", ">=", filters.startedAfter);
-    if (filters.startedBefore !== null) q.where("started_at", "<", filters.startedBefore);
-    if (after !== undefined) q.whereRaw("(started_at, execution_id) < (?::timestamptz, ?)", after);
-    return byteBounded(db, WorkflowExecutionModel, q, NEWEST_FIRST, limits);
-  });
+export async function listExecutions(scope: TenantScope, filters: ListFilters, after: [string, string] | undefined, limits: RowLimits): Promise<BoundedRows<ExecutionRow>> {
+  const given = {
+    equal: { workflow_name: filters.workflowName },
+    in: { status: filters.statuses },
+    range: { column: "started_at", from: filters.startedAfter, before: filters.startedBefore },
+  };
+  return executionsAfter(scope, given, "newest", after, limits);
 }
 
 /**
@@ -199,17 +192,26 @@ export async function listExecutions(
  * Objection's model instances (the rows are converted once, straight to the
  * response, and dropped).
  */
-export async function incompleteExecutionsBatch(
+export async function incompleteExecutionsBatch(scope: TenantScope, workflowName: string, after: [string, string] | undefined, limits: RowLimits): Promise<BoundedRows<ExecutionRow>> {
+  return executionsAfter(scope, { equal: { workflow_name: workflowName }, in: { status: INCOMPLETE } }, "oldest", after, limits);
+}
+
+/**
+ * The tenant's executions matching `filters`, `order` by started_at
+ * (execution_id breaks ties), strictly after the keyset `after`, within
+ * `limits`: plain rows (see byteBounded).
+ */
+async function executionsAfter(
   scope: TenantScope,
-  workflowName: string,
+  filters: GivenFilters,
+  order: "newest" | "oldest",
   after: [string, string] | undefined,
   limits: RowLimits,
 ): Promise<BoundedRows<ExecutionRow>> {
   return scope.run(async (db) => {
-    const q = db<ExecutionRow>(WorkflowExecutionModel.tableName).select("*").where("tenant_id", scope.tenantId).whereIn("status", INCOMPLETE);
-    if (workflowName !== "") q.where("workflow_name", workflowName);
-    if (after !== undefined) q.whereRaw("(started_at, execution_id) > (?::timestamptz, ?)", after);
-    return byteBounded(db, WorkflowExecutionModel, q, OLDEST_FIRST, limits);
+    const q = whereGiven(db<ExecutionRow>(WorkflowExecutionModel.tableName).select("*").where("tenant_id", scope.tenantId), filters);
+    if (after !== undefined) q.whereRaw(`(started_at, execution_id) ${order === "newest" ? "<" : ">"} (?::timestamptz, ?)`, after);
+    return byteBounded(db, WorkflowExecutionModel, q, order === "newest" ? NEWEST_FIRST : OLDEST_FIRST, limits);
   });
 }
 
