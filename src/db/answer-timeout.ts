@@ -27,10 +27,15 @@ export const ANSWER_GRACE_MS = 1_000;
 /** pg's error for a statement that got no answer within query_timeout. */
 const UNANSWERED = "Query read timeout";
 
-/** Whether `err` (or its cause) says a statement got no answer in time: its connection is presumed dead. */
+/**
+ * Whether `err` (or its cause) says a statement got no answer in time: its
+ * connection is presumed dead. Knex prefixes the message of an error of a
+ * statement it ran with the statement ("SELECT ... - Query read timeout").
+ */
 export function isUnanswered(err: unknown): boolean {
   for (let e = err, depth = 0; typeof e === "object" && e !== null && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
-    if ((e as { message?: unknown }).message === UNANSWERED) return true;
+    const message = (e as { message?: unknown }).message;
+    if (typeof message === "string" && (message === UNANSWERED || message.endsWith(` - ${UNANSWERED}`))) return true;
   }
   return false;
 }
