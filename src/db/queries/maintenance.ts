@@ -1,4 +1,5 @@
 import type { Knex } from "knex";
+import type { PolicyRow } from "../models/retention-policy.js";
 import { TRANSACTION_SETTINGS_SELECT } from "../session-settings.js";
 
 // The only statements that look across tenants: they run as role
@@ -24,10 +25,7 @@ async function asMaintenance<T>(knex: Knex, timeoutMs: number, work: (trx: Knex.
 }
 
 /** A tenant's saved retention policy, as stored (protobuf JSON). */
-export interface SavedPolicy {
-  tenant_id: string;
-  policy: object;
-}
+export type SavedPolicy = Pick<PolicyRow, "tenant_id" | "policy">;
 
 /**
  * The saved retention policies, and the tenants retention must visit: with

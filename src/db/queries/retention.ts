@@ -1,4 +1,8 @@
+import { parseJsonAttributes } from "../models/plain-rows.js";
+import { type PolicyRow, RetentionPolicyModel } from "../models/retention-policy.js";
 import type { TenantScope } from "../../tenancy/tenant-scope.js";
+
+export type { PolicyRow } from "../models/retention-policy.js";
 
 // The statements of RetentionService and of the background retention that are
 // not already another service's: the policy row, the dry run's counts, and the
@@ -7,22 +11,11 @@ import type { TenantScope } from "../../tenancy/tenant-scope.js";
 // (deleteTerminalBatch, deleteRoutedBeforeBatch). Each function takes the
 // tenant's scope, like every query.
 
-/** A tenant's saved retention policy. */
-export interface PolicyRow {
-  tenant_id: string;
-  /** RetentionPolicy as protobuf JSON (proto field names). */
-  policy: object;
-  /** Bumped on every save; exposed as the etag. */
-  version: string;
-  create_time: string;
-  update_time: string;
-}
-
 /** The tenant's saved policy, or undefined. */
 export async function findPolicy(scope: TenantScope): Promise<PolicyRow | undefined> {
   return scope.run(async (db) => {
     const { rows } = await db.raw<{ rows: PolicyRow[] }>("SELECT * FROM retention_policies WHERE tenant_id = ?", [scope.tenantId]);
-    return rows[0];
+    return rows[0] === undefined ? undefined : parseJsonAttributes(RetentionPolicyModel, rows[0]);
   });
 }
 
@@ -46,7 +39,7 @@ export async function savePolicy(scope: TenantScope, policy: object, expectedVer
            WHERE tenant_id = ? AND version = ?::bigint RETURNING *`,
           [json, scope.tenantId, expectedVersion],
         );
-    return rows[0];
+    return rows[0] === undefined ? undefined : parseJsonAttributes(RetentionPolicyModel, rows[0]);
   });
 }
 

@@ -1,0 +1,23 @@
+import { Model } from "objection";
+import type { RowOf } from "./plain-rows.js";
+
+/**
+ * One row of `retention_policies`: the saved retention policy of one tenant.
+ * Timestamps and int8 columns are read as text (see ../database.ts).
+ */
+export class RetentionPolicyModel extends Model {
+  static override tableName = "retention_policies";
+  static override idColumn = "tenant_id";
+  static override jsonAttributes = ["policy"];
+
+  tenant_id!: string;
+  /** RetentionPolicy as protobuf JSON (proto field names). */
+  policy!: object;
+  /** Bumped on every save; exposed as the etag. */
+  version!: string;
+  create_time!: string;
+  update_time!: string;
+}
+
+/** One row of `retention_policies` as a plain object (see ./plain-rows.ts). */
+export type PolicyRow = RowOf<RetentionPolicyModel>;
