@@ -136,9 +136,9 @@ function weight<Row>(src: BatchSource<Row, unknown>, rows: Row[]): number {
  * so a row read there stays reachable while its message waits for the client
  * (a 2 MB execution held twice per stalled stream).
  */
-function take<Row, Message>(src: BatchSource<Row, Message>, rows: Row[], i: number): { message: Message; bytes: number } {
+function take<Row, Message>(src: BatchSource<Row, Message>, rows: (Row | undefined)[], i: number): { message: Message; bytes: number } {
   const row = rows[i]!;
-  rows[i] = undefined as never;
+  rows[i] = undefined;
   return { message: src.message(row), bytes: src.bytes(row) };
 }
 
