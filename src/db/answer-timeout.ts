@@ -1,5 +1,6 @@
 import type { Knex } from "knex";
 import pg from "pg";
+import { isUnanswered } from "../errors/database-errors.js";
 
 // How long the server waits for PostgreSQL to answer, and what it does when
 // no answer comes. A partition does not close a connection: the peer simply
@@ -23,22 +24,6 @@ export const DEFAULT_STATEMENT_TIMEOUT_MS = 20_000;
 
 /** Time given to PostgreSQL past a statement's own timeout to answer before its connection is presumed dead. */
 export const ANSWER_GRACE_MS = 1_000;
-
-/** pg's error for a statement that got no answer within query_timeout. */
-const UNANSWERED = "Query read timeout";
-
-/**
- * Whether `err` (or its cause) says a statement got no answer in time: its
- * connection is presumed dead. Knex prefixes the message of an error of a
- * statement it ran with the statement ("SELECT ... - Query read timeout").
- */
-export function isUnanswered(err: unknown): boolean {
-  for (let e = err, depth = 0; typeof e === "object" && e !== null && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
-    const message = (e as { message?: unknown }).message;
-    if (typeof message === "string" && (message === UNANSWERED || message.endsWith(` - ${UNANSWERED}`))) return true;
-  }
-  return false;
-}
 
 /**
  * The statement timeout of `knex`'s connections (DATABASE_STATEMENT_TIMEOUT_MS),

@@ -19,6 +19,22 @@ const ABORTED_SQLSTATES = new Set([
 ]);
 const NETWORK_ERRNOS = new Set(["ECONNREFUSED", "ECONNRESET", "ENOTFOUND", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH", "EAI_AGAIN"]);
 
+/** pg's error for a statement that got no answer within query_timeout (src/db/answer-timeout.ts). */
+const UNANSWERED = "Query read timeout";
+
+/**
+ * Whether `err` (or its cause) says a statement got no answer in time: its
+ * connection is presumed dead. Knex prefixes the message of an error of a
+ * statement it ran with the statement ("SELECT ... - Query read timeout").
+ */
+export function isUnanswered(err: unknown): boolean {
+  for (let e = err, depth = 0; typeof e === "object" && e !== null && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    const message = (e as { message?: unknown }).message;
+    if (typeof message === "string" && (message === UNANSWERED || message.endsWith(` - ${UNANSWERED}`))) return true;
+  }
+  return false;
+}
+
 /** What is known about the call whose database work failed. */
 export interface FailedCall {
   /**
@@ -60,7 +76,7 @@ export function databaseErrorToConnect(err: unknown, call: FailedCall = { deadli
   // database did not answer in time (src/db/answer-timeout.ts: presumed gone).
   if (
     name === "KnexTimeoutError" ||
-    msg === "Query read timeout" ||
+    isUnanswered(err) ||
     msg.includes("Connection terminated") ||
     msg.includes("connect ECONNREFUSED") ||
     msg.includes("Client was closed") ||

@@ -1,6 +1,7 @@
 import type { Knex } from "knex";
 import pg from "pg";
-import { isUnanswered, presumeDead } from "../db/answer-timeout.js";
+import { presumeDead } from "../db/answer-timeout.js";
+import { isUnanswered } from "../errors/database-errors.js";
 import { refusal, type TenantUnit, type UnitRunner } from "./tenant-unit.js";
 
 // The pipelined tenant unit: an adapter on library internals, for speed.

@@ -5,6 +5,7 @@ import { TRANSACTION_SETTINGS_SELECT } from "../db/session-settings.js";
 import { databaseErrorToConnect } from "../errors/database-errors.js";
 import { pipelines, runPipelinedUnit } from "./pipelined-unit.js";
 import { runTenantUnit, type TenantUnit } from "./tenant-unit.js";
+import { MAX_TIMER_MS } from "../ranges.js";
 
 // How every unit of work of a call is bound to its tenant inside the database.
 //
@@ -55,9 +56,9 @@ export function bindingStatement(tenantId: string, timeoutMs: number | undefined
   return timeoutMs === undefined ? { sql: BIND, values: [tenantId] } : { sql: BIND_WITH_TIMEOUT, values: [tenantId, String(timeoutMs)] };
 }
 
-// statement_timeout and Node's timers both take at most 2^31-1 ms (~24.8 days);
-// a deadline further away than that is treated as none.
-const MAX_TIMEOUT_MS = 2_147_483_647;
+// statement_timeout and Node's timers both take at most MAX_TIMER_MS (2^31-1
+// ms, ~24.8 days); a deadline further away than that is treated as none.
+const MAX_TIMEOUT_MS = MAX_TIMER_MS;
 
 /** The error of a call whose deadline passed before its transaction could start. */
 function deadlinePassed(): ConnectError {

@@ -4,11 +4,11 @@ import { kPrincipal } from "../auth/auth-interceptor.js";
 import type { Principal } from "../auth/key-store.js";
 import { invalidArgument } from "../errors/invalid-argument.js";
 import { TenantScope, kTenantScope } from "./tenant-scope.js";
+import { UUID } from "../ranges.js";
 
 /** Request header naming the tenant a call acts for. */
 export const TENANT_HEADER = "x-tenant-id";
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * Binds every call of our services to exactly one tenant, before the handler

@@ -1,5 +1,6 @@
 import type { Knex } from "knex";
-import { isUnanswered, presumeDead } from "../db/answer-timeout.js";
+import { presumeDead } from "../db/answer-timeout.js";
+import { isUnanswered } from "../errors/database-errors.js";
 
 // How a tenant unit of work reaches the database on the default path, with
 // public APIs only (src/tenancy/row-level-security.ts says what a unit

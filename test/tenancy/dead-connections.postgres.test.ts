@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
 import type pg from "pg";
 import { describe, expect, it } from "vitest";
-import { isUnanswered, queryWithin } from "../../src/db/answer-timeout.js";
+import { queryWithin } from "../../src/db/answer-timeout.js";
+import { isUnanswered } from "../../src/errors/database-errors.js";
 import { createDatabase } from "../../src/db/database.js";
 import { silentLogger } from "../../src/logging/logger.js";
 import { TENANT_ROLE } from "../../src/tenancy/row-level-security.js";
