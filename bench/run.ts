@@ -29,7 +29,23 @@ import {
 import { type Measurement, medianRun, percentile } from "./lib/stats.js";
 import { B3_EXECUTIONS, execution, type UnaryWorkload, paths } from "./workloads.js";
 
+const USAGE = `usage: npm run bench -- [--runs=3] [--seconds=5] [--warmup=1] [--b5-rows=1000000] [--b6-rows=1000000]
+                        [--only=B0,B1,B2,B3,B4,B5,B6,RLS] [--out=bench/results]
+The server and the baselines use DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test).`;
+const OPTIONS = ["runs", "seconds", "warmup", "b5-rows", "b6-rows", "only", "out"];
 const args = process.argv.slice(2);
+// A mistyped or unknown option (--help included) must not start a full run,
+// which takes tens of minutes and loads two million rows.
+if (args.includes("--help") || args.includes("-h")) {
+  console.log(USAGE);
+  process.exit(0);
+}
+for (const a of args) {
+  if (!OPTIONS.some((name) => a.startsWith(`--${name}=`))) {
+    console.error(`bench: unknown option ${JSON.stringify(a)}\n${USAGE}`);
+    process.exit(2);
+  }
+}
 const arg = (name: string, fallback: string) => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
 const runs = Number(arg("runs", "3"));
 const seconds = Number(arg("seconds", "5"));
