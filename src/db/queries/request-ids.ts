@@ -1,4 +1,5 @@
 import type { Knex } from "knex";
+import type { RequestIdRow } from "../models/request-id.js";
 
 // The SQL of request ids (retries that count once; see the migration
 // 20261204020200_request_ids). Both functions run inside the caller's tenant
@@ -42,7 +43,8 @@ export async function claimRequestId(trx: Knex.Transaction, tenantId: string, ke
     binding,
   );
   if (inserted.rows.length === 1) return { first: true };
-  const { rows } = await trx.raw<{ rows: { request_hash: string; response: Uint8Array }[] }>(
+  // response is set: the first call stored it in the transaction this one waited for.
+  const { rows } = await trx.raw<{ rows: (Pick<RequestIdRow, "request_hash"> & { response: NonNullable<RequestIdRow["response"]> })[] }>(
     `SELECT request_hash, response FROM request_ids WHERE tenant_id = :tenant AND method = :method AND request_id = :id`,
     binding,
   );
