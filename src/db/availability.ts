@@ -2,7 +2,7 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Knex } from "knex";
 import { databaseErrorToConnect } from "../errors/database-errors.js";
 import type { Logger } from "../logging/logger.js";
-import { queryWithin } from "./answer-timeout.js";
+import { queryWithin } from "../connection/answer-timeout.js";
 
 /** What DatabaseAvailability watches and how often. */
 export interface DatabaseAvailabilityOptions {
@@ -179,7 +179,7 @@ export class DatabaseAvailability {
       try {
         await Promise.race([
           // pg gives up on the answer at the same time: the connection, if
-          // it is dead, is closed and the pool discards it (answer-timeout.ts).
+          // it is dead, is closed and the pool discards it (src/connection/answer-timeout.ts).
           queryWithin(this.options.knex, "SELECT 1", this.probeTimeoutMs),
           new Promise((_, reject) => {
             timer = setTimeout(() => reject(new Error(`no answer to SELECT 1 within ${this.probeTimeoutMs} ms`)), this.probeTimeoutMs);

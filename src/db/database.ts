@@ -3,9 +3,9 @@ import knexFactory, { type Knex } from "knex";
 import ClientPgLite from "knex-pglite";
 import pg from "pg";
 import { createLogger, type Logger } from "../logging/logger.js";
-import { ANSWER_GRACE_MS, DEFAULT_STATEMENT_TIMEOUT_MS, isServiceable } from "./answer-timeout.js";
+import { ANSWER_GRACE_MS, DEFAULT_STATEMENT_TIMEOUT_MS, isServiceable } from "../connection/answer-timeout.js";
 import { migrationSource } from "./migrations/index.js";
-import { SESSION_SETTINGS_SQL } from "./session-settings.js";
+import { SESSION_SETTINGS_SQL } from "../connection/session-settings.js";
 
 /** Where the data lives: a PostgreSQL server, or the embedded PGlite. */
 export interface DatabaseOptions {
@@ -17,7 +17,7 @@ export interface DatabaseOptions {
   poolMax?: number;
   /**
    * PostgreSQL: the longest a statement of a call may run (DATABASE_STATEMENT_TIMEOUT_MS);
-   * a connection silent for ANSWER_GRACE_MS more is presumed dead (answer-timeout.ts).
+   * a connection silent for ANSWER_GRACE_MS more is presumed dead (src/connection/answer-timeout.ts).
    */
   statementTimeoutMs?: number;
   /** Where Knex's own warnings go (pool errors, deprecations); stdout as JSON lines if unset. */
@@ -120,7 +120,7 @@ export function databaseConfig(options: DatabaseOptions): Knex.Config {
         connectionTimeoutMillis: 5_000,
         keepAlive: true,
         keepAliveInitialDelayMillis: KEEPALIVE_INITIAL_DELAY_MS,
-        // The bound on waiting for an answer (answer-timeout.ts).
+        // The bound on waiting for an answer (src/connection/answer-timeout.ts).
         query_timeout: (options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS) + ANSWER_GRACE_MS,
       };
     const config: DatabaseConfig = {
@@ -133,14 +133,14 @@ export function databaseConfig(options: DatabaseOptions): Knex.Config {
       pool: {
         min: 0,
         max: options.poolMax ?? 10,
-        // The settings the code relies on, whatever the database's defaults (session-settings.ts).
+        // The settings the code relies on, whatever the database's defaults (src/connection/session-settings.ts).
         afterCreate: (connection: pg.Client, done: (err: Error | null, connection: pg.Client) => void) => {
           connection.query(SESSION_SETTINGS_SQL).then(
             () => done(null, connection),
             (err: Error) => done(err, connection),
           );
         },
-        // Not presumed dead, no transaction open (answer-timeout.ts): pg's
+        // Not presumed dead, no transaction open (src/connection/answer-timeout.ts): pg's
         // query_timeout fails a statement but leaves it in flight, and
         // whoever ran it closes the connection.
         validate: isServiceable,
@@ -160,7 +160,7 @@ export function databaseConfig(options: DatabaseOptions): Knex.Config {
       parsers: { [pgliteTypes.TIMESTAMPTZ]: asText, [pgliteTypes.INT8]: asText },
     });
     // Its one connection is the database's one session: the settings the code
-    // relies on (session-settings.ts) go first. PGlite runs statements in the
+    // relies on (src/connection/session-settings.ts) go first. PGlite runs statements in the
     // order they were called, and this one is called before Knex has the instance.
     db.exec(SESSION_SETTINGS_SQL).catch((err: unknown) => logger.error("PGlite session settings failed", { error: String(err) }));
     return db;

@@ -25,7 +25,7 @@ export interface NotificationListenerOptions {
   /**
    * PostgreSQL: time between two `SELECT 1` probes of the listening
    * connection (undefined: none). A probe that fails, or gets no answer within
-   * the connection's query_timeout (src/db/answer-timeout.ts), means the
+   * the connection's query_timeout (src/connection/answer-timeout.ts), means the
    * connection is lost (onLost): a partition leaves it open and silent, and
    * nothing else would notice that notifications stopped coming.
    */

@@ -19,7 +19,7 @@ const ABORTED_SQLSTATES = new Set([
 ]);
 const NETWORK_ERRNOS = new Set(["ECONNREFUSED", "ECONNRESET", "ENOTFOUND", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH", "EAI_AGAIN"]);
 
-/** pg's error for a statement that got no answer within query_timeout (src/db/answer-timeout.ts). */
+/** pg's error for a statement that got no answer within query_timeout (src/connection/answer-timeout.ts). */
 const UNANSWERED = "Query read timeout";
 
 /**
@@ -73,7 +73,7 @@ export function databaseErrorToConnect(err: unknown, call: FailedCall = { deadli
     }
   }
   // Knex's pool gave up waiting for a connection, pg lost its socket, or the
-  // database did not answer in time (src/db/answer-timeout.ts: presumed gone).
+  // database did not answer in time (src/connection/answer-timeout.ts: presumed gone).
   if (
     name === "KnexTimeoutError" ||
     isUnanswered(err) ||

@@ -1,6 +1,6 @@
 import type { Knex } from "knex";
 import pg from "pg";
-import { presumeDead } from "../db/answer-timeout.js";
+import { presumeDead } from "../connection/answer-timeout.js";
 import { isUnanswered } from "../errors/database-errors.js";
 import { refusal, type TenantUnit, type UnitRunner } from "./tenant-unit.js";
 

@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Knex } from "knex";
-import { statementTimeoutOf } from "../db/answer-timeout.js";
-import { TRANSACTION_SETTINGS_SELECT } from "../db/session-settings.js";
+import { statementTimeoutOf } from "../connection/answer-timeout.js";
+import { TRANSACTION_SETTINGS_SELECT } from "../connection/session-settings.js";
 import { databaseErrorToConnect } from "../errors/database-errors.js";
 import { pipelines, runPipelinedUnit } from "./pipelined-unit.js";
 import { runTenantUnit, type TenantUnit } from "./tenant-unit.js";
@@ -46,7 +46,7 @@ export const TENANT_SETTING = "app.tenant_id";
 
 // The binding: tenant, role, the session settings the code relies on (for
 // this transaction: it may run on any server connection behind a pooler; see
-// src/db/session-settings.ts) and, with a deadline, the statement timeout in
+// src/connection/session-settings.ts) and, with a deadline, the statement timeout in
 // milliseconds; the values are bind parameters.
 const BIND = `SELECT set_config('${TENANT_SETTING}', $1, true), set_config('role', '${TENANT_ROLE}', true), ${TRANSACTION_SETTINGS_SELECT}`;
 const BIND_WITH_TIMEOUT = `${BIND}, set_config('statement_timeout', $2, true)`;
@@ -90,7 +90,7 @@ export type UnitKind = TenantUnit["kind"];
  *   left is refused): DEADLINE_EXCEEDED, nothing written.
  * On PostgreSQL, with or without a deadline, no statement runs longer than
  * the connections' statement timeout (DATABASE_STATEMENT_TIMEOUT_MS, see
- * src/db/answer-timeout.ts): the binding's statement_timeout is the smaller
+ * src/connection/answer-timeout.ts): the binding's statement_timeout is the smaller
  * of the two, and a statement cancelled by it answers DEADLINE_EXCEEDED too.
  */
 export async function tenantTransaction<T>(

@@ -1,5 +1,5 @@
 import type { Knex } from "knex";
-import { presumeDead } from "../db/answer-timeout.js";
+import { presumeDead } from "../connection/answer-timeout.js";
 import { isUnanswered } from "../errors/database-errors.js";
 
 // How a tenant unit of work reaches the database on the default path, with

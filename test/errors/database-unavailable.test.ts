@@ -53,7 +53,7 @@ describe("when the database is unreachable", () => {
 
   it("a statement the database never answered (pg's query_timeout; Knex puts the SQL before pg's message) answers UNAVAILABLE without the SQL", () => {
     // What Knex throws for a statement of its own whose answer did not come within
-    // the connection's query_timeout (src/db/answer-timeout.ts), as during a partition.
+    // the connection's query_timeout (src/connection/answer-timeout.ts), as during a partition.
     for (const message of ["Query read timeout", "select * from \"workflow_executions\" where \"tenant_id\" = $1 - Query read timeout"]) {
       const err = databaseErrorToConnect(new Error(message));
       expect(err?.code, message).toBe(Code.Unavailable);

@@ -34,7 +34,7 @@ describe(`a tenant transaction's deadline on ${backendName}`, () => {
     const far = new TenantScope(tenant, knex, Date.now() + 30 * 24 * 3_600_000);
     expect(await far.run(async (db) => (await db.raw<{ rows: { one: number }[] }>("SELECT 1 AS one")).rows[0]!.one)).toBe(1);
     // Within the statement timeout's cap (20 s by default on PostgreSQL, see
-    // src/db/answer-timeout.ts): the time left.
+    // src/connection/answer-timeout.ts): the time left.
     const near = new TenantScope(tenant, knex, Date.now() + 15_000);
     const timeoutMs = await near.run(async (db) =>
       Number((await db.raw<{ rows: { ms: string }[] }>("SELECT setting AS ms FROM pg_settings WHERE name = 'statement_timeout'")).rows[0]!.ms),

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type pg from "pg";
 import { describe, expect, it } from "vitest";
-import { queryWithin } from "../../src/db/answer-timeout.js";
+import { queryWithin } from "../../src/connection/answer-timeout.js";
 import { isUnanswered } from "../../src/errors/database-errors.js";
 import { createDatabase } from "../../src/db/database.js";
 import { silentLogger } from "../../src/logging/logger.js";
@@ -12,7 +12,7 @@ import { state } from "./support/tenant-unit.js";
 
 // A statement pg gave up waiting for stays in flight on its connection, and
 // everything sent after it would wait behind it: whoever ran it closes that
-// connection, and the pool's check on acquire (src/db/answer-timeout.ts, with
+// connection, and the pool's check on acquire (src/connection/answer-timeout.ts, with
 // pg's public APIs only) hands the next caller a fresh one at once.
 
 describe("connections whose statement got no answer in time (PostgreSQL)", () => {

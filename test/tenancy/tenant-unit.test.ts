@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { Code } from "@connectrpc/connect";
 import type { Knex } from "knex";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { statementTimeoutOf } from "../../src/db/answer-timeout.js";
+import { statementTimeoutOf } from "../../src/connection/answer-timeout.js";
 import { migrate } from "../../src/db/database.js";
 import { WorkflowExecutionModel } from "../../src/db/models/workflow-execution.js";
 import { TENANT_ROLE, tenantTransaction } from "../../src/tenancy/row-level-security.js";

@@ -1,6 +1,6 @@
 import type { Knex } from "knex";
 import type { PolicyRow } from "../models/retention-policy.js";
-import { TRANSACTION_SETTINGS_SELECT } from "../session-settings.js";
+import { TRANSACTION_SETTINGS_SELECT } from "../../connection/session-settings.js";
 
 // The only statements that look across tenants: they run as role
 // `orchestrator_maintenance`, which may read every tenant's rows and write

@@ -1,11 +1,11 @@
 // The session settings the code relies on, whatever the database's defaults
 // (ALTER DATABASE/ROLE ... SET, postgresql.conf, PGlite's postgresql.auto.conf):
-// - DateStyle ISO: timestamptz values are read as text (database.ts) and
-//   parsed by convert.ts, which reads the ISO form only; `::text` casts of
-//   timestamps (circuit-breakers.ts) follow DateStyle too. Input is always
+// - DateStyle ISO: timestamptz values are read as text (src/db/database.ts) and
+//   parsed by src/db/convert.ts, which reads the ISO form only; `::text` casts of
+//   timestamps (src/db/queries/circuit-breakers.ts) follow DateStyle too. Input is always
 //   ISO 8601, which PostgreSQL reads the same under any DateStyle.
 // - TimeZone UTC: the text of a timestamptz carries the session's offset;
-//   convert.ts reads any offset, but UTC keeps every text the same whatever
+//   src/db/convert.ts reads any offset, but UTC keeps every text the same whatever
 //   the server's zone, and anything that ever works on dates (not instants)
 //   from drifting with it.
 // - extra_float_digits 1: float8 (agent_score, ratios) as the shortest text

@@ -15,9 +15,9 @@ import { isUnanswered } from "../errors/database-errors.js";
 //   statement fails (the call answers UNAVAILABLE), whoever ran it closes the
 //   connection (presumeDead: tenant units, queryWithin) and the pool discards
 //   it (isServiceable), as the LISTEN connection is replaced when its probe
-//   goes unanswered (notification-listener.ts);
-// - TCP keepalive finds idle connections whose peer vanished (database.ts).
-// Migrations run without the bound (database.ts: they may legitimately take long).
+//   goes unanswered (src/db/notification-listener.ts);
+// - TCP keepalive finds idle connections whose peer vanished (src/db/database.ts).
+// Migrations run without the bound (src/db/database.ts: they may legitimately take long).
 
 /** Default of DATABASE_STATEMENT_TIMEOUT_MS (config.ts), for a Knex made without it (tests, the knex CLI). */
 export const DEFAULT_STATEMENT_TIMEOUT_MS = 20_000;
@@ -27,7 +27,7 @@ export const ANSWER_GRACE_MS = 1_000;
 
 /**
  * The statement timeout of `knex`'s connections (DATABASE_STATEMENT_TIMEOUT_MS),
- * read back from the query_timeout database.ts gave them; undefined on PGlite,
+ * read back from the query_timeout src/db/database.ts gave them; undefined on PGlite,
  * which runs in process and cannot be partitioned away.
  */
 export function statementTimeoutOf(knex: Knex): number | undefined {
@@ -52,7 +52,7 @@ export function presumeDead(connection: unknown): void {
 }
 
 /**
- * The pool's check of a pg connection on every acquire (database.ts): not
+ * The pool's check of a pg connection on every acquire (src/db/database.ts): not
  * presumed dead, and idle with no transaction open, by the last answer it
  * got (pg's public getTransactionStatus). Knex's pool also discards the
  * connections that reported an error or ended.
