@@ -167,6 +167,7 @@ export function databaseConfig(options: DatabaseOptions): Knex.Config {
   };
   return {
     ...common,
+    // knex-pglite declares its client class as its own type, not as a Knex.Client constructor.
     client: ClientPgLite as unknown as typeof Knex.Client,
     dialect: "postgres",
     postProcessResponse: pgliteRowCounts,

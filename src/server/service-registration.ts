@@ -34,6 +34,8 @@ export function registerOnRouter(
   return (router) => {
     for (const { service, impl, options } of services) {
       for (const { method, impl: methodImpl } of Object.values(createServiceImplSpec(service, impl).methods)) {
+        // The spec pairs each method with its own implementation, typed as the union over method kinds;
+        // router.rpc's overloads want one kind at a time: the pair is right by construction.
         router.rpc(method, methodImpl as never, { ...options, readMaxBytes: readMaxBytesOf(method) });
       }
     }

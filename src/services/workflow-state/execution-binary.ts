@@ -1,3 +1,4 @@
+// Over 400 lines: one protobuf writer for every field of a WorkflowExecution (ExecutionWriter, encodeExecution), checked byte for byte against toBinary.
 import { fromJson, toBinary, type JsonValue } from "@bufbuild/protobuf";
 import {
   StepExecutionSchema,
