@@ -3,7 +3,7 @@ import type { Knex } from "knex";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { migrate } from "../../src/db/database.js";
 import { MONTHS_BACK } from "../../src/db/queries/decision-partitions.js";
-import { createScratchDatabase } from "../support/backend.js";
+import { createScratchDatabase, migrateUpTo } from "../support/backend.js";
 
 // Migration 20261204080000_partition_routing_decisions converts an existing
 // routing_decisions into a table partitioned by month without losing a row or
@@ -19,14 +19,7 @@ let knex: Knex;
 beforeAll(async () => {
   scratch = await createScratchDatabase("partition_migration");
   knex = scratch.knex;
-  for (;;) {
-    const [, pending] = (await knex.migrate.list()) as [unknown[], unknown[]];
-    const next = pending[0] as string | { file?: string; name?: string } | undefined;
-    const name = typeof next === "string" ? next : (next?.file ?? next?.name);
-    if (name === undefined) throw new Error(`${MIGRATION} is not pending`);
-    if (name === MIGRATION) break;
-    await knex.migrate.up();
-  }
+  await migrateUpTo(knex, MIGRATION);
 });
 afterAll(async () => {
   await scratch?.drop();

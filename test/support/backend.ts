@@ -134,3 +134,19 @@ export async function createScratchDatabase(name: string): Promise<{ knex: Knex;
     },
   };
 }
+
+/**
+ * Runs the migrations of `knex` (a scratch database) one by one up to, not
+ * including, `migration`, for a test of that migration on the rows of the
+ * schema before it. Throws when it is not pending.
+ */
+export async function migrateUpTo(knex: Knex, migration: string): Promise<void> {
+  for (;;) {
+    const [, pending] = (await knex.migrate.list()) as [unknown[], unknown[]];
+    const next = pending[0] as string | { file?: string; name?: string } | undefined;
+    const name = typeof next === "string" ? next : (next?.file ?? next?.name);
+    if (name === undefined) throw new Error(`${migration} is not pending`);
+    if (name === migration) return;
+    await knex.migrate.up();
+  }
+}

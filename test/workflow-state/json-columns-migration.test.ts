@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Knex } from "knex";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createScratchDatabase } from "../support/backend.js";
+import { createScratchDatabase, migrateUpTo } from "../support/backend.js";
 
 // Migration 20261205100000_json_columns_as_values repairs the executions that
 // conditional saves stored before 2026-12-05: each JSON column as JSON text
@@ -15,14 +15,7 @@ let knex: Knex;
 beforeAll(async () => {
   scratch = await createScratchDatabase("json_columns_migration");
   knex = scratch.knex;
-  for (;;) {
-    const [, pending] = (await knex.migrate.list()) as [unknown[], unknown[]];
-    const next = pending[0] as string | { file?: string; name?: string } | undefined;
-    const name = typeof next === "string" ? next : (next?.file ?? next?.name);
-    if (name === undefined) throw new Error(`${MIGRATION} is not pending`);
-    if (name === MIGRATION) break;
-    await knex.migrate.up();
-  }
+  await migrateUpTo(knex, MIGRATION);
 });
 afterAll(async () => {
   await scratch?.drop();
