@@ -4,6 +4,7 @@
 // either: the machine has two).
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
+import * as http2 from "node:http2";
 import * as net from "node:net";
 import * as path from "node:path";
 
@@ -30,10 +31,13 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** Starts `node <script>` (a .ts script through tsx) pinned to `core`; stdout and stderr go to `logFile`. */
-export function startPinned(core: number, script: string, args: string[], env: NodeJS.ProcessEnv, logFile: string): ChildProcess {
+/**
+ * Starts `node <script>` (a .ts script through tsx) pinned to `core`, with
+ * `nodeOptions` before the script; stdout and stderr go to `logFile`.
+ */
+export function startPinned(core: number, script: string, args: string[], env: NodeJS.ProcessEnv, logFile: string, nodeOptions: string[] = []): ChildProcess {
   const out = fs.openSync(logFile, "a");
-  const runner = script.endsWith(".ts") ? [...NODE_WITH_TSX, script] : [process.execPath, "--enable-source-maps", script];
+  const runner = script.endsWith(".ts") ? [...NODE_WITH_TSX, ...nodeOptions, script] : [process.execPath, "--enable-source-maps", ...nodeOptions, script];
   const child = spawn("taskset", ["-c", String(core), ...runner, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", out, out] });
   fs.closeSync(out);
   return child;
@@ -69,20 +73,78 @@ async function collectJson<T>(child: ChildProcess, name: string): Promise<T> {
   return JSON.parse(last) as T;
 }
 
-/** Waits until something accepts connections on 127.0.0.1:port. */
-export async function waitForPort(port: number, child: ChildProcess, logFile: string, ms = 30_000): Promise<void> {
+/**
+ * Waits until the process `child` started serves HTTP/2 on 127.0.0.1:port:
+ * a request is answered (any status: our server's health, a baseline's
+ * UNIMPLEMENTED), and the listening socket on that port is one of `child`'s
+ * own. A TCP connect alone is not enough: our server binds and releases its
+ * port once early in its startup (assertPortsFree in src/lifecycle/startup.ts,
+ * so that a port in use stops it at once), and a connect landing in that
+ * instant reported a server that was still a second or two from listening;
+ * the load generator then found the port closed and the benchmark's clean-up
+ * SIGTERM reached the server in its startup (the flake of December 5). The
+ * ownership check rules out another process that took the port freePort gave.
+ */
+export async function waitForServer(port: number, child: ChildProcess, logFile: string, ms = 30_000, pollMs = 100): Promise<void> {
   const end = Date.now() + ms;
   while (Date.now() < end) {
-    if (child.exitCode !== null) throw new Error(`process exited with ${child.exitCode}; see ${logFile}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = net.connect(port, "127.0.0.1");
-      socket.once("connect", () => (socket.destroy(), resolve(true)));
-      socket.once("error", () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`process ${child.pid} exited with ${child.exitCode ?? child.signalCode} before serving on port ${port}; see ${logFile}`);
+    }
+    if (await answersHttp2(port)) {
+      if (listensOn(child.pid!, port)) return;
+      throw new Error(`port ${port} is answered by a process other than the one started (pid ${child.pid}); see ${logFile}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
   }
-  throw new Error(`nothing listens on port ${port} after ${ms} ms; see ${logFile}`);
+  throw new Error(`process ${child.pid} does not serve on port ${port} after ${ms} ms; see ${logFile}`);
+}
+
+/** Whether an HTTP/2 server on 127.0.0.1:port answers a gRPC health check with response headers (any status). */
+function answersHttp2(port: number, ms = 2_000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    const done = (answered: boolean) => {
+      clearTimeout(timer);
+      session.destroy();
+      resolve(answered);
+    };
+    const timer = setTimeout(() => done(false), ms);
+    session.on("error", () => done(false));
+    session.on("close", () => done(false));
+    const request = session.request({ ":method": "POST", ":path": "/grpc.health.v1.Health/Check", "content-type": "application/grpc", te: "trailers" });
+    request.on("response", () => done(true));
+    request.on("error", () => done(false));
+    request.end(Buffer.alloc(5)); // an empty message, enveloped
+  });
+}
+
+/** Whether process `pid` holds the socket listening on TCP `port` (from /proc/net/tcp{,6} and /proc/PID/fd). */
+export function listensOn(pid: number, port: number): boolean {
+  const hexPort = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  const inodes = new Set<string>();
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    if (!fs.existsSync(table)) continue;
+    // sl local_address rem_address st ... inode: state 0A is LISTEN, the inode is the tenth field.
+    for (const row of fs.readFileSync(table, "utf8").split("\n").slice(1)) {
+      const f = row.trim().split(/\s+/);
+      if (f[1]?.endsWith(hexPort) && f[3] === "0A" && f[9] !== undefined) inodes.add(f[9]);
+    }
+  }
+  let fds: string[];
+  try {
+    fds = fs.readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return false; // gone
+  }
+  return fds.some((fd) => {
+    try {
+      const inode = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1];
+      return inode !== undefined && inodes.has(inode);
+    } catch {
+      return false; // closed meanwhile
+    }
+  });
 }
 
 /** Stops a child with SIGTERM (SIGKILL after 15 s) and waits for it. */

@@ -3,7 +3,8 @@
 // gRPC (node:http2), counting the response messages as they arrive without
 // decoding them (the client must not be the bottleneck). Prints one JSON
 // line: rows, rows/s, and the wall-clock time the `markRows`-th row arrived
-// (bench/run.ts reads the server's RSS up to then). Run pinned by bench/run.ts:
+// (bench/run.ts reads the server's RSS up to then). With the server's pid, it
+// signals the server's heap probe at the rows given. Run pinned by bench/run.ts:
 //
 //   tsx bench/load/stream-load.ts '{"url":"http://127.0.0.1:PORT","tenant":"…","markRows":100000}'
 //   tsx bench/load/stream-load.ts '{"url":"…","tenant":"…","markRows":100000,"claimOwner":"bench"}'
@@ -21,6 +22,9 @@ interface Spec {
   markRows: number;
   /** Claim (B6) for this owner, with a one-hour lease, instead of streaming. */
   claimOwner?: string;
+  /** The server's pid and the rows at which to send it SIGUSR2 (its heap probe, bench/lib/heap-probe.mjs, reads the heap). */
+  serverPid?: number;
+  heapAtRows?: number[];
 }
 
 const spec = JSON.parse(process.argv[2]!) as Spec;
@@ -70,6 +74,7 @@ stream.on("data", (chunk: Buffer) => {
     header = Buffer.alloc(0);
     rows++;
     if (rows === spec.markRows) markedAt = Date.now();
+    if (spec.serverPid !== undefined && spec.heapAtRows?.includes(rows)) process.kill(spec.serverPid, "SIGUSR2");
   }
 });
 stream.end(body);
