@@ -20,18 +20,15 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { ChildProcess } from "node:child_process";
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { WorkflowStateService } from "../gen/orchestration/state/v1/workflow_state_service_pb.js";
 import { createDatabase, migrate } from "../src/db/database.js";
 import { silentLogger } from "../src/logging/logger.js";
 import { TENANT_HEADER } from "../src/tenancy/tenant-interceptor.js";
-import { BULK_STATEMENT_TIMEOUT_MS, seedExecutions } from "./lib/seed.js";
+import { BULK_STATEMENT_TIMEOUT_MS, saveExecutions, seedExecutions } from "./lib/seed.js";
 import {
   cpuSecondsOf, freePort, have, LOAD_CORE, memoryOf, ROOT, runPinned, runPinnedJson, SERVER_CORE, startPinned, stop, waitForServer,
 } from "./lib/processes.js";
 import { type Measurement, medianRun, percentile } from "./lib/stats.js";
-import { B3_EXECUTIONS, execution, type UnaryWorkload, paths } from "./workloads.js";
+import { type UnaryWorkload, paths } from "./workloads.js";
 
 const USAGE = `usage: npm run bench -- [--runs=3] [--seconds=5] [--warmup=1] [--b5-rows=1000000] [--b6-rows=1000000]
                         [--only=B0,B1,B2,B3,B4,B5,B6,RLS] [--out=bench/results]
@@ -244,8 +241,8 @@ async function runDatabaseWorkload(workload: DatabaseWorkload, record: Record_):
         return;
       }
       const tenant = newTenant();
-      await saveAllExecutions(url, tenant);
-      if (name === "ours") await saveAllExecutions(url, pgTenant);
+      await saveExecutions(url, tenant, INFLIGHT);
+      if (name === "ours") await saveExecutions(url, pgTenant, INFLIGHT);
       record(`B3-save ${name}`, await load("B3-save", tenant));
       record(`B3-get ${name}`, await load("B3-get", tenant));
     });
@@ -255,16 +252,6 @@ async function runDatabaseWorkload(workload: DatabaseWorkload, record: Record_):
     record("B3-get pg", await pgBaseline("B3-get", pgTenant));
   } else {
     record(`${workload} pg`, await pgBaseline(workload, pgTenant, inflight));
-  }
-}
-
-/** Saves executions 0..B3_EXECUTIONS-1 of bench/workloads.ts for `tenant` through the server. */
-async function saveAllExecutions(url: string, tenant: string): Promise<void> {
-  const client = createClient(WorkflowStateService, createGrpcTransport({ baseUrl: url }));
-  const headers = { [TENANT_HEADER]: tenant };
-  for (let i = 0; i < B3_EXECUTIONS; i += INFLIGHT) {
-    const batch = Array.from({ length: Math.min(INFLIGHT, B3_EXECUTIONS - i) }, (_, k) => execution(i + k));
-    await Promise.all(batch.map((e) => client.saveWorkflowExecution({ execution: e }, { headers })));
   }
 }
 

@@ -1,5 +1,21 @@
-// Rows the streaming benchmarks read, loaded straight into the database.
+// Rows the benchmarks read: B5/B6's loaded straight into the database, B3's
+// saved through the server under test.
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { Knex } from "knex";
+import { WorkflowStateService } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
+import { TENANT_HEADER } from "../../src/tenancy/tenant-interceptor.js";
+import { B3_EXECUTIONS, execution } from "../workloads.js";
+
+/** Saves B3's executions (0..B3_EXECUTIONS-1 of bench/workloads.ts) for `tenant` through the server at `url`, `inflight` at a time. */
+export async function saveExecutions(url: string, tenant: string, inflight: number): Promise<void> {
+  const client = createClient(WorkflowStateService, createGrpcTransport({ baseUrl: url }));
+  const headers = { [TENANT_HEADER]: tenant };
+  for (let i = 0; i < B3_EXECUTIONS; i += inflight) {
+    const batch = Array.from({ length: Math.min(inflight, B3_EXECUTIONS - i) }, (_, k) => execution(i + k));
+    await Promise.all(batch.map((e) => client.saveWorkflowExecution({ execution: e }, { headers })));
+  }
+}
 
 /** A realistic execution context: an order with items, addresses and agent notes (~1.4 KB as JSON). */
 export const CONTEXT = {
