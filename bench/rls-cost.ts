@@ -22,8 +22,16 @@
 //   legacy   scoped, the way every unit ran before tenant units (a Knex
 //            transaction: BEGIN, binding, statement, COMMIT: four round trips)
 //
+//   login    (get, with --login-role) the scoped SELECT with the server
+//            connecting as a login role without BYPASSRLS (not a superuser):
+//            the binding as the server sends it today, SET ROLE included
+//   no-role  (get, with --login-role) the same, with a binding that sets the
+//            tenant and the session settings but not the role: what the binding
+//            could be for such a login role, whom the policies already bind
+//
 //   npx tsx bench/rls-cost.ts                       # DATABASE_URL or postgres://postgres@127.0.0.1:5432/test
 //   npx tsx bench/rls-cost.ts --seconds=3 --concurrency=1,32 --rounds=3 --workloads=get,save,outcome
+//   npx tsx bench/rls-cost.ts --workloads=get --login-role   # creates, uses and drops the login role orchestrator_rls_bench
 //
 // Each variant runs for the given seconds at each concurrency (workers calling
 // back to back over a pool of 10 connections, Knex's or pg's), after a
@@ -40,7 +48,10 @@ import { createDatabase, migrate } from "../src/db/database.js";
 import { recordOutcome } from "../src/db/queries/agent-statistics.js";
 import { findExecution, upsertExecution, type SaveInput } from "../src/db/queries/workflow-executions.js";
 import { silentLogger } from "../src/logging/logger.js";
-import { TENANT_ROLE } from "../src/tenancy/row-level-security.js";
+import { TRANSACTION_SETTINGS_SELECT } from "../src/connection/session-settings.js";
+import { runPipelinedUnit } from "../src/tenancy/pipelined-unit.js";
+import { bindingStatement, TENANT_ROLE, TENANT_SETTING } from "../src/tenancy/row-level-security.js";
+import type { TenantUnit } from "../src/tenancy/tenant-unit.js";
 import { TenantScope } from "../src/tenancy/tenant-scope.js";
 import { ADD_OUTCOME, SELECT_EXECUTION, UPSERT_EXECUTION } from "./lib/bare-sql.js";
 
@@ -57,10 +68,21 @@ const json = args.includes("--json");
 const log = (line: string) => (json ? console.error(line) : console.log(line));
 const ROWS = 1_000;
 const AGENTS = 10;
+/** --login-role: a LOGIN role without BYPASSRLS, member of TENANT_ROLE (its table privileges), created for the run and dropped after. */
+const LOGIN_ROLE = args.includes("--login-role") ? "orchestrator_rls_bench" : undefined;
 
 const knex = createDatabase({ databaseUrl, poolMax: 10, logger: silentLogger });
 await migrate(knex);
 const pool = new pg.Pool({ connectionString: databaseUrl, max: 10 });
+let loginKnex: Knex | undefined;
+if (LOGIN_ROLE !== undefined) {
+  await knex.raw(`DROP ROLE IF EXISTS ${LOGIN_ROLE}`);
+  await knex.raw(`CREATE ROLE ${LOGIN_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS IN ROLE ${TENANT_ROLE}`);
+  const url = new URL(databaseUrl);
+  url.username = LOGIN_ROLE;
+  url.password = "";
+  loginKnex = createDatabase({ databaseUrl: url.toString(), poolMax: 10, logger: silentLogger });
+}
 const tenant = randomUUID();
 const other = randomUUID();
 for (const t of [tenant, other]) {
@@ -118,6 +140,30 @@ const legacy = {
       return work(trx);
     }),
 } as unknown as TenantScope;
+/**
+ * A scope on the login role's pool whose single-statement units run on the
+ * pipelined path (as the server's do) with `binding` as the binding SELECT:
+ * the same unit, statement and round trip whatever the binding holds.
+ */
+function loginScope(binding: (tenantId: string) => { sql: string; values: string[] }): TenantScope {
+  const db = loginKnex!;
+  const client = db.client as { acquireConnection(): Promise<unknown>; releaseConnection(connection: unknown): Promise<unknown> };
+  return {
+    tenantId: tenant,
+    run: async <T>(work: (db: Knex) => Promise<T>): Promise<T> => {
+      const unit: TenantUnit = { kind: "statement", checkDeadline: () => {}, binding: () => binding(tenant) };
+      const connection = await client.acquireConnection();
+      try {
+        return await runPipelinedUnit(db, connection, unit, work);
+      } finally {
+        await client.releaseConnection(connection);
+      }
+    },
+  } as unknown as TenantScope; // findExecution uses tenantId and run only
+}
+const NO_ROLE_BINDING = `SELECT set_config('${TENANT_SETTING}', $1, true), ${TRANSACTION_SETTINGS_SELECT}`;
+const asLogin = LOGIN_ROLE === undefined ? undefined : loginScope((t) => bindingStatement(t, undefined));
+const asLoginNoRole = LOGIN_ROLE === undefined ? undefined : loginScope((t) => ({ sql: NO_ROLE_BINDING, values: [t] }));
 // A fresh deadline per call, as tenantScope(ctx) gives each call.
 const bounded = () => scope.withTimeout(10_000);
 const outcome = (i: number) => ({ agentKey: `hot-agent-${i % AGENTS}`, success: i % 4 !== 0, durationUs: 2_000_000 });
@@ -132,6 +178,12 @@ const all: Record<string, Record<string, Variant>> = {
     scoped: async (i) => found(await findExecution(scope, `e-${(i % ROWS) + 1}`)),
     "scoped+deadline": async (i) => found(await findExecution(bounded(), `e-${(i % ROWS) + 1}`)),
     legacy: async (i) => found(await findExecution(legacy, `e-${(i % ROWS) + 1}`)),
+    ...(asLogin === undefined || asLoginNoRole === undefined
+      ? {}
+      : {
+          login: async (i: number) => found(await findExecution(asLogin, `e-${(i % ROWS) + 1}`)),
+          "no-role": async (i: number) => found(await findExecution(asLoginNoRole, `e-${(i % ROWS) + 1}`)),
+        }),
   },
   save: {
     pg: (i) => pool.query(UPSERT_EXECUTION, saveValues(i)),
@@ -190,6 +242,7 @@ try {
           "scoped+deadline/pg": rates["scoped+deadline"]! / rates.pg!,
           "legacy/pg": rates.legacy! / rates.pg!,
           ...(rates.plain === undefined ? {} : { "scoped/plain": rates.scoped! / rates.plain }),
+          ...(rates.login === undefined ? {} : { "login/plain": rates.login / rates.plain!, "no-role/plain": rates["no-role"]! / rates.plain!, "no-role/login": rates["no-role"]! / rates.login }),
         };
         for (const [k, v] of Object.entries(measured)) (ratios[k] ??= []).push(v);
         const shown = Object.entries(measured).map(([k, v]) => `${k} = ${v.toFixed(2)}`).join(", ");
@@ -208,5 +261,7 @@ try {
   // with BYPASSRLS) to clean up; otherwise row-level security hides the rows.
   for (const table of ["workflow_executions", "agent_statistics"]) await knex(table).whereIn("tenant_id", [tenant, other]).delete();
   await pool.end();
+  await loginKnex?.destroy();
+  if (LOGIN_ROLE !== undefined) await knex.raw(`DROP ROLE IF EXISTS ${LOGIN_ROLE}`);
   await knex.destroy();
 }
