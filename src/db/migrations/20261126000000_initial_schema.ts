@@ -1,4 +1,5 @@
 import type { Knex } from "knex";
+import { createDecisionIndexes } from "./support/decision-indexes.js";
 
 // The first schema: one table per resource of the contract. Every primary key
 // and every index leads with tenant_id, because every query is scoped to one
@@ -96,18 +97,7 @@ export async function up(knex: Knex): Promise<void> {
     t.specificType("create_time", "timestamptz").notNullable().defaultTo(knex.fn.now());
     t.primary(["tenant_id", "decision_id"]);
   });
-  // ListRoutingDecisions (newest first, by each filter), SummarizeAgentDecisions
-  // and DeleteRoutingDecisions (by routed time).
-  await knex.raw(`CREATE INDEX routing_decisions_list_idx
-    ON routing_decisions (tenant_id, routed_at DESC, decision_id DESC)`);
-  await knex.raw(`CREATE INDEX routing_decisions_task_idx
-    ON routing_decisions (tenant_id, task_id, routed_at DESC, decision_id DESC)`);
-  await knex.raw(`CREATE INDEX routing_decisions_task_type_idx
-    ON routing_decisions (tenant_id, task_type, routed_at DESC, decision_id DESC)`);
-  await knex.raw(`CREATE INDEX routing_decisions_agent_idx
-    ON routing_decisions (tenant_id, selected_agent, routed_at DESC, decision_id DESC)`);
-  await knex.raw(`CREATE INDEX routing_decisions_workflow_idx
-    ON routing_decisions (tenant_id, workflow_execution_id, step_id, routed_at DESC, decision_id DESC)`);
+  await createDecisionIndexes(knex);
 
   await knex.schema.createTable("agent_statistics", (t) => {
     t.uuid("tenant_id").notNullable();

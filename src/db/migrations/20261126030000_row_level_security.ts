@@ -1,4 +1,5 @@
 import type { Knex } from "knex";
+import { createRoleIfMissing, runEach, TENANT_ROLE, tenantIsolation } from "./support/row-security.js";
 
 // Row-level security on every table of ours, so that a query that forgets its
 // tenant filter still sees and changes only the rows of the tenant its
@@ -27,7 +28,6 @@ import type { Knex } from "knex";
 // later migration that reads or changes rows must do so as a superuser or
 // through a role with BYPASSRLS, or it sees no rows.
 
-const ROLE = "orchestrator_tenant";
 const TABLES = [
   "workflow_executions",
   "circuit_breakers",
@@ -36,44 +36,34 @@ const TABLES = [
   "agent_statistics",
 ];
 const POLICY = "tenant_isolation";
-const TENANT_MATCHES = "tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid";
+
+// Before creating the role: a user that may not create roles stops here, with what a superuser must run.
+const MAY_CREATE_ROLES = `        IF NOT (SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user) THEN
+          RAISE EXCEPTION 'row-level security needs role ${TENANT_ROLE}, which does not exist, and % may not create roles', current_user
+            USING HINT = format('As a superuser run: CREATE ROLE ${TENANT_ROLE} NOLOGIN; GRANT ${TENANT_ROLE} TO %I; then start the server again.', current_user);
+        END IF;`;
 
 export async function up(knex: Knex): Promise<void> {
   await knex.raw(`
     DO $$
     BEGIN
-      IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${ROLE}') THEN
-        IF NOT (SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user) THEN
-          RAISE EXCEPTION 'row-level security needs role ${ROLE}, which does not exist, and % may not create roles', current_user
-            USING HINT = format('As a superuser run: CREATE ROLE ${ROLE} NOLOGIN; GRANT ${ROLE} TO %I; then start the server again.', current_user);
-        END IF;
-        BEGIN
-          CREATE ROLE ${ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS;
-        EXCEPTION WHEN duplicate_object OR unique_violation THEN
-          NULL; -- created meanwhile by a migration of another database of this cluster
-        END;
+${createRoleIfMissing(TENANT_ROLE, MAY_CREATE_ROLES)}
+      IF (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = '${TENANT_ROLE}') THEN
+        RAISE EXCEPTION 'role ${TENANT_ROLE} is a superuser or has BYPASSRLS: row-level security would not bind it'
+          USING HINT = 'As a superuser run: ALTER ROLE ${TENANT_ROLE} NOSUPERUSER NOBYPASSRLS;';
       END IF;
-      IF (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = '${ROLE}') THEN
-        RAISE EXCEPTION 'role ${ROLE} is a superuser or has BYPASSRLS: row-level security would not bind it'
-          USING HINT = 'As a superuser run: ALTER ROLE ${ROLE} NOSUPERUSER NOBYPASSRLS;';
-      END IF;
-      IF NOT pg_has_role(current_user, '${ROLE}', 'MEMBER') THEN
+      IF NOT pg_has_role(current_user, '${TENANT_ROLE}', 'MEMBER') THEN
         BEGIN
-          EXECUTE format('GRANT ${ROLE} TO %I', current_user);
+          EXECUTE format('GRANT ${TENANT_ROLE} TO %I', current_user);
         EXCEPTION WHEN insufficient_privilege THEN
-          RAISE EXCEPTION 'row-level security needs % to be a member of role ${ROLE}, and it may not grant that itself', current_user
-            USING HINT = format('As a superuser run: GRANT ${ROLE} TO %I; then start the server again.', current_user);
+          RAISE EXCEPTION 'row-level security needs % to be a member of role ${TENANT_ROLE}, and it may not grant that itself', current_user
+            USING HINT = format('As a superuser run: GRANT ${TENANT_ROLE} TO %I; then start the server again.', current_user);
         END;
       END IF;
-      EXECUTE format('GRANT USAGE ON SCHEMA %I TO ${ROLE}', current_schema());
+      EXECUTE format('GRANT USAGE ON SCHEMA %I TO ${TENANT_ROLE}', current_schema());
     END
     $$`);
-  for (const table of TABLES) {
-    await knex.raw(`GRANT SELECT, INSERT, UPDATE, DELETE ON ${table} TO ${ROLE}`);
-    await knex.raw(`ALTER TABLE ${table} ENABLE ROW LEVEL SECURITY`);
-    await knex.raw(`ALTER TABLE ${table} FORCE ROW LEVEL SECURITY`);
-    await knex.raw(`CREATE POLICY ${POLICY} ON ${table} USING (${TENANT_MATCHES}) WITH CHECK (${TENANT_MATCHES})`);
-  }
+  for (const table of TABLES) await runEach(knex, tenantIsolation(table));
 }
 
 export async function down(knex: Knex): Promise<void> {
@@ -82,6 +72,6 @@ export async function down(knex: Knex): Promise<void> {
     await knex.raw(`DROP POLICY IF EXISTS ${POLICY} ON ${table}`);
     await knex.raw(`ALTER TABLE ${table} NO FORCE ROW LEVEL SECURITY`);
     await knex.raw(`ALTER TABLE ${table} DISABLE ROW LEVEL SECURITY`);
-    await knex.raw(`REVOKE ALL ON ${table} FROM ${ROLE}`);
+    await knex.raw(`REVOKE ALL ON ${table} FROM ${TENANT_ROLE}`);
   }
 }

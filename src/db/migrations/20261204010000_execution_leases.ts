@@ -1,4 +1,5 @@
 import type { Knex } from "knex";
+import { TENANT_ROLE } from "./support/row-security.js";
 
 // Leases of workflow executions (ClaimIncompleteWorkflows, RenewLeases,
 // ReleaseLeases, fenced SaveWorkflowExecution), and versions that never repeat.
@@ -18,8 +19,6 @@ import type { Knex } from "knex";
 //   NULL or expired; the claim's keyset walk is served by the partial indexes
 //   on incomplete rows (the lease test is a filter on the rows they find), so
 //   no index is added: incomplete rows are a small part of the table.
-
-const TENANT_ROLE = "orchestrator_tenant";
 
 export async function up(knex: Knex): Promise<void> {
   await knex.raw(`CREATE SEQUENCE IF NOT EXISTS row_version_seq START WITH 1000000000000`);

@@ -1,4 +1,5 @@
 import type { Knex } from "knex";
+import { TENANT_ROLE } from "./support/row-security.js";
 
 // Breaker versions (etags) that never repeat for the same agent, also after
 // DeleteCircuitBreakerStates and a recreate (a per-row counter restarted at 1,
@@ -10,8 +11,6 @@ import type { Knex } from "knex";
 // value as the new `version`. It starts at 10^12, above any version a per-row
 // counter reached before, so a version stored before this migration is never
 // handed out again either. The tenant role needs USAGE (nextval) on it.
-
-const TENANT_ROLE = "orchestrator_tenant";
 
 export async function up(knex: Knex): Promise<void> {
   await knex.raw(`CREATE SEQUENCE IF NOT EXISTS row_version_seq START WITH 1000000000000`);

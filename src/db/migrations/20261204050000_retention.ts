@@ -1,4 +1,5 @@
 import type { Knex } from "knex";
+import { createRoleIfMissing, MAINTENANCE_ROLE, maintenanceRead, runEach, tenantIsolation } from "./support/row-security.js";
 
 // What scheduled retention and the domain metrics need:
 //
@@ -20,9 +21,6 @@ import type { Knex } from "knex";
 //   `orchestrator_tenant` (20261126030000_row_level_security): only when
 //   missing, and granted to the connecting user.
 
-const MAINTENANCE_ROLE = "orchestrator_maintenance";
-const TENANT_ROLE = "orchestrator_tenant";
-const TENANT_MATCHES = "tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid";
 const READ_TABLES = ["workflow_executions", "circuit_breakers", "circuit_breaker_transitions", "routing_decisions", "agent_statistics", "retention_policies"];
 
 export async function up(knex: Knex): Promise<void> {
@@ -41,21 +39,12 @@ export async function up(knex: Knex): Promise<void> {
       create_time timestamptz NOT NULL DEFAULT now(),
       update_time timestamptz NOT NULL DEFAULT now()
     )`);
-  await knex.raw(`GRANT SELECT, INSERT, UPDATE, DELETE ON retention_policies TO ${TENANT_ROLE}`);
-  await knex.raw(`ALTER TABLE retention_policies ENABLE ROW LEVEL SECURITY`);
-  await knex.raw(`ALTER TABLE retention_policies FORCE ROW LEVEL SECURITY`);
-  await knex.raw(`CREATE POLICY tenant_isolation ON retention_policies USING (${TENANT_MATCHES}) WITH CHECK (${TENANT_MATCHES})`);
+  await runEach(knex, tenantIsolation("retention_policies"));
 
   await knex.raw(`
     DO $$
     BEGIN
-      IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${MAINTENANCE_ROLE}') THEN
-        BEGIN
-          CREATE ROLE ${MAINTENANCE_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS;
-        EXCEPTION WHEN duplicate_object OR unique_violation THEN
-          NULL; -- created meanwhile by a migration of another database of this cluster
-        END;
-      END IF;
+${createRoleIfMissing(MAINTENANCE_ROLE)}
       IF NOT pg_has_role(current_user, '${MAINTENANCE_ROLE}', 'MEMBER') THEN
         EXECUTE format('GRANT ${MAINTENANCE_ROLE} TO %I', current_user);
       END IF;
@@ -65,10 +54,7 @@ export async function up(knex: Knex): Promise<void> {
         USING HINT = format('As a superuser run: CREATE ROLE ${MAINTENANCE_ROLE} NOLOGIN; GRANT ${MAINTENANCE_ROLE} TO %I; then start the server again.', current_user);
     END
     $$`);
-  for (const table of READ_TABLES) {
-    await knex.raw(`GRANT SELECT ON ${table} TO ${MAINTENANCE_ROLE}`);
-    await knex.raw(`CREATE POLICY maintenance_read ON ${table} FOR SELECT TO ${MAINTENANCE_ROLE} USING (true)`);
-  }
+  for (const table of READ_TABLES) await runEach(knex, maintenanceRead(table));
 }
 
 export async function down(knex: Knex): Promise<void> {

@@ -1,5 +1,7 @@
 import type { Knex } from "knex";
 import { ensureDecisionPartitions } from "../queries/decision-partitions.js";
+import { createDecisionIndexes } from "./support/decision-indexes.js";
+import { maintenanceRead, runEach, tenantIsolation } from "./support/row-security.js";
 
 // routing_decisions becomes a table partitioned by routed_at (native
 // declarative partitioning, PostgreSQL and PGlite alike): one partition per
@@ -27,9 +29,6 @@ import { ensureDecisionPartitions } from "../queries/decision-partitions.js";
 // tenant and maintenance roles reach rows only through routing_decisions,
 // whose policies apply to every partition read or written through it.
 
-const TENANT_ROLE = "orchestrator_tenant";
-const MAINTENANCE_ROLE = "orchestrator_maintenance";
-const TENANT_MATCHES = "tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid";
 const OLD = "routing_decisions_unpartitioned";
 
 const DECISION_BYTES = `
@@ -71,22 +70,11 @@ const DEFINITION = `(
 /** Key, indexes, grants and row-level security of routing_decisions, after its rows are in. */
 async function finish(knex: Knex, key: string): Promise<void> {
   await knex.raw(`ALTER TABLE routing_decisions ADD CONSTRAINT routing_decisions_pkey PRIMARY KEY (${key})`);
-  await knex.raw(`CREATE INDEX routing_decisions_list_idx
-    ON routing_decisions (tenant_id, routed_at DESC, decision_id DESC)`);
-  await knex.raw(`CREATE INDEX routing_decisions_task_idx
-    ON routing_decisions (tenant_id, task_id, routed_at DESC, decision_id DESC)`);
-  await knex.raw(`CREATE INDEX routing_decisions_task_type_idx
-    ON routing_decisions (tenant_id, task_type, routed_at DESC, decision_id DESC)`);
-  await knex.raw(`CREATE INDEX routing_decisions_agent_idx
-    ON routing_decisions (tenant_id, selected_agent, routed_at DESC, decision_id DESC)`);
-  await knex.raw(`CREATE INDEX routing_decisions_workflow_idx
-    ON routing_decisions (tenant_id, workflow_execution_id, step_id, routed_at DESC, decision_id DESC)`);
-  await knex.raw(`GRANT SELECT, INSERT, UPDATE, DELETE ON routing_decisions TO ${TENANT_ROLE}`);
-  await knex.raw(`GRANT SELECT ON routing_decisions TO ${MAINTENANCE_ROLE}`);
-  await knex.raw(`ALTER TABLE routing_decisions ENABLE ROW LEVEL SECURITY`);
-  await knex.raw(`ALTER TABLE routing_decisions FORCE ROW LEVEL SECURITY`);
-  await knex.raw(`CREATE POLICY tenant_isolation ON routing_decisions USING (${TENANT_MATCHES}) WITH CHECK (${TENANT_MATCHES})`);
-  await knex.raw(`CREATE POLICY maintenance_read ON routing_decisions FOR SELECT TO ${MAINTENANCE_ROLE} USING (true)`);
+  await createDecisionIndexes(knex);
+  const [grantTenant, ...rowSecurity] = tenantIsolation("routing_decisions");
+  const [grantMaintenance, readPolicy] = maintenanceRead("routing_decisions");
+  // Both grants first: the order in which this migration has always run them.
+  await runEach(knex, [grantTenant, grantMaintenance, ...rowSecurity, readPolicy]);
 }
 
 export async function up(knex: Knex): Promise<void> {
