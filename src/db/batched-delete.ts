@@ -1,3 +1,9 @@
+/** What a service with bulk deletes (DeleteWorkflowExecutions, DeleteRoutingDecisions) is given for them. */
+export interface DeleteBudget {
+  /** Rows per DELETE statement (DELETE_BATCH_SIZE). */
+  deleteBatchSize: number;
+}
+
 /**
  * Deletes with `deleteBatch` (one statement deleting at most `batchSize`
  * rows, returning how many it deleted) until a batch deletes fewer, and

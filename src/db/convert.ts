@@ -144,3 +144,26 @@ export function durationFromMicros(micros: string | number | bigint): Duration {
   const us = BigInt(micros);
   return create(DurationSchema, { seconds: us / 1_000_000n, nanos: Number(us % 1_000_000n) * 1000 });
 }
+
+/** Outcome counters (int8 read as text, or counted by an aggregate) and the success rate derived from them. */
+export interface OutcomeCounts {
+  total: bigint;
+  successful: bigint;
+  failed: bigint;
+  /**
+   * successful / total as float8 division (the same division the statistics
+   * queries order and filter by); 0 when there is no outcome.
+   */
+  successRate: number;
+}
+
+/**
+ * The counts of a statistics row, a decision summary or a time bucket: one
+ * place that says how the success rate is derived, so that every message
+ * reporting one agrees with the others and with the queries.
+ */
+export function outcomeCounts(total: string, successful: string, failed: string): OutcomeCounts {
+  const all = BigInt(total);
+  const succeeded = BigInt(successful);
+  return { total: all, successful: succeeded, failed: BigInt(failed), successRate: all === 0n ? 0 : Number(succeeded) / Number(all) };
+}

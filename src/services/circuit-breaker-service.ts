@@ -16,12 +16,12 @@ import {
 } from "../../gen/orchestration/state/v1/circuit_breaker_service_pb.js";
 import { durationToMicros, timestampToDb } from "../db/convert.js";
 import * as queries from "../db/queries/circuit-breakers.js";
-import { versionOfEtag } from "../etags/etag.js";
+import { etagMismatch, requiredVersion } from "../etags/etag.js";
 import { pageSize } from "../pagination/page-token.js";
 import { type PageBudget, paginate } from "../pagination/paginate.js";
 import { POSITIVE_INT8_TEXT } from "../ranges.js";
 import { boundedStream } from "../streams/bounded-stream.js";
-import type { StreamLimits } from "../streams/stream-limits.js";
+import type { StreamBudget } from "../streams/stream-limits.js";
 import { tenantScope } from "../tenancy/tenant-scope.js";
 import {
   breakerColumns,
@@ -51,11 +51,9 @@ import { watchSource } from "./circuit-breaker/watch-source.js";
 import { onceOnly } from "./request-ids/once-only.js";
 
 /** What CircuitBreakerService needs besides the call's tenant scope. */
-export interface CircuitBreakerDeps extends PageBudget {
+export interface CircuitBreakerDeps extends PageBudget, StreamBudget {
   /** Transitions committed through any replica, for WatchCircuitBreakers. */
   feed: TransitionFeed;
-  /** The limits WatchCircuitBreakers streams under (server-wide, shared by every stream). */
-  streams: StreamLimits;
 }
 
 /**
@@ -68,13 +66,8 @@ export function createCircuitBreakerService(deps: CircuitBreakerDeps): ServiceIm
   return {
     async saveCircuitBreakerState(req, ctx) {
       const b = validateSave(req);
-      const mismatch = () =>
-        new ConnectError(
-          `etag "${req.etag}" does not match the stored breaker of "${b.agentKey}" (it changed, or does not exist); get it again and retry`,
-          Code.Aborted,
-        );
-      const version = req.etag === "" ? undefined : versionOfEtag(req.etag);
-      if (req.etag !== "" && version === undefined) throw mismatch();
+      const version = requiredVersion(req.etag);
+      const mismatch = () => etagMismatch(req.etag, `the stored breaker of "${b.agentKey}"`);
       const ifVersion = version === undefined ? undefined : { version, mismatch };
       const { row } = await queries.changeBreaker(tenantScope(ctx), b.agentKey, { createIfMissing: true, ifVersion }, ({ row, now }) => {
         const policy = b.policy ?? policyFromDb(row!.policy);

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import {
   ApplyRetentionPolicyResponseSchema,
   GetRetentionPolicyResponseSchema,
@@ -12,7 +12,7 @@ import type { RetentionDefaults } from "../config.js";
 import { optionalTimestampFromDb } from "../db/convert.js";
 import * as queries from "../db/queries/retention.js";
 import { invalidArgument } from "../errors/invalid-argument.js";
-import { etagOf, versionOfEtag } from "../etags/etag.js";
+import { etagMismatch, etagOf, requiredVersion } from "../etags/etag.js";
 import type { Metrics } from "../metrics/metrics.js";
 import { applyRetention } from "../retention/apply.js";
 import { effectiveRetention, policyFromJson, policyToJson, policyViolations, retentionMessage } from "../retention/policy.js";
@@ -52,12 +52,8 @@ export function createRetentionService(deps: RetentionServiceDeps): ServiceImpl<
       if (req.etag.length > MAX_ETAG) violations.push({ field: "etag", description: `must be at most ${MAX_ETAG} characters` });
       if (violations.length > 0) throw invalidArgument(violations);
       const policy = req.policy ?? create(RetentionPolicySchema);
-      // An etag that cannot be one of ours matches nothing: ABORTED, like a stale one.
-      const expected = req.etag === "" ? undefined : (versionOfEtag(req.etag) ?? "0");
-      const row = await queries.savePolicy(tenantScope(ctx), policyToJson(policy), expected);
-      if (row === undefined) {
-        throw new ConnectError(`etag "${req.etag}" does not match the saved retention policy (it changed, or none is saved); get it again and retry`, Code.Aborted);
-      }
+      const row = await queries.savePolicy(tenantScope(ctx), policyToJson(policy), requiredVersion(req.etag));
+      if (row === undefined) throw etagMismatch(req.etag, "the saved retention policy", "none is saved");
       return create(SaveRetentionPolicyResponseSchema, policyFields(row));
     },
 

@@ -9,7 +9,7 @@ import {
   SummarizeAgentDecisionsResponseSchema,
   SummarizeDecisionsOverTimeResponseSchema,
 } from "../../gen/orchestration/state/v1/routing_audit_service_pb.js";
-import { deleteInBatches } from "../db/batched-delete.js";
+import { type DeleteBudget, deleteInBatches } from "../db/batched-delete.js";
 import { timestampToDb } from "../db/convert.js";
 import type { DecisionRow } from "../db/models/routing-decision.js";
 import * as queries from "../db/queries/routing-decisions.js";
@@ -30,9 +30,7 @@ import {
 } from "./routing-audit/validate.js";
 
 /** What RoutingAuditService needs besides the call's tenant scope. */
-export interface RoutingAuditDeps extends PageBudget {
-  /** Rows per DELETE statement of DeleteRoutingDecisions. */
-  deleteBatchSize: number;
+export interface RoutingAuditDeps extends PageBudget, DeleteBudget {
   /**
    * Most decisions per group commit of RecordRoutingDecision (see
    * routing-audit/group-commit.ts); default DEFAULT_MAX_BATCH (500). 1: one

@@ -11,16 +11,17 @@ import {
   StreamIncompleteWorkflowsResponseSchema,
   type WorkflowStateService,
 } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
-import { deleteInBatches } from "../db/batched-delete.js";
+import { type DeleteBudget, deleteInBatches } from "../db/batched-delete.js";
 import { timestampFromDb, timestampToDb } from "../db/convert.js";
 import type { ExecutionRow } from "../db/models/workflow-execution.js";
 import * as leases from "../db/queries/execution-leases.js";
 import * as queries from "../db/queries/workflow-executions.js";
-import { versionOfEtag } from "../etags/etag.js";
+import { etagMismatch, requiredVersion } from "../etags/etag.js";
 import { storedBytes } from "../limits/byte-budget.js";
 import { keysetFromToken, nextPageToken, pageSize } from "../pagination/page-token.js";
 import { boundedStream, keysetSource } from "../streams/bounded-stream.js";
-import type { StreamLimits } from "../streams/stream-limits.js";
+import type { StreamBudget } from "../streams/stream-limits.js";
+import type { PageBudget } from "../pagination/paginate.js";
 import { kTenantScope, tenantScope } from "../tenancy/tenant-scope.js";
 import {
   executionToColumns,
@@ -46,14 +47,7 @@ import {
 const RELEASE_UNSENT_TIMEOUT_MS = 5_000;
 
 /** What WorkflowStateService needs besides the call's tenant scope. */
-export interface WorkflowStateDeps {
-  /** The limits StreamIncompleteWorkflows streams under (server-wide, shared by every stream). */
-  streams: StreamLimits;
-  /** Bytes of rows one page of ListWorkflowExecutions holds at most (PAGE_MAX_BYTES). */
-  pageMaxBytes: number;
-  /** Rows per DELETE statement of DeleteWorkflowExecutions. */
-  deleteBatchSize: number;
-}
+export type WorkflowStateDeps = PageBudget & StreamBudget & DeleteBudget;
 
 /** The handlers of WorkflowStateService: validate, run one query module call, map to the response. */
 export function createWorkflowStateService(deps: WorkflowStateDeps): ServiceImpl<typeof WorkflowStateService> {
@@ -72,22 +66,14 @@ export function createWorkflowStateService(deps: WorkflowStateDeps): ServiceImpl
       if (req.etag === "" && req.fencingToken === 0n) {
         row = await queries.upsertExecution(scope, input);
       } else {
-        const version = req.etag === "" ? undefined : versionOfEtag(req.etag);
         const fencingToken = req.fencingToken === 0n ? undefined : req.fencingToken.toString();
-        // An etag that cannot be one of ours matches nothing: skip the write.
-        const matchable = req.etag === "" || version !== undefined;
-        row = matchable ? await queries.updateExecutionIf(scope, input, { version, fencingToken }) : undefined;
+        row = await queries.updateExecutionIf(scope, input, { version: requiredVersion(req.etag), fencingToken });
         // A lost lease wins over an etag mismatch: the caller must stop
         // working on the execution, not get it again and retry.
         if (row === undefined && fencingToken !== undefined && !(await queries.holdsLease(scope, execution.executionId, fencingToken))) {
           throw leaseLost(execution.executionId, fencingToken);
         }
-        if (row === undefined) {
-          throw new ConnectError(
-            `etag "${req.etag}" does not match the stored execution "${execution.executionId}" (it changed, or does not exist); get it again and retry`,
-            Code.Aborted,
-          );
-        }
+        if (row === undefined) throw etagMismatch(req.etag, `the stored execution "${execution.executionId}"`);
       }
       return executionResponse(SaveWorkflowExecutionResponseSchema, row, unaryExecutionWriter(ctx.requestHeader.get("content-type")));
     },

@@ -17,6 +17,12 @@ export interface StreamLimitsOptions {
   turns: TenantLimiter;
 }
 
+/** What a service with server streams is given for them (as PageBudget for lists). */
+export interface StreamBudget {
+  /** The limits its streams run under: server-wide, shared by every stream of every service. */
+  streams: StreamLimits;
+}
+
 /**
  * The server-wide account of server streams: how many are open (in all, and
  * per tenant) and how many bytes they hold that their clients have not taken

@@ -9,7 +9,7 @@ import {
   RoutingDecisionSchema,
 } from "../../../gen/orchestration/state/v1/routing_audit_service_pb.js";
 import { type Timestamp, TimestampSchema } from "@bufbuild/protobuf/wkt";
-import { durationFromMicros, durationToMicros, timestampFromDb, timestampToDb } from "../../db/convert.js";
+import { durationFromMicros, durationToMicros, outcomeCounts, timestampFromDb, timestampToDb } from "../../db/convert.js";
 import type { DecisionRow } from "../../db/models/routing-decision.js";
 import type { DecisionColumns, SummaryRow, TimeBucketRow } from "../../db/queries/routing-decisions.js";
 import type { BucketedRange } from "./validate.js";
@@ -79,14 +79,9 @@ export function decisionFromRow(row: DecisionRow): RoutingDecision {
 
 /** The AgentDecisionSummary of one summary row. */
 export function summaryFromRow(row: SummaryRow): AgentDecisionSummary {
-  const total = BigInt(row.total);
-  const successful = BigInt(row.successful);
   return create(AgentDecisionSummarySchema, {
     agentKey: row.agent_key,
-    totalDecisions: total,
-    successfulDecisions: successful,
-    failedDecisions: BigInt(row.failed),
-    successRate: Number(successful) / Number(total),
+    ...decisionCounts(row),
     averageRoutingDuration: durationFromMicros(row.average_us),
     p50RoutingDuration: durationFromMicros(row.p50_us),
     p95RoutingDuration: durationFromMicros(row.p95_us),
@@ -95,19 +90,25 @@ export function summaryFromRow(row: SummaryRow): AgentDecisionSummary {
 
 /** The DecisionTimeBucket of one bucket row: its index placed on the request's range. */
 export function timeBucketFromRow(row: TimeBucketRow, range: BucketedRange): DecisionTimeBucket {
-  const total = BigInt(row.total);
-  const successful = BigInt(row.successful);
   const startUs = range.afterUs + BigInt(row.bucket) * range.widthUs;
   const endUs = startUs + range.widthUs < range.beforeUs ? startUs + range.widthUs : range.beforeUs;
   return create(DecisionTimeBucketSchema, {
     startTime: timestampFromMicros(startUs),
     endTime: timestampFromMicros(endUs),
-    totalDecisions: total,
-    successfulDecisions: successful,
-    failedDecisions: BigInt(row.failed),
-    successRate: Number(successful) / Number(total),
+    ...decisionCounts(row),
     averageTaskDuration: durationFromMicros(row.average_task_us),
   });
+}
+
+/** The counts both a summary and a time bucket report, from their aggregate row. */
+function decisionCounts(row: SummaryRow | TimeBucketRow) {
+  const counts = outcomeCounts(row.total, row.successful, row.failed);
+  return {
+    totalDecisions: counts.total,
+    successfulDecisions: counts.successful,
+    failedDecisions: counts.failed,
+    successRate: counts.successRate,
+  };
 }
 
 /** Microseconds since the epoch as a Timestamp (nanos never negative, also before 1970). */

@@ -3,7 +3,7 @@ import {
   type AgentStatistics,
   AgentStatisticsSchema,
 } from "../../../gen/orchestration/state/v1/statistics_service_pb.js";
-import { durationFromMicros, optionalTimestampFromDb, timestampFromDb } from "../../db/convert.js";
+import { durationFromMicros, optionalTimestampFromDb, outcomeCounts, timestampFromDb } from "../../db/convert.js";
 import type { StatisticsRow } from "../../db/models/agent-statistics.js";
 
 // The one place where agent_statistics rows become AgentStatistics messages.
@@ -12,16 +12,14 @@ import type { StatisticsRow } from "../../db/models/agent-statistics.js";
 
 /** The AgentStatistics message of a stored row. */
 export function statisticsFromRow(row: StatisticsRow): AgentStatistics {
-  const total = BigInt(row.total_tasks);
-  const successful = BigInt(row.successful_tasks);
+  const { total, successful, failed, successRate } = outcomeCounts(row.total_tasks, row.successful_tasks, row.failed_tasks);
   const durationUs = BigInt(row.total_duration_us);
   return create(AgentStatisticsSchema, {
     agentKey: row.agent_key,
     totalTasks: total,
     successfulTasks: successful,
-    failedTasks: BigInt(row.failed_tasks),
-    // The same float8 division ListTopPerformingAgents orders by.
-    successRate: total === 0n ? 0 : Number(successful) / Number(total),
+    failedTasks: failed,
+    successRate,
     // Exact integer rounding, halves up: floor((2 * sum + n) / 2n).
     averageDuration: durationFromMicros(total === 0n ? 0n : (2n * durationUs + total) / (2n * total)),
     lastTaskTime: optionalTimestampFromDb(row.last_task_time),
