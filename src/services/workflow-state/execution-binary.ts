@@ -126,13 +126,7 @@ export class ExecutionWriter {
       return;
     }
     // Rare (timestamps before 1970 or after 2106): BigInt is simplest.
-    let rest = BigInt.asUintN(64, BigInt(value));
-    this.ensure(10);
-    while (rest > 0x7fn) {
-      this.buf[this.pos++] = Number(rest & 0x7fn) | 0x80;
-      rest >>= 7n;
-    }
-    this.buf[this.pos++] = Number(rest);
+    this.bigint64(BigInt(value));
   }
 
   /** An int64 varint of any int64 (a fencing token). */
@@ -490,7 +484,7 @@ function writeCanonicalStepExecution(w: ExecutionWriter, step: unknown): boolean
         agentKey = value;
         break;
       case "attempt":
-        if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > 0x7fff_ffff) return false;
+        if (!isUint31(value)) return false;
         attempt = value;
         break;
       case "started_at":
@@ -537,74 +531,48 @@ type JsonObject = Record<string, unknown>;
 /** Parameters nested deeper than this (far beyond the contract's 32 levels) take the general path, which owns fromJson's limit. */
 const DIRECT_PARAMETERS_DEPTH = 64;
 
+/** A check of one field's value in the canonical form. */
+type FieldCheck = (value: unknown) => boolean;
+
+const isDuration: FieldCheck = (value) => durationParts(value) !== undefined;
+
+// The fields of each message the canonical form may hold, each with its check.
+
+const RETRY_POLICY_FIELDS: ReadonlyMap<string, FieldCheck> = new Map<string, FieldCheck>([
+  ["max_attempts", isUint31],
+  ["initial_backoff", isDuration],
+  ["max_backoff", isDuration],
+  // -0: protobuf-es writes it (not zero to it), rare enough for the general path.
+  ["backoff_multiplier", (value) => typeof value === "number" && Number.isFinite(value) && !Object.is(value, -0)],
+]);
+
+const STEP_FIELDS: ReadonlyMap<string, FieldCheck> = new Map<string, FieldCheck>([
+  ["step_id", isWellFormedString],
+  ["name", isWellFormedString],
+  ["required_capability", isWellFormedString],
+  ["task_type", isWellFormedString],
+  ["depends_on", (value) => Array.isArray(value) && value.every(isWellFormedString)],
+  ["parameters", (value) => isObject(value) && nestedWithin(value, DIRECT_PARAMETERS_DEPTH)],
+  ["timeout", isDuration],
+  ["retry_policy", (value) => hasOnlyFields(value, RETRY_POLICY_FIELDS)],
+]);
+
+const DEFINITION_FIELDS: ReadonlyMap<string, FieldCheck> = new Map<string, FieldCheck>([
+  ["name", isWellFormedString],
+  ["version", isWellFormedString],
+  ["steps", (value) => Array.isArray(value) && value.every((step) => hasOnlyFields(step, STEP_FIELDS))],
+]);
+
 function isCanonicalDefinition(definition: unknown): definition is JsonObject {
-  if (!isObject(definition)) return false;
-  for (const key of Object.keys(definition)) {
-    const value = definition[key];
-    switch (key) {
-      case "name":
-      case "version":
-        if (!isWellFormedString(value)) return false;
-        break;
-      case "steps":
-        if (!Array.isArray(value) || !value.every(isCanonicalStep)) return false;
-        break;
-      default:
-        return false;
-    }
-  }
-  return true;
+  return hasOnlyFields(definition, DEFINITION_FIELDS);
 }
 
-function isCanonicalStep(step: unknown): boolean {
-  if (!isObject(step)) return false;
-  for (const key of Object.keys(step)) {
-    const value = step[key];
-    switch (key) {
-      case "step_id":
-      case "name":
-      case "required_capability":
-      case "task_type":
-        if (!isWellFormedString(value)) return false;
-        break;
-      case "depends_on":
-        if (!Array.isArray(value) || !value.every(isWellFormedString)) return false;
-        break;
-      case "parameters":
-        if (!isObject(value) || !nestedWithin(value, DIRECT_PARAMETERS_DEPTH)) return false;
-        break;
-      case "timeout":
-        if (durationParts(value) === undefined) return false;
-        break;
-      case "retry_policy":
-        if (!isCanonicalRetryPolicy(value)) return false;
-        break;
-      default:
-        return false;
-    }
-  }
-  return true;
-}
-
-function isCanonicalRetryPolicy(policy: unknown): boolean {
-  if (!isObject(policy)) return false;
-  for (const key of Object.keys(policy)) {
-    const value = policy[key];
-    switch (key) {
-      case "max_attempts":
-        if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > 0x7fff_ffff) return false;
-        break;
-      case "initial_backoff":
-      case "max_backoff":
-        if (durationParts(value) === undefined) return false;
-        break;
-      case "backoff_multiplier":
-        // -0: protobuf-es writes it (not zero to it), rare enough for the general path.
-        if (typeof value !== "number" || !Number.isFinite(value) || Object.is(value, -0)) return false;
-        break;
-      default:
-        return false;
-    }
+/** Whether `value` is an object whose every key is one of `fields` and passes that field's check. */
+function hasOnlyFields(value: unknown, fields: ReadonlyMap<string, FieldCheck>): value is JsonObject {
+  if (!isObject(value)) return false;
+  for (const key of Object.keys(value)) {
+    const check = fields.get(key);
+    if (check === undefined || !check(value[key])) return false;
   }
   return true;
 }
@@ -688,6 +656,11 @@ function rfc3339Parts(value: unknown): [number, number] | undefined {
   if (Number.isNaN(ms) || ms < TIMESTAMP_MS_MIN || ms > TIMESTAMP_MS_MAX) return undefined;
   const frac = m[7];
   return [ms / 1000, frac === undefined ? 0 : Number(frac.padEnd(9, "0"))];
+}
+
+/** An int32 or uint32 field's value that is written as a varint below 2^31 (negative int32s take the general path). */
+function isUint31(value: unknown): value is number {
+  return typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= 0x7fff_ffff;
 }
 
 /** A string fromJson takes for a string field: it rejects lone surrogates ("invalid UTF8"). */
