@@ -1,4 +1,4 @@
-import { Model } from "objection";
+import { tenantTable } from "./tenant-table.js";
 import type { RowOf } from "./plain-rows.js";
 
 /**
@@ -6,11 +6,7 @@ import type { RowOf } from "./plain-rows.js";
  * tenant. Rates and averages are derived from the counters when read, so they
  * can never disagree with them. int8 and timestamp columns are read as text.
  */
-export class AgentStatisticsModel extends Model {
-  static override tableName = "agent_statistics";
-  static override idColumn = ["tenant_id", "agent_key"];
-
-  tenant_id!: string;
+export class AgentStatisticsModel extends tenantTable("agent_statistics", "agent_key") {
   agent_key!: string;
   total_tasks!: string;
   successful_tasks!: string;

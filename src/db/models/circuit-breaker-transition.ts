@@ -1,4 +1,4 @@
-import { Model } from "objection";
+import { tenantTable } from "./tenant-table.js";
 import type { RowOf } from "./plain-rows.js";
 
 /**
@@ -6,11 +6,7 @@ import type { RowOf } from "./plain-rows.js";
  * state change of one agent's breaker. Timestamps and int8 columns are read as
  * text (see ../database.ts).
  */
-export class CircuitBreakerTransitionModel extends Model {
-  static override tableName = "circuit_breaker_transitions";
-  static override idColumn = ["tenant_id", "agent_key", "transition_id"];
-
-  tenant_id!: string;
+export class CircuitBreakerTransitionModel extends tenantTable("circuit_breaker_transitions", "agent_key", "transition_id") {
   agent_key!: string;
   transition_id!: string;
   from_state!: string;

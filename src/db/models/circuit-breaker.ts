@@ -1,4 +1,4 @@
-import { Model } from "objection";
+import { tenantTable } from "./tenant-table.js";
 import type { RowOf } from "./plain-rows.js";
 
 /**
@@ -6,12 +6,9 @@ import type { RowOf } from "./plain-rows.js";
  * the state machine's bookkeeping and the agent's policy overrides.
  * Timestamps and int8 columns are read as text (see ../database.ts).
  */
-export class CircuitBreakerModel extends Model {
-  static override tableName = "circuit_breakers";
-  static override idColumn = ["tenant_id", "agent_key"];
+export class CircuitBreakerModel extends tenantTable("circuit_breakers", "agent_key") {
   static override jsonAttributes = ["policy", "trial_permits"];
 
-  tenant_id!: string;
   agent_key!: string;
   /** CircuitState name without its prefix, e.g. "OPEN". */
   state!: string;

@@ -1,4 +1,4 @@
-import { Model } from "objection";
+import { tenantTable } from "./tenant-table.js";
 import type { RowOf } from "./plain-rows.js";
 
 /**
@@ -6,11 +6,7 @@ import type { RowOf } from "./plain-rows.js";
  * the first call's answer (retries that count once; migration
  * 20261204020200_request_ids). Timestamps are read as text (see ../database.ts).
  */
-export class RequestIdModel extends Model {
-  static override tableName = "request_ids";
-  static override idColumn = ["tenant_id", "method", "request_id"];
-
-  tenant_id!: string;
+export class RequestIdModel extends tenantTable("request_ids", "method", "request_id") {
   /** The RPC's name, e.g. "RecordCallOutcome". */
   method!: string;
   request_id!: string;

@@ -1,16 +1,13 @@
-import { Model } from "objection";
+import { tenantTable } from "./tenant-table.js";
 import type { RowOf } from "./plain-rows.js";
 
 /**
  * One row of `retention_policies`: the saved retention policy of one tenant.
  * Timestamps and int8 columns are read as text (see ../database.ts).
  */
-export class RetentionPolicyModel extends Model {
-  static override tableName = "retention_policies";
-  static override idColumn = "tenant_id";
+export class RetentionPolicyModel extends tenantTable("retention_policies") {
   static override jsonAttributes = ["policy"];
 
-  tenant_id!: string;
   /** RetentionPolicy as protobuf JSON (proto field names). */
   policy!: object;
   /** Bumped on every save; exposed as the etag. */

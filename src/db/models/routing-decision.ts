@@ -1,4 +1,4 @@
-import { Model } from "objection";
+import { tenantTable } from "./tenant-table.js";
 import type { RowOf } from "./plain-rows.js";
 
 /**
@@ -6,12 +6,9 @@ import type { RowOf } from "./plain-rows.js";
  * once and never updated. Durations are whole microseconds; timestamps and int8
  * columns are read as text (see ../database.ts).
  */
-export class RoutingDecisionModel extends Model {
-  static override tableName = "routing_decisions";
-  static override idColumn = ["tenant_id", "decision_id"];
+export class RoutingDecisionModel extends tenantTable("routing_decisions", "decision_id") {
   static override jsonAttributes = ["candidates"];
 
-  tenant_id!: string;
   /** A lowercase UUID. */
   decision_id!: string;
   task_id!: string;

@@ -1,4 +1,4 @@
-import { Model } from "objection";
+import { tenantTable } from "./tenant-table.js";
 import type { RowOf } from "./plain-rows.js";
 
 /**
@@ -6,14 +6,11 @@ import type { RowOf } from "./plain-rows.js";
  * Structured parts are stored as protobuf JSON (proto field names) in JSONB;
  * timestamps and int8 columns are read as text (see ../database.ts).
  */
-export class WorkflowExecutionModel extends Model {
-  static override tableName = "workflow_executions";
-  static override idColumn = ["tenant_id", "execution_id"];
+export class WorkflowExecutionModel extends tenantTable("workflow_executions", "execution_id") {
   // Objection serializes these to JSON on write; a JS array would otherwise be
   // sent as a PostgreSQL array.
   static override jsonAttributes = ["definition", "context", "step_executions", "step_outputs", "labels"];
 
-  tenant_id!: string;
   execution_id!: string;
   workflow_name!: string;
   /** WorkflowStatus name without its prefix, e.g. "RUNNING". */
