@@ -5,8 +5,9 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as http2 from "node:http2";
-import * as net from "node:net";
 import * as path from "node:path";
+// A free TCP port on 127.0.0.1: the tests' helper (test/support/ imports nothing of bench/).
+export { freePort } from "../../test/support/processes.js";
 
 export const SERVER_CORE = 0;
 export const LOAD_CORE = 1;
@@ -20,15 +21,6 @@ const NODE_WITH_TSX = [process.execPath, "--import", "tsx"];
 /** Whether a program is on PATH. */
 export function have(program: string): boolean {
   return spawnSync("sh", ["-c", `command -v ${program}`], { stdio: "ignore" }).status === 0;
-}
-
-/** A free TCP port on 127.0.0.1. */
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /**
