@@ -2,14 +2,12 @@
 // deployed: it serves once it logs "serving", logs one JSON line per RPC,
 // exits with code 0 on SIGTERM and on SIGINT after closing the database, and
 // what it acknowledged is still there when it starts again on the same data.
-// On PGlite the data lives in a fresh DATA_DIR; with TEST_DATABASE_URL the
+// On PGlite the data lives in a DATA_DIR of its own (migrated already); with TEST_DATABASE_URL the
 // child uses that PostgreSQL database (DATABASE_URL).
 import * as fs from "node:fs/promises";
-import * as os from "node:os";
-import * as path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { WorkflowStatus } from "../gen/orchestration/state/v1/workflow_state_service_pb.js";
-import { backendName, postgresEnv } from "./support/backend.js";
+import { backendName, createPgliteDataDir, postgresEnv } from "./support/backend.js";
 import { workflowClient } from "./support/clients.js";
 import { exitOf, killAll, SERVING, type ServerProcess, startServerProcess } from "./support/processes.js";
 import { newTenant } from "./support/server.js";
@@ -20,7 +18,7 @@ const GET = "orchestration.state.v1.WorkflowStateService/GetWorkflowExecution";
 let dataDir: string;
 
 beforeAll(async () => {
-  dataDir = await fs.mkdtemp(path.join(os.tmpdir(), "orchestrator-state-main-"));
+  dataDir = await createPgliteDataDir("orchestrator-state-main-");
 });
 // A test that failed part way must not leave its server running.
 afterEach(killAll);

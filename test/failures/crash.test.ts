@@ -6,11 +6,9 @@
 // half-written: each save writes every part (definition, context, step
 // executions, step outputs, labels) for the same step, so any mix shows.
 import * as fs from "node:fs/promises";
-import * as os from "node:os";
-import * as path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type WorkflowExecution, WorkflowStatus } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
-import { backendName, postgresEnv } from "../support/backend.js";
+import { backendName, createPgliteDataDir, postgresEnv } from "../support/backend.js";
 import { workflowClient } from "../support/clients.js";
 import { newTenant } from "../support/server.js";
 import { killAll, startServerProcess } from "../support/processes.js";
@@ -20,7 +18,7 @@ const IDS_PER_CLIENT = 4;
 
 let dataDir: string;
 beforeAll(async () => {
-  dataDir = await fs.mkdtemp(path.join(os.tmpdir(), "orchestrator-state-crash-"));
+  dataDir = await createPgliteDataDir("orchestrator-state-crash-");
 });
 afterEach(killAll);
 afterAll(async () => {

@@ -33,14 +33,12 @@
 import * as fs from "node:fs";
 import * as fsp from "node:fs/promises";
 import * as http2 from "node:http2";
-import * as os from "node:os";
-import * as path from "node:path";
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WorkflowStatus } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
 import { createDatabase, migrate } from "../../src/db/database.js";
 import { silentLogger } from "../../src/logging/logger.js";
-import { backendName, postgresEnv } from "../support/backend.js";
+import { backendName, createPgliteDataDir, postgresEnv } from "../support/backend.js";
 import { insertLargeIncomplete } from "../support/executions.js";
 import { workflowClient } from "../support/clients.js";
 import { envelope, openWireStream, wireCall, type WireStream } from "../support/grpc-wire.js";
@@ -66,7 +64,7 @@ beforeAll(async () => {
   const env: NodeJS.ProcessEnv = { LOG_LEVEL: "warn" };
   if (process.env.TEST_DATABASE_URL) Object.assign(env, postgresEnv());
   else {
-    dataDir = await fsp.mkdtemp(path.join(os.tmpdir(), "orchestrator-state-hostile-"));
+    dataDir = await createPgliteDataDir("orchestrator-state-hostile-");
     env.DATA_DIR = dataDir;
   }
   // The executions go straight into the database before the server starts, so

@@ -7,8 +7,6 @@
 // after the warm-up. A correctness test, not a benchmark: bench/ measures speed.
 import { randomUUID } from "node:crypto";
 import * as fs from "node:fs/promises";
-import * as os from "node:os";
-import * as path from "node:path";
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import pg from "pg";
@@ -18,7 +16,7 @@ import { RoutingAuditService } from "../../gen/orchestration/state/v1/routing_au
 import { StatisticsService } from "../../gen/orchestration/state/v1/statistics_service_pb.js";
 import { WorkflowStateService, WorkflowStatus } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
 import { TENANT_HEADER } from "../../src/tenancy/tenant-interceptor.js";
-import { backendName, postgresEnv } from "../support/backend.js";
+import { backendName, createPgliteDataDir, postgresEnv } from "../support/backend.js";
 import { decision, micros } from "../support/decisions.js";
 import { newTenant } from "../support/server.js";
 import type { LoadServerStats } from "./support/load-server.js";
@@ -175,7 +173,7 @@ describe(`${CLIENTS} concurrent clients on ${backendName}`, () => {
       Object.assign(env, postgresEnv(url.toString()));
     } else {
       // On disk, as deployed: with memory:// the data itself would grow the process.
-      dataDir = await fs.mkdtemp(path.join(os.tmpdir(), "orchestrator-state-load-"));
+      dataDir = await createPgliteDataDir("orchestrator-state-load-");
       env.DATA_DIR = dataDir;
     }
     const server = await startServerProcess(env, { entry: "test/failures/support/load-server.ts", nodeArgs: ["--expose-gc"], ipc: true });

@@ -1,5 +1,10 @@
+import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { openAsBlob } from "node:fs";
+import * as fs from "node:fs/promises";
+import * as os from "node:os";
+import * as path from "node:path";
+import { promisify } from "node:util";
 import type { Knex } from "knex";
 import { inject } from "vitest";
 import { createDatabase, migrate } from "../../src/db/database.js";
@@ -80,6 +85,22 @@ declare module "vitest" {
 export async function createPgliteDatabase(template: "empty" | "migrated"): Promise<Knex> {
   const archive = inject("pgliteTemplates")?.[template];
   return createDatabase({ dataDir: "memory://", pgliteArchive: archive === undefined ? undefined : await openAsBlob(archive), logger: silentLogger });
+}
+
+/**
+ * A new PGlite data directory on disk (a server process's DATA_DIR), already
+ * migrated: the run's migrated template unpacked (`tar`) into a new temporary
+ * directory, `prefix` naming it; remove it in afterAll. In a new, empty
+ * directory the server would first run initdb and every migration, tens of
+ * seconds on a loaded machine, in tests about something else (what a first
+ * start does is test/lifecycle/fail-fast.test.ts's). Without the template
+ * (run outside npm test's configuration) the directory is left empty.
+ */
+export async function createPgliteDataDir(prefix: string): Promise<string> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), prefix));
+  const archive = inject("pgliteTemplates")?.migrated;
+  if (archive !== undefined) await promisify(execFile)("tar", ["-xf", archive, "-C", dir]);
+  return dir;
 }
 
 /**
