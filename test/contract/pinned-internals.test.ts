@@ -1,14 +1,15 @@
-import { readFileSync } from "node:fs";
+import { openAsBlob, readFileSync } from "node:fs";
 import * as path from "node:path";
 import * as http2 from "node:http2";
 import { gunzipSync } from "node:zlib";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
+import { PGlite } from "@electric-sql/pglite";
 import knexFactory from "knex";
 import ClientPgLite from "knex-pglite";
 import pg from "pg";
-import { describe, expect, it } from "vitest";
+import { describe, expect, inject, it } from "vitest";
 import { Health, HealthCheckRequestSchema, HealthCheckResponseSchema } from "../../gen/health/v1/health_pb.js";
 import * as connectInternals from "../../src/server/grpc-fast-path/connect-internals.js";
 import { errorFromResetCode } from "../../src/server/grpc-fast-path/reset-codes.js";
@@ -89,7 +90,11 @@ describe("knex-pglite's answers that src/db/database.ts corrects (public APIs, p
   });
 
   it("without the postProcessResponse of database.ts, a delete answers the raw response with command DEL, not the row count", async () => {
-    const knex = knexFactory({ client: ClientPgLite as never, dialect: "postgres", connection: { connectionString: "memory://" } });
+    // The instance given as database.ts gives it, started from the run's new data directory (test/support/global-setup.ts):
+    // a PGlite of its own would run initdb, seconds on a loaded machine.
+    const archive = inject("pgliteTemplates")?.empty;
+    const pglite = new PGlite("memory://", { loadDataDir: archive === undefined ? undefined : await openAsBlob(archive) });
+    const knex = knexFactory({ client: ClientPgLite as never, dialect: "postgres", connection: { pglite } as never });
     try {
       await knex.raw("CREATE TABLE t (id int)");
       await knex("t").insert([{ id: 1 }, { id: 2 }]);

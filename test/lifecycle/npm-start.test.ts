@@ -3,7 +3,9 @@
 // newer), runs the built server so that SIGTERM sent to npm reaches node (npm
 // exits 0, the port is free, no node is left behind), and a built tree
 // installed with `npm ci --omit=dev` (no TypeScript, no tsx) starts, migrates
-// and hashes keys. On PGlite the server keeps its data in memory; with
+// and hashes keys. On PGlite the server opens a migrated DATA_DIR of the
+// file's own (an empty one would cost initdb and every migration at each
+// start; the migrations run in the npm run migrate test); with
 // TEST_DATABASE_URL it uses that PostgreSQL database.
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -14,18 +16,23 @@ import { workflowClient } from "../support/clients.js";
 import { newTenant } from "../support/server.js";
 import { exitOf, freePort, killAll, portIsFree, type Proc, root, run, SERVING } from "../support/processes.js";
 import { copyRepository, pidExists } from "./support.js";
-import { postgresEnv } from "../support/backend.js";
+import { createPgliteDataDir, postgresEnv } from "../support/backend.js";
 
 const npm = process.platform === "win32" ? "npm.cmd" : "npm";
-const database: NodeJS.ProcessEnv = process.env.TEST_DATABASE_URL ? postgresEnv() : { DATA_DIR: "memory://" };
+let database: NodeJS.ProcessEnv;
 // What npm itself prints around a script (its banner), not the server's lines.
 const isNpmBanner = (line: string) => line === "" || line.startsWith("> ");
 
 let dir: string;
 const dirs: string[] = [];
-beforeAll(() => {
+beforeAll(async () => {
   dir = copyRepository("orchestrator-state-npm-start-", { nodeModules: true });
   dirs.push(dir);
+  if (process.env.TEST_DATABASE_URL) database = postgresEnv();
+  else {
+    database = { DATA_DIR: await createPgliteDataDir("orchestrator-state-npm-start-data-") };
+    dirs.push(database.DATA_DIR!);
+  }
 });
 afterEach(killAll);
 afterAll(() => {
