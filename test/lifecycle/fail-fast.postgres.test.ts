@@ -5,27 +5,22 @@
 // attempt and no stack trace, while the server listens with health
 // NOT_SERVING, until the database answers (through a TCP proxy the test opens
 // on the port that was closed).
-import * as fs from "node:fs";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/health/v1/health_pb.js";
 import { directPostgresUrl, postgresUrl } from "../support/backend.js";
 import { databaseTarget, proxiedUrl, TcpProxy } from "../failures/support/tcp-proxy.js";
-import { exitOf, freePort, killAll, run, SERVING } from "../support/processes.js";
-import { copyRepository, serverProcess } from "./support.js";
+import { exitOf, freePort, killAll, SERVING } from "../support/processes.js";
+import { serverProcess, sharedBuiltCopy } from "./support.js";
 
 const MIGRATE_FAILED = "could not migrate the database; retrying (health is NOT_SERVING)";
 
 let dir: string;
 beforeAll(async () => {
-  dir = copyRepository("orchestrator-state-fail-fast-pg-", { nodeModules: true });
-  const build = run(process.execPath, ["scripts/build.mjs"], dir, {});
-  const { code } = await exitOf(build, 240_000);
-  if (code !== 0) throw new Error(`the build failed: ${build.garbage.join("\n")} ${build.stderr()}`);
+  dir = await sharedBuiltCopy();
 }, 300_000);
 afterEach(killAll);
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 /**
  * PostgreSQL itself with another database or user: its own refusals are under

@@ -13,21 +13,17 @@ import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { exitOf, freePort, killAll, run, SERVING } from "../support/processes.js";
-import { copyRepository, pidExists, serverProcess } from "./support.js";
+import { exitOf, freePort, killAll, SERVING } from "../support/processes.js";
+import { pidExists, serverProcess, sharedBuiltCopy } from "./support.js";
 
 let dir: string;
 let scratch: string;
 beforeAll(async () => {
-  dir = copyRepository("orchestrator-state-fail-fast-", { nodeModules: true });
   scratch = fs.mkdtempSync(path.join(os.tmpdir(), "orchestrator-state-fail-fast-data-"));
-  const build = run(process.execPath, ["scripts/build.mjs"], dir, {});
-  const { code } = await exitOf(build, 240_000);
-  if (code !== 0) throw new Error(`the build failed: ${build.garbage.join("\n")} ${build.stderr()}`);
+  dir = await sharedBuiltCopy();
 }, 300_000);
 afterEach(killAll);
 afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
   fs.rmSync(scratch, { recursive: true, force: true });
 });
 

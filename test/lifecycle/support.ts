@@ -5,7 +5,8 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { type Proc, root, run } from "../support/processes.js";
+import { inject } from "vitest";
+import { exitOf, type Proc, root, run } from "../support/processes.js";
 
 /** What a build reads and what npm needs, copied with their modification times. */
 const TREE = ["src", "gen", "web", "scripts", "package.json", "package-lock.json", "tsconfig.json", "tsconfig.build.json", "knexfile.ts"];
@@ -16,9 +17,44 @@ const TREE = ["src", "gen", "web", "scripts", "package.json", "package-lock.json
  * dependencies included) into it.
  */
 export function copyRepository(prefix: string, { nodeModules }: { nodeModules: boolean }): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  return copyInto(fs.mkdtempSync(path.join(os.tmpdir(), prefix)), { nodeModules });
+}
+
+function copyInto(dir: string, { nodeModules }: { nodeModules: boolean }): string {
   for (const entry of TREE) fs.cpSync(path.join(root, entry), path.join(dir, entry), { recursive: true, preserveTimestamps: true });
   if (nodeModules) fs.symlinkSync(fs.realpathSync(path.join(root, "node_modules")), path.join(dir, "node_modules"), "dir");
+  return dir;
+}
+
+/**
+ * A copy of the repository (with node_modules linked) whose dist/ is built,
+ * shared by the files of a run that only start the built server and change
+ * nothing in the tree (fail-fast.test.ts, fail-fast.postgres.test.ts): a
+ * build takes tens of seconds. The first file to ask copies and builds, in
+ * the run's directory (global-setup.ts removes it); the others wait for its
+ * stamp, or its failure.
+ */
+export async function sharedBuiltCopy(): Promise<string> {
+  const dir = path.join(inject("runDir"), "built-copy");
+  const failed = path.join(inject("runDir"), "built-copy.failed");
+  try {
+    fs.mkdirSync(dir); // whoever makes it builds
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    for (const end = Date.now() + 300_000; Date.now() < end; await new Promise((resolve) => setTimeout(resolve, 200))) {
+      if (fs.existsSync(path.join(dir, "dist/.build-stamp"))) return dir;
+      if (fs.existsSync(failed)) throw new Error(`the build failed: ${fs.readFileSync(failed, "utf8")}`);
+    }
+    throw new Error("the shared build did not finish within 300 s");
+  }
+  copyInto(dir, { nodeModules: true });
+  const build = run(process.execPath, ["scripts/build.mjs"], dir, {});
+  const { code } = await exitOf(build, 240_000).catch((err: Error) => ({ code: err.message }));
+  if (code !== 0) {
+    const output = `${String(code)} ${build.garbage.join("\n")} ${build.stderr()}`;
+    fs.writeFileSync(failed, output);
+    throw new Error(`the build failed: ${output}`);
+  }
   return dir;
 }
 

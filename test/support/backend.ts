@@ -75,6 +75,8 @@ declare module "vitest" {
   export interface ProvidedContext {
     /** Archives (PGlite's dumpDataDir) of a new and of a migrated PGlite data directory (global-setup.ts); unset on PostgreSQL. */
     pgliteTemplates: { empty: string; migrated: string } | undefined;
+    /** A temporary directory of this run, removed at its end (global-setup.ts). */
+    runDir: string;
   }
 }
 

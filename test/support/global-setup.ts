@@ -5,6 +5,9 @@
 // from a copy of the result (test/support/backend.ts): the archive of a data
 // directory just created, and of one just migrated, in a temporary directory
 // removed at the end of the run. On PostgreSQL there is nothing to prepare.
+// On both, the run gets a temporary directory of its own (runDir), where
+// test/lifecycle/support.ts builds the one copy of the repository that the
+// files running the built server share.
 import * as fs from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -15,11 +18,13 @@ import { silentLogger } from "../../src/logging/logger.js";
 // ProvidedContext's pgliteTemplates, what this provides, is declared in backend.ts.
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "orchestrator-state-run-"));
+  project.provide("runDir", dir);
+  const removeDir = () => fs.rm(dir, { recursive: true, force: true });
   if (process.env.TEST_DATABASE_URL) {
     project.provide("pgliteTemplates", undefined);
-    return async () => {};
+    return removeDir;
   }
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "orchestrator-state-pglite-"));
   const knex = createDatabase({ dataDir: "memory://", logger: silentLogger });
   try {
     // PGlite has one connection: knex's, released before migrate() takes it.
@@ -40,5 +45,5 @@ export default async function setup(project: TestProject): Promise<() => Promise
   } finally {
     await knex.destroy();
   }
-  return () => fs.rm(dir, { recursive: true, force: true });
+  return removeDir;
 }
