@@ -7,6 +7,7 @@
 //
 //   npx tsx bench/profile.ts                                   # B1-B4, ours and the peer, 8 s each
 //   npx tsx bench/profile.ts --workloads=B1,B3-save --targets=ours --seconds=10 --out=/tmp/profiles
+//   npx tsx bench/profile.ts --from=/tmp/profiles                # summarize the profiles of an earlier run again
 //
 // The .cpuprofile files stay in --out (open them in Chrome DevTools or
 // speedscope); the summary is printed as markdown.
@@ -25,7 +26,8 @@ const arg = (name: string, fallback: string) => args.find((a) => a.startsWith(`-
 const workloads = arg("workloads", "B1,B2,B3-save,B3-get,B4").split(",") as UnaryWorkload[];
 const targets = arg("targets", "ours,peer").split(",") as ("ours" | "peer")[];
 const seconds = Number(arg("seconds", "8"));
-const outDir = path.resolve(arg("out", fs.mkdtempSync(path.join(os.tmpdir(), "orchestrator-profiles-"))));
+const from = args.find((a) => a.startsWith("--from="))?.slice("--from=".length);
+const outDir = from ?? (args.some((a) => a.startsWith("--out=")) ? path.resolve(arg("out", "")) : fs.mkdtempSync(path.join(os.tmpdir(), "orchestrator-profiles-")));
 const databaseUrl = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const POOL_MAX = 10;
 const WARMUP_S = 2;
@@ -53,6 +55,7 @@ function group(frame: ProfileNode["callFrame"]): string {
   if (f === "(garbage collector)") return "GC";
   if (f === "(program)") return "V8 and native (program)";
   if (url === "") return "native";
+  if (url === "node:inspector") return "the profiler itself";
   if (url.startsWith("node:")) return "Node core (http2, net, streams)";
   if (url.includes("/@connectrpc/")) return "Connect";
   if (url.includes("/@bufbuild/") || url.includes("/gen/")) return "protobuf";
@@ -68,7 +71,7 @@ function group(frame: ProfileNode["callFrame"]): string {
   return "other";
 }
 
-function summarize(profile: Profile, calls: number): { groups: [string, number][]; top: [string, number][]; busyUsPerCall: number } {
+function summarize(profile: Profile, calls: number): { groups: [string, number][]; top: [string, number][]; busyUsPerCall: number; busyShare: number } {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, ProfileNode>();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n);
@@ -81,9 +84,11 @@ function summarize(profile: Profile, calls: number): { groups: [string, number][
   const groups = new Map<string, number>();
   const functions = new Map<string, number>();
   let busy = 0;
+  let all = 0;
   profile.samples.forEach((id, i) => {
     const node = byId.get(id)!;
     const us = profile.timeDeltas[i] ?? 0;
+    all += us;
     const js = caller(node);
     const g = group(js.callFrame);
     groups.set(g, (groups.get(g) ?? 0) + us);
@@ -99,6 +104,7 @@ function summarize(profile: Profile, calls: number): { groups: [string, number][
     groups: [...groups].sort((a, b) => b[1] - a[1]).map(([g, us]) => [g, perCall(us)]),
     top: [...functions].sort((a, b) => b[1] - a[1]).slice(0, 12).map(([f, us]) => [f, perCall(us)]),
     busyUsPerCall: perCall(busy),
+    busyShare: busy / all,
   };
 }
 
@@ -134,24 +140,45 @@ async function profileOne(target: "ours" | "peer", workload: UnaryWorkload): Pro
     process.kill(pid, "SIGUSR2");
     const m = await load;
     for (let i = 0; i < 100 && !fs.existsSync(profileFile); i++) await new Promise((resolve) => setTimeout(resolve, 100));
-    const calls = m.rate * seconds;
-    const s = summarize(JSON.parse(fs.readFileSync(profileFile, "utf8")) as Profile, calls);
-    const lines = [
-      `### ${workload}, ${target}: ${Math.round(m.rate).toLocaleString("en")} calls/s; CPU ${Math.round(cpuUs / calls).toLocaleString("en")} µs/call (/proc), profiled busy ${Math.round(s.busyUsPerCall).toLocaleString("en")} µs/call`,
-      "",
-      "| group | µs/call | share of busy |",
-      "|---|---:|---:|",
-      ...s.groups.filter(([g]) => g !== "idle").map(([g, us]) => `| ${g} | ${us.toFixed(0)} | ${((100 * us) / s.busyUsPerCall).toFixed(0)}% |`),
-      "",
-      "| top self time | µs/call |",
-      "|---|---:|",
-      ...s.top.map(([f, us]) => `| \`${f}\` | ${us.toFixed(0)} |`),
-      "",
-    ];
-    return lines.join("\n");
+    const meta: Meta = { workload, target, rate: m.rate, seconds, cpuUsPerCall: cpuUs / (m.rate * seconds) };
+    fs.writeFileSync(path.join(outDir, `${name}.json`), JSON.stringify(meta));
+    return summary(meta, profileFile);
   } finally {
     await stop(child);
   }
+}
+
+/** What a profile was taken under: bench/profile.ts --from=DIR summarizes again from it and the .cpuprofile. */
+interface Meta {
+  workload: UnaryWorkload;
+  target: "ours" | "peer";
+  rate: number;
+  seconds: number;
+  cpuUsPerCall: number;
+}
+
+function summary(meta: Meta, profileFile: string): string {
+  const s = summarize(JSON.parse(fs.readFileSync(profileFile, "utf8")) as Profile, meta.rate * meta.seconds);
+  const lines = [
+    `### ${meta.workload}, ${meta.target}: ${Math.round(meta.rate).toLocaleString("en")} calls/s; CPU ${Math.round(meta.cpuUsPerCall).toLocaleString("en")} µs/call (/proc, all threads); profiled (main thread) ${Math.round(s.busyUsPerCall).toLocaleString("en")} µs/call, busy ${Math.round(100 * s.busyShare)}% of the window`,
+    "",
+    "| group | µs/call | share of busy |",
+    "|---|---:|---:|",
+    ...s.groups.filter(([g]) => g !== "idle").map(([g, us]) => `| ${g} | ${us.toFixed(0)} | ${((100 * us) / s.busyUsPerCall).toFixed(0)}% |`),
+    "",
+    "| top self time | µs/call |",
+    "|---|---:|",
+    ...s.top.map(([f, us]) => `| \`${f}\` | ${us.toFixed(0)} |`),
+    "",
+  ];
+  return lines.join("\n");
+}
+
+if (from !== undefined) {
+  for (const file of fs.readdirSync(from).filter((f) => f.endsWith(".json")).sort()) {
+    console.log(summary(JSON.parse(fs.readFileSync(path.join(from, file), "utf8")) as Meta, path.join(from, file.replace(/\.json$/, ".cpuprofile"))));
+  }
+  process.exit(0);
 }
 
 for (const workload of workloads) {
