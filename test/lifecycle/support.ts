@@ -5,8 +5,11 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { inject } from "vitest";
-import { exitOf, type Proc, root, run } from "../support/processes.js";
+import { expect, inject } from "vitest";
+import { WorkflowStatus } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
+import { workflowClient } from "../support/clients.js";
+import { exitOf, freePort, type Proc, root, run, SERVING } from "../support/processes.js";
+import { newTenant } from "../support/server.js";
 
 /** What a build reads and what npm needs, copied with their modification times. */
 const TREE = ["src", "gen", "web", "scripts", "package.json", "package-lock.json", "tsconfig.json", "tsconfig.build.json", "knexfile.ts"];
@@ -28,9 +31,9 @@ function copyInto(dir: string, { nodeModules }: { nodeModules: boolean }): strin
 
 /**
  * A copy of the repository (with node_modules linked) whose dist/ is built,
- * shared by the files of a run that only start the built server and change
- * nothing in the tree (fail-fast.test.ts, fail-fast.postgres.test.ts): a
- * build takes tens of seconds. The first file to ask copies and builds, in
+ * shared by the files of a run that change nothing in the tree: they start
+ * the built server (fail-fast.test.ts, fail-fast.postgres.test.ts) or copy it
+ * (npm-ci-omit-dev.test.ts). A build takes tens of seconds. The first file to ask copies and builds, in
  * the run's directory (global-setup.ts removes it); the others wait for its
  * stamp, or its failure.
  */
@@ -71,4 +74,22 @@ export function pidExists(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === "EPERM";
   }
+}
+
+const npm = process.platform === "win32" ? "npm.cmd" : "npm";
+
+/** `npm start` in `cwd` with `env` (the database's variables among them), up to its "serving" line. */
+export async function npmStart(cwd: string, env: NodeJS.ProcessEnv): Promise<{ proc: Proc; port: number; pid: number }> {
+  const port = await freePort();
+  const proc = run(npm, ["start"], cwd, { HOST: "127.0.0.1", PORT: String(port), ...env });
+  await proc.line(SERVING, 240_000);
+  const pid = (await proc.line("starting orchestrator-state")).pid as number;
+  return { proc, port, pid };
+}
+
+/** Saves and reads back one execution: the server on `port` serves. */
+export async function roundTrip(port: number): Promise<void> {
+  const client = workflowClient(`http://127.0.0.1:${port}`, newTenant());
+  const saved = await client.saveWorkflowExecution({ execution: { executionId: "e-1", workflowName: "wf", status: WorkflowStatus.RUNNING } });
+  expect((await client.getWorkflowExecution({ executionId: "e-1" })).execution).toEqual(saved.execution);
 }
