@@ -314,16 +314,13 @@ const runB5 = (record: Record_) => runStream("B5", b5Tenant!, b5Rows, {}, record
 
 /**
  * B6: one ClaimIncompleteWorkflows call claiming every execution of its
- * tenant (each batch an UPDATE taking a lease and a fencing token per row).
- * The leases are cleared after each run (as the connecting superuser), so
+ * tenant (each batch writing a lease row, with a fencing token, per row).
+ * The leases are deleted after each run (as the connecting superuser), so
  * that every run claims all of them.
  */
 const runB6 = (record: Record_) =>
   runStream("B6", b6Tenant!, b6Rows, { claimOwner: "bench" }, record, () =>
-    knex.raw(
-      "UPDATE workflow_executions SET lease_owner = NULL, lease_token = NULL, lease_expire_time = NULL WHERE tenant_id = ? AND lease_token IS NOT NULL",
-      [b6Tenant!],
-    ),
+    knex.raw("DELETE FROM execution_leases WHERE tenant_id = ?", [b6Tenant!]),
   );
 
 /** Row-level security: bench/rls-cost.ts (GetWorkflowExecution's SELECT bound to its tenant against the same SELECT unbound), pinned to the server core. */

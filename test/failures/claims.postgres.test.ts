@@ -72,7 +72,7 @@ async function claim(
 /** The stored lease owner of each execution of `tenant` (null: none). */
 async function owners(tenant: string): Promise<Map<string, string | null>> {
   const { rows } = await knex.raw<{ rows: { execution_id: string; lease_owner: string | null }[] }>(
-    "SELECT execution_id, lease_owner FROM workflow_executions WHERE tenant_id = ?",
+    "SELECT execution_id, owner AS lease_owner FROM workflow_executions LEFT JOIN execution_leases USING (tenant_id, execution_id) WHERE tenant_id = ?",
     [tenant],
   );
   return new Map(rows.map((r) => [r.execution_id, r.lease_owner]));

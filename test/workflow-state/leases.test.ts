@@ -52,7 +52,7 @@ function rows(n: number, prefix = "e"): Row[] {
 
 /** Moves an execution's lease into the past, as if its owner had stopped renewing it (test database role, no RLS). */
 async function expire(tenant: string, executionId: string): Promise<void> {
-  await t.knex.raw("UPDATE workflow_executions SET lease_expire_time = now() - interval '1 second' WHERE tenant_id = ? AND execution_id = ? AND lease_token IS NOT NULL", [tenant, executionId]);
+  await t.knex.raw("UPDATE execution_leases SET expire_time = now() - interval '1 second' WHERE tenant_id = ? AND execution_id = ?", [tenant, executionId]);
 }
 
 const leaseLostInfo = (err: ConnectError) => err.findDetails(ErrorInfoSchema)[0];
@@ -158,7 +158,7 @@ describe(`ClaimIncompleteWorkflows on ${backendName}`, () => {
       });
       await call.response;
       const heldBy = async (owner: string) =>
-        (await t.knex.raw<{ rows: unknown[] }>("SELECT 1 FROM workflow_executions WHERE tenant_id = ? AND lease_owner = ?", [tenant, owner])).rows.length;
+        (await t.knex.raw<{ rows: unknown[] }>("SELECT 1 FROM execution_leases WHERE tenant_id = ? AND owner = ?", [tenant, owner])).rows.length;
       // Its first batch is claimed (more than the one message the server is writing).
       await vi.waitFor(async () => expect(await heldBy("quitter")).toBeGreaterThan(1), { timeout: 5_000 });
       call.stream.close(http2.constants.NGHTTP2_CANCEL);

@@ -17,6 +17,7 @@ const migrations: Record<string, Knex.Migration> = {
   "20261204020100_breaker_trial_permits": await import("./20261204020100_breaker_trial_permits.js"),
   "20261204020200_request_ids": await import("./20261204020200_request_ids.js"),
   "20261205100000_json_columns_as_values": await import("./20261205100000_json_columns_as_values.js"),
+  "20261205200000_execution_lease_table": await import("./20261205200000_execution_lease_table.js"),
 };
 
 /** Knex migration source over the list above. */

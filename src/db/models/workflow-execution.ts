@@ -1,5 +1,6 @@
 import { tenantTable } from "./tenant-table.js";
 import type { RowOf } from "./plain-rows.js";
+import type { LeaseColumns } from "./execution-lease.js";
 
 /**
  * One row of `workflow_executions`: a workflow execution of one tenant.
@@ -32,14 +33,11 @@ export class WorkflowExecutionModel extends tenantTable("workflow_executions", "
   legal_hold!: boolean;
   /** What the row weighs against the byte budgets of pages and streams (generated; see migration 20261204030000). */
   stored_bytes!: string;
-  /** The current lease's owner, fencing token and expiry: all three set, or all null (migration 20261204010000). */
-  lease_owner!: string | null;
-  lease_token!: string | null;
-  lease_expire_time!: string | null;
 }
 
 /**
- * One row of `workflow_executions` as a plain object (see ./plain-rows.ts):
- * what the hot paths (save, get, list, stream, claim) read and encode.
+ * One row of `workflow_executions` as a plain object (see ./plain-rows.ts),
+ * with its lease joined from `execution_leases` (./execution-lease.ts): what
+ * the hot paths (save, get, list, stream, claim) read and encode.
  */
-export type ExecutionRow = RowOf<WorkflowExecutionModel>;
+export type ExecutionRow = RowOf<WorkflowExecutionModel> & LeaseColumns;

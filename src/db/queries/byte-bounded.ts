@@ -20,6 +20,7 @@ const HELPER_COLUMNS = ["bytes_through", "row_in_batch", "rows_in_batch"] as con
  * progresses (a row larger than the budget comes alone). `inner` selects the
  * candidate rows (with their `stored_bytes` column) in the order of
  * `orderBy`, its keyset and filters applied, and no LIMIT: one is added here.
+ * `Row`: what `inner` selects, when it joins more than the model's table.
  *
  * The budget is applied in the database, over the stored sizes: the rows left
  * out of the page are never sent by PostgreSQL, let alone parsed here. The
@@ -27,15 +28,15 @@ const HELPER_COLUMNS = ["bytes_through", "row_in_batch", "rows_in_batch"] as con
  * stay in TOAST storage until a row is sent. The one row past the limit only
  * tells whether there is more.
  */
-export async function byteBounded<M extends Model>(
+export async function byteBounded<M extends Model, Row extends RowOf<M> = RowOf<M>>(
   db: Knex,
   model: ModelOf<M>,
   inner: Knex.QueryBuilder,
   orderBy: string,
   limits: RowLimits,
-): Promise<BoundedRows<RowOf<M>>> {
+): Promise<BoundedRows<Row>> {
   const { rows: limit, bytes: maxBytes } = limits;
-  const { rows } = await db.raw<{ rows: (RowOf<M> & Partial<Record<(typeof HELPER_COLUMNS)[number], unknown>>)[] }>(
+  const { rows } = await db.raw<{ rows: (Row & Partial<Record<(typeof HELPER_COLUMNS)[number], unknown>>)[] }>(
     `SELECT * FROM (
        SELECT l.*,
               sum(l.stored_bytes) OVER w AS bytes_through,

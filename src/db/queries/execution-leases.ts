@@ -1,13 +1,14 @@
 import type { ExecutionRow } from "../models/workflow-execution.js";
 import type { TenantScope } from "../../tenancy/tenant-scope.js";
 import type { BoundedRows } from "../../limits/byte-budget.js";
-import { parseJsonColumns, type RowLimits } from "./workflow-executions.js";
+import { LEASE_COLUMNS, parseJsonColumns, type RowLimits } from "./workflow-executions.js";
 
 // The SQL of leases on workflow executions: ClaimIncompleteWorkflows,
 // RenewLeases, ReleaseLeases (the fenced save is in workflow-executions.ts).
-// Lease times are the database's clock (now()), the one clock every replica
-// shares; fencing tokens come from row_version_seq (see migration
-// 20261204010000).
+// A lease is a row of execution_leases (migration 20261205200000); releasing
+// one deletes it. Lease times are the database's clock (now()), the one clock
+// every replica shares; fencing tokens come from row_version_seq (see
+// migration 20261204010000).
 
 /** What one claim batch claims, and for whom. */
 export interface ClaimInput {
@@ -34,45 +35,76 @@ export interface LeaseRef {
  * token, expiring `leaseMs` from now). Returns them in that order, with their
  * leases; `more` when executions after them may be claimable.
  *
- * One statement, so one transaction of the tenant: the candidate rows are
- * locked `FOR UPDATE SKIP LOCKED`, so a concurrent claimer (on this server or
- * another) skips the rows this one is claiming instead of waiting for them,
- * and a row whose lease another claim committed meanwhile is re-checked
- * against its new lease and left out. The byte budget is applied after the
- * lock (PostgreSQL allows no window function with FOR UPDATE); rows locked
- * past it are unlocked unclaimed at commit, and come first in the next batch.
+ * One statement, so one transaction of the tenant. The lease is a row of
+ * execution_leases (migration 20261205200000): a claim writes that narrow row,
+ * not the execution's (a rewrite of the whole execution row, never HOT, five
+ * index entries, cost about 5 times the WAL; docs/performance.md, B6).
+ *
+ * Why it is exactly-once:
+ * - Claimers skip each other on the execution rows: the candidates are locked
+ *   `FOR NO KEY UPDATE SKIP LOCKED` (a row lock only, no new row version), so
+ *   a concurrent claimer (on this server or another) skips the rows this one
+ *   holds instead of waiting, and the batches of claimers running at once are
+ *   disjoint. NO KEY UPDATE is the lock a save's UPDATE takes: a claim skips
+ *   an execution being saved, and a fenced save locks the execution row before
+ *   checking its lease (workflow-executions.ts updateExecutionIf), so no claim
+ *   replaces a lease a save is writing under. (Measured against FOR UPDATE on
+ *   1,000-row batches: no difference; KEY SHARE would not make claimers skip
+ *   each other, shared locks do not conflict.)
+ * - The lease row decides: a claim that found no live lease in its snapshot
+ *   may lock an execution right after another claim of it committed (a row
+ *   lock leaves no new version to re-check, unlike the old UPDATE). Its INSERT
+ *   ... ON CONFLICT DO UPDATE ... WHERE expired then meets that claim's lease
+ *   row, which ON CONFLICT reads at its newest committed version (under the
+ *   row's lock) whatever the snapshot, finds it live and leaves it: the row is
+ *   locked but not claimed. A first lease of an execution is inserted; a
+ *   concurrent insert of the same key waits for the first and then takes the
+ *   conflict path.
+ * - Locked but not claimed rows are counted (`locked_count`, returned on a row
+ *   of its own when nothing was claimed), so `more` stays true and the next
+ *   batch, whose snapshot sees that lease, walks on past them.
+ *
+ * The byte budget is applied after the lock (PostgreSQL allows no window
+ * function with FOR UPDATE); rows locked past it are unlocked unclaimed at
+ * commit, and come first in the next batch. The rows returned are the locked
+ * versions (a save committed while this claim waited shows), not re-read.
  */
 export async function claimBatch(scope: TenantScope, input: ClaimInput, limits: RowLimits): Promise<BoundedRows<ExecutionRow>> {
   return scope.run(async (db) => {
-    const byName = input.workflowName === "" ? "" : "AND workflow_name = :workflow_name";
-    const after = input.after === undefined ? "" : "AND (started_at, execution_id) > (:after_started::timestamptz, :after_id)";
-    const { rows } = await db.raw<{ rows: (ExecutionRow & { locked_count?: string })[] }>(
+    const byName = input.workflowName === "" ? "" : "AND e.workflow_name = :workflow_name";
+    const after = input.after === undefined ? "" : "AND (e.started_at, e.execution_id) > (:after_started::timestamptz, :after_id)";
+    // Each claimed row, with the count; or one row of nulls but the count, when none was claimed.
+    const { rows } = await db.raw<{ rows: ((ExecutionRow & { locked_count?: string }) | { execution_id: null; locked_count: string })[] }>(
       `WITH locked AS (
-         SELECT execution_id, started_at, stored_bytes FROM workflow_executions
-         WHERE tenant_id = :tenant AND status IN ('PENDING', 'RUNNING', 'BLOCKED') ${byName} ${after}
-           AND (lease_expire_time IS NULL OR lease_expire_time <= now())
-         ORDER BY started_at, execution_id
+         SELECT e.* FROM workflow_executions AS e
+         LEFT JOIN execution_leases AS lease ON lease.tenant_id = e.tenant_id AND lease.execution_id = e.execution_id
+         WHERE e.tenant_id = :tenant AND e.status IN ('PENDING', 'RUNNING', 'BLOCKED') ${byName} ${after}
+           AND (lease.expire_time IS NULL OR lease.expire_time <= now())
+         ORDER BY e.started_at, e.execution_id
          LIMIT :rows
-         FOR UPDATE SKIP LOCKED
+         FOR NO KEY UPDATE OF e SKIP LOCKED
        ), picked AS (
-         SELECT execution_id FROM (
-           SELECT execution_id, row_number() OVER w AS n, sum(stored_bytes) OVER w AS through
+         SELECT execution_id, started_at FROM (
+           SELECT execution_id, started_at, row_number() OVER w AS n, sum(stored_bytes) OVER w AS through
            FROM locked
            WINDOW w AS (ORDER BY started_at, execution_id ROWS UNBOUNDED PRECEDING)
          ) AS s
          WHERE n = 1 OR through <= :bytes
        ), claimed AS (
-         UPDATE workflow_executions AS t
-         SET lease_owner = :owner,
-             lease_token = nextval('row_version_seq'),
-             lease_expire_time = now() + :lease_ms::double precision * interval '1 millisecond'
+         INSERT INTO execution_leases AS lease (tenant_id, execution_id, owner, token, expire_time)
+         SELECT :tenant, execution_id, :owner, nextval('row_version_seq'),
+                now() + :lease_ms::double precision * interval '1 millisecond'
          FROM picked
-         WHERE t.tenant_id = :tenant AND t.execution_id = picked.execution_id
-         RETURNING t.*
+         ORDER BY started_at, execution_id
+         ON CONFLICT (tenant_id, execution_id) DO UPDATE
+           SET owner = EXCLUDED.owner, token = EXCLUDED.token, expire_time = EXCLUDED.expire_time
+           WHERE lease.expire_time <= now()
+         RETURNING lease.*
        )
-       SELECT claimed.*, (SELECT count(*) FROM locked) AS locked_count
-       FROM claimed
-       ORDER BY started_at, execution_id`,
+       SELECT locked.*, ${LEASE_COLUMNS}, counted.locked_count
+       FROM (SELECT count(*) AS locked_count FROM locked) AS counted
+       LEFT JOIN (claimed AS lease JOIN locked USING (execution_id)) ON true
+       ORDER BY locked.started_at, locked.execution_id`,
       {
         tenant: scope.tenantId,
         workflow_name: input.workflowName,
@@ -85,13 +117,17 @@ export async function claimBatch(scope: TenantScope, input: ClaimInput, limits: 
       },
     );
     const locked = rows.length === 0 ? 0 : Number(rows[0]!.locked_count);
+    const claimed: ExecutionRow[] = [];
     for (const row of rows) {
+      if (row.execution_id === null) continue;
       delete row.locked_count;
-      parseJsonColumns(row);
+      claimed.push(parseJsonColumns(row));
     }
-    // LIMIT counts only rows locked and still claimable, so fewer than the
-    // limit means the walk reached the end.
-    return { rows, more: locked === limits.rows || rows.length < locked };
+    // LIMIT counts only rows locked and still claimable in the snapshot, so
+    // fewer than the limit means the walk reached the end; fewer claimed than
+    // locked means some were left past the byte budget, or were claimed by
+    // another claimer meanwhile.
+    return { rows: claimed, more: locked === limits.rows || claimed.length < locked };
   });
 }
 
@@ -110,11 +146,11 @@ export interface RenewedLease {
 export async function renewLeases(scope: TenantScope, leases: readonly LeaseRef[], leaseMs: number): Promise<RenewedLease[]> {
   return scope.run(async (db) => {
     const { rows } = await db.raw<{ rows: RenewedLease[] }>(
-      `UPDATE workflow_executions AS t
-       SET lease_expire_time = now() + ?::double precision * interval '1 millisecond'
+      `UPDATE execution_leases AS t
+       SET expire_time = now() + ?::double precision * interval '1 millisecond'
        FROM jsonb_to_recordset(?::jsonb) AS h(execution_id text, token bigint)
-       WHERE t.tenant_id = ? AND t.execution_id = h.execution_id AND t.lease_token = h.token
-       RETURNING t.execution_id, t.lease_token, t.lease_expire_time`,
+       WHERE t.tenant_id = ? AND t.execution_id = h.execution_id AND t.token = h.token
+       RETURNING t.execution_id, t.token AS lease_token, t.expire_time AS lease_expire_time`,
       [leaseMs, leasesJson(leases), scope.tenantId],
     );
     return rows;
@@ -126,10 +162,9 @@ export async function releaseLeases(scope: TenantScope, leases: readonly LeaseRe
   if (leases.length === 0) return 0;
   return scope.run(async (db) => {
     const { rows } = await db.raw<{ rows: unknown[] }>(
-      `UPDATE workflow_executions AS t
-       SET lease_owner = NULL, lease_token = NULL, lease_expire_time = NULL
-       FROM jsonb_to_recordset(?::jsonb) AS h(execution_id text, token bigint)
-       WHERE t.tenant_id = ? AND t.execution_id = h.execution_id AND t.lease_token = h.token
+      `DELETE FROM execution_leases AS t
+       USING jsonb_to_recordset(?::jsonb) AS h(execution_id text, token bigint)
+       WHERE t.tenant_id = ? AND t.execution_id = h.execution_id AND t.token = h.token
        RETURNING t.execution_id`,
       [leasesJson(leases), scope.tenantId],
     );

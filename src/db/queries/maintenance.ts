@@ -76,9 +76,9 @@ export async function domainCounts(knex: Knex, timeoutMs: number): Promise<Domai
       "SELECT state, count(*) AS count FROM circuit_breakers GROUP BY state",
     );
     const incomplete = await trx.raw<{ rows: { status: string; count: string; leased: string; oldest_started_at: string }[] }>(
-      `SELECT status, count(*) AS count, count(*) FILTER (WHERE lease_expire_time > now()) AS leased,
+      `SELECT status, count(*) AS count, count(*) FILTER (WHERE lease.expire_time > now()) AS leased,
               min(started_at) AS oldest_started_at
-       FROM workflow_executions
+       FROM workflow_executions LEFT JOIN execution_leases AS lease USING (tenant_id, execution_id)
        WHERE status IN ('PENDING', 'RUNNING', 'BLOCKED') GROUP BY status`,
     );
     return {

@@ -1,5 +1,7 @@
+import type { Knex } from "knex";
 import { raw } from "objection";
 import { type ExecutionRow, WorkflowExecutionModel } from "../models/workflow-execution.js";
+import { ExecutionLeaseModel, type LeaseColumns } from "../models/execution-lease.js";
 import { jsonAttributesAsText, parseJsonAttributes } from "../models/plain-rows.js";
 import type { TenantScope } from "../../tenancy/tenant-scope.js";
 import type { BoundedRows } from "../../limits/byte-budget.js";
@@ -13,6 +15,25 @@ export type { RowLimits } from "./byte-bounded.js";
 
 const INCOMPLETE = ["PENDING", "RUNNING", "BLOCKED"];
 const TERMINAL = ["COMPLETED", "FAILED", "CANCELLED"];
+
+// An execution's lease lives in execution_leases (migration 20261205200000);
+// every read that returns executions joins it, its columns aliased to the
+// names the handlers read (LeaseColumns). USING keeps tenant_id and
+// execution_id unqualified, so filters and keysets name them as before.
+/** The executions with their leases, for FROM. */
+export const EXECUTIONS_WITH_LEASES = "workflow_executions LEFT JOIN execution_leases AS lease USING (tenant_id, execution_id)";
+/** The lease's columns of a read joining execution_leases AS `lease`. */
+export const LEASE_COLUMNS = "lease.owner AS lease_owner, lease.token AS lease_token, lease.expire_time AS lease_expire_time";
+const NO_LEASE: LeaseColumns = { lease_owner: null, lease_token: null, lease_expire_time: null };
+/**
+ * The lease's columns of the row a statement writes (workflow_executions AS
+ * `t`), for its RETURNING list: a writing statement cannot join, and wrapped
+ * in a CTE it would no longer read (and trace) as the INSERT or UPDATE it is.
+ */
+const leaseOfWritten = (t: string) =>
+  (["owner", "token", "expire_time"] as const)
+    .map((c) => `(SELECT lease.${c} FROM execution_leases AS lease WHERE lease.tenant_id = ${t}.tenant_id AND lease.execution_id = ${t}.execution_id) AS lease_${c}`)
+    .join(", ");
 
 /** The columns a save writes (see executionToColumns). JSON columns are plain objects. */
 export type ExecutionColumns = Pick<
@@ -46,11 +67,19 @@ export interface SaveInput {
  * is cleared for incomplete ones. A terminal status ends the lease; any other
  * keeps it. Every write takes a new version from row_version_seq (an insert
  * by the column's default), so versions never repeat.
+ *
+ * The lease returned with an incomplete execution is read in the same
+ * statement (in its RETURNING list), so as of its start: a claim that committed while this save
+ * waited for the row shows in the next read, not in this answer (the save
+ * does not change the lease either way). A terminal save ends the lease in a
+ * second statement, whose snapshot is taken after the upsert holds the row:
+ * any claim of it committed before that is seen and ended, and no claim can
+ * take the row until this transaction ends (claims lock it, see
+ * execution-leases.ts).
  */
 export async function upsertExecution(scope: TenantScope, input: SaveInput): Promise<ExecutionRow> {
-  return scope.run(async (db) => {
-    const { rows } = await db.raw<{ rows: ExecutionRow[] }>(
-      `INSERT INTO workflow_executions AS t
+  const work = async (db: Knex): Promise<ExecutionRow> => {
+    const upsert = `INSERT INTO workflow_executions AS t
          (tenant_id, execution_id, workflow_name, status, definition, context, step_executions, step_outputs,
           error_message, initiated_by, labels, started_at, completed_at, legal_hold)
        VALUES (:tenant, :execution_id, :workflow_name, :status, :definition, :context, :step_executions, :step_outputs,
@@ -65,12 +94,11 @@ export async function upsertExecution(scope: TenantScope, input: SaveInput): Pro
          started_at = COALESCE(:started_at::timestamptz, t.started_at),
          completed_at = CASE WHEN :terminal THEN COALESCE(:completed_at::timestamptz, t.completed_at, now()) END,
          legal_hold = COALESCE(:legal_hold::boolean, t.legal_hold),
-         lease_owner = CASE WHEN :terminal THEN NULL ELSE t.lease_owner END,
-         lease_token = CASE WHEN :terminal THEN NULL ELSE t.lease_token END,
-         lease_expire_time = CASE WHEN :terminal THEN NULL ELSE t.lease_expire_time END,
          version = nextval('row_version_seq'),
          update_time = now()
-       RETURNING *`,
+       RETURNING t.*${input.terminal ? "" : `, ${leaseOfWritten("t")}`}`;
+    const { rows } = await db.raw<{ rows: ExecutionRow[] }>(
+      upsert,
       {
         tenant: scope.tenantId,
         ...jsonAttributesAsText(WorkflowExecutionModel, input.columns),
@@ -80,9 +108,20 @@ export async function upsertExecution(scope: TenantScope, input: SaveInput): Pro
         legal_hold: input.legalHold ?? null,
       },
     );
+    const row = rows[0]!;
+    if (input.terminal) {
+      await endLease(db, scope.tenantId, row.execution_id);
+      Object.assign(row, NO_LEASE);
+    }
     // A plain row (see findExecution).
-    return parseJsonAttributes(WorkflowExecutionModel, rows[0]!);
-  });
+    return parseJsonAttributes(WorkflowExecutionModel, row);
+  };
+  return input.terminal ? scope.transaction(work) : scope.run(work);
+}
+
+/** Ends the lease of an execution, if it has one (a terminal save). */
+async function endLease(db: Knex, tenantId: string, executionId: string): Promise<void> {
+  await db(ExecutionLeaseModel.tableName).where({ tenant_id: tenantId, execution_id: executionId }).delete();
 }
 
 /** What a conditional save requires of the stored execution (see updateExecutionIf). */
@@ -97,32 +136,76 @@ export interface SaveCondition {
  * Replaces an execution only if it meets `condition` (its version; its current
  * lease's token, unexpired), and returns the stored row; undefined when the
  * execution does not exist or does not meet it. The row lock makes concurrent
- * updates serialize: of several from the same version (or against a lease and
- * a claim), exactly one matches. A terminal status ends the lease.
+ * updates serialize: of several from the same version, exactly one matches.
+ * A terminal status ends the lease, in a second statement of the same
+ * transaction (see upsertExecution for why not in the first).
+ *
+ * With a fencing token, the save and any claim of the execution serialize:
+ * first one statement locks the execution row (FOR NO KEY UPDATE, the lock
+ * its UPDATE takes anyway) and then the lease row, if it is still the named,
+ * unexpired lease (FOR SHARE). The lease is checked under its lock, not in a
+ * subquery of the UPDATE: under READ COMMITTED a subquery on another table is
+ * not re-checked after a wait, so a claim committed meanwhile would go
+ * unseen. Holding both, no claim can replace the lease before this commits (a
+ * claim locks the execution row first, skipping it while held, and then
+ * writes the lease row), and a claim committed before is seen: the lease row
+ * is re-checked at its newest version once locked, or was not there to find.
+ * Execution row before lease row, the order claims lock them in, so the two
+ * never deadlock: the execution row is read in a MATERIALIZED CTE, which the
+ * join reads before the lease row can be locked above it.
  */
 export async function updateExecutionIf(
   scope: TenantScope,
   input: SaveInput,
   condition: SaveCondition,
 ): Promise<ExecutionRow | undefined> {
-  return scope.run(async (db) => {
-    const { execution_id, ...columns } = input.columns;
+  const { execution_id, ...columns } = input.columns;
+  const patch = (db: Knex) => {
     const q = WorkflowExecutionModel.query(db).where({ tenant_id: scope.tenantId, execution_id });
     if (condition.version !== undefined) q.where("version", condition.version);
-    if (condition.fencingToken !== undefined) q.where("lease_token", condition.fencingToken).whereRaw("lease_expire_time > now()");
     // The JSON columns go as objects: the model writes them as JSON text.
-    const rows = await q
-      .patch({
+    q.patch({
         ...columns,
         started_at: raw("COALESCE(?::timestamptz, started_at)", [input.startedAt]),
         completed_at: input.terminal ? raw("COALESCE(?::timestamptz, completed_at, now())", [input.completedAt]) : null,
         ...(input.legalHold === undefined ? {} : { legal_hold: input.legalHold }),
-        ...(input.terminal ? { lease_owner: null, lease_token: null, lease_expire_time: null } : {}),
         version: raw("nextval('row_version_seq')"),
         update_time: raw("now()"),
-      })
-      .returning("*");
-    return rows[0];
+      });
+    return q.toKnexQuery();
+  };
+  if (condition.fencingToken === undefined && !input.terminal) {
+    // Nothing to check or end of the lease: one statement, returning the
+    // lease as of its start (as upsertExecution does).
+    return scope.run(async (db) => {
+      const rows = await patch(db).returning<ExecutionRow[]>(["*", db.raw(leaseOfWritten(WorkflowExecutionModel.tableName))]);
+      const row = rows[0];
+      return row === undefined ? undefined : parseJsonAttributes(WorkflowExecutionModel, row);
+    });
+  }
+  return scope.transaction(async (db) => {
+    let lease: LeaseColumns | undefined;
+    if (condition.fencingToken !== undefined) {
+      const { rows } = await db.raw<{ rows: LeaseColumns[] }>(
+        `WITH execution AS MATERIALIZED (
+           SELECT 1 FROM workflow_executions WHERE tenant_id = :tenant AND execution_id = :execution_id FOR NO KEY UPDATE
+         )
+         SELECT ${LEASE_COLUMNS} FROM execution, execution_leases AS lease
+         WHERE lease.tenant_id = :tenant AND lease.execution_id = :execution_id
+           AND lease.token = :token AND lease.expire_time > now()
+         FOR SHARE OF lease`,
+        { tenant: scope.tenantId, execution_id, token: condition.fencingToken },
+      );
+      if (rows.length === 0) return undefined;
+      lease = rows[0];
+    }
+    const row = (await patch(db).returning<ExecutionRow[]>("*"))[0];
+    if (row === undefined) return undefined;
+    if (input.terminal) {
+      await endLease(db, scope.tenantId, execution_id);
+      lease = NO_LEASE;
+    }
+    return parseJsonAttributes(WorkflowExecutionModel, Object.assign(row, lease));
   });
 }
 
@@ -134,8 +217,8 @@ export async function updateExecutionIf(
 export async function holdsLease(scope: TenantScope, executionId: string, fencingToken: string): Promise<boolean> {
   return scope.run(async (db) => {
     const { rows } = await db.raw<{ rows: unknown[] }>(
-      `SELECT 1 FROM workflow_executions
-       WHERE tenant_id = ? AND execution_id = ? AND lease_token = ? AND lease_expire_time > now()`,
+      `SELECT 1 FROM execution_leases
+       WHERE tenant_id = ? AND execution_id = ? AND token = ? AND expire_time > now()`,
       [scope.tenantId, executionId, fencingToken],
     );
     return rows.length > 0;
@@ -149,7 +232,7 @@ export async function findExecution(scope: TenantScope, executionId: string): Pr
   // row is only encoded into the answer.
   return scope.run(async (db) => {
     const { rows } = await db.raw<{ rows: ExecutionRow[] }>(
-      "SELECT * FROM workflow_executions WHERE tenant_id = ? AND execution_id = ?",
+      `SELECT workflow_executions.*, ${LEASE_COLUMNS} FROM ${EXECUTIONS_WITH_LEASES} WHERE tenant_id = ? AND execution_id = ?`,
       [scope.tenantId, executionId],
     );
     const row = rows[0];
@@ -209,15 +292,18 @@ async function executionsAfter(
   limits: RowLimits,
 ): Promise<BoundedRows<ExecutionRow>> {
   return scope.run(async (db) => {
-    const q = whereGiven(db<ExecutionRow>(WorkflowExecutionModel.tableName).select("*").where("tenant_id", scope.tenantId), filters);
+    const q = whereGiven(
+      db.from(db.raw(EXECUTIONS_WITH_LEASES)).select(db.raw(`workflow_executions.*, ${LEASE_COLUMNS}`)).where("tenant_id", scope.tenantId),
+      filters,
+    );
     if (after !== undefined) q.whereRaw(`(started_at, execution_id) ${order === "newest" ? "<" : ">"} (?::timestamptz, ?)`, after);
-    return byteBounded(db, WorkflowExecutionModel, q, order === "newest" ? NEWEST_FIRST : OLDEST_FIRST, limits);
+    return byteBounded<WorkflowExecutionModel, ExecutionRow>(db, WorkflowExecutionModel, q, order === "newest" ? NEWEST_FIRST : OLDEST_FIRST, limits);
   });
 }
 
 /** parseJsonAttributes of an execution row (the claim batch's rows, in execution-leases.ts). */
-export function parseJsonColumns(row: ExecutionRow): void {
-  parseJsonAttributes(WorkflowExecutionModel, row);
+export function parseJsonColumns(row: ExecutionRow): ExecutionRow {
+  return parseJsonAttributes(WorkflowExecutionModel, row);
 }
 
 /** Filters of deleteTerminalBatch. */
