@@ -129,17 +129,24 @@ describe("claims across three server processes on one PostgreSQL database", () =
       received.push(e);
       await new Promise((resolve) => setTimeout(resolve, 20));
     }).catch(() => undefined);
-    // Steady claimers on the other servers take the rest meanwhile.
-    const steady = Promise.all([0, 1, 2, 3].map((i) => claim(servers[i % 2]!, tenant, `steady-${i}`)));
-    // Killed halfway through its first batch (STREAM_BATCH_SIZE, 100): it holds
-    // rows it sent and rows it claimed and never sent. (Waiting for a second
-    // batch raced the steady claimers, which may take everything else first.)
     let slowEnded = false;
     void slow.then(() => (slowEnded = true));
-    while (received.length < 50) {
-      if (slowEnded) throw new Error(`the victim's claim ended after ${received.length} executions`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    const waitFor = async (count: number) => {
+      while (received.length < count) {
+        if (slowEnded) throw new Error(`the victim's claim ended after ${received.length} executions`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    };
+    // Its first batch (STREAM_BATCH_SIZE, 100) is claimed before anyone else
+    // claims: with steady claimers racing it, rows it locked could be leased by
+    // a claim that committed first (left out of its batch, as they must be), and
+    // its stream could end before the kill below.
+    await waitFor(1);
+    // Steady claimers on the other servers take the rest meanwhile.
+    const steady = Promise.all([0, 1, 2, 3].map((i) => claim(servers[i % 2]!, tenant, `steady-${i}`)));
+    // Killed halfway through its first batch: it holds rows it sent and rows it
+    // claimed and never sent.
+    await waitFor(50);
     victim.child.kill("SIGKILL");
     killed = true;
     expect(await victim.exited).toMatchObject({ code: null, signal: "SIGKILL" });
