@@ -40,6 +40,7 @@ import { createRetentionService } from "../services/retention-service.js";
 import { createRoutingAuditService } from "../services/routing-audit-service.js";
 import { createStatisticsService } from "../services/statistics-service.js";
 import { createWorkflowStateService } from "../services/workflow-state-service.js";
+import { createExecutionEncoding } from "../services/workflow-state/encoding/index.js";
 import { kHttp2Stream, StreamGuard } from "../streams/stream-guard.js";
 import { StreamLimits } from "../streams/stream-limits.js";
 import { createTenantInterceptor } from "../tenancy/tenant-interceptor.js";
@@ -222,7 +223,8 @@ export function createServer(deps: ServerDeps): AppServer {
     serviceRegistration(
       WorkflowStateService,
       createWorkflowStateService({ streams, ...pages, deleteBatchSize: config.deleteBatchSize }),
-      tenantCall,
+      // The executions' encoding step sees the answers last, after every interceptor (src/services/workflow-state/encoding/).
+      { interceptors: [createExecutionEncoding(logger), ...tenantCall.interceptors] },
       tenantAdmitted,
     ),
     serviceRegistration(

@@ -7,6 +7,7 @@ import {
   ReleaseLeasesResponseSchema,
   RenewLeasesResponseSchema,
   GetWorkflowExecutionResponseSchema,
+  ListWorkflowExecutionsResponseSchema,
   SaveWorkflowExecutionResponseSchema,
   StreamIncompleteWorkflowsResponseSchema,
   type WorkflowStateService,
@@ -29,8 +30,7 @@ import {
   statusToDb,
 } from "./workflow-state/execution-row.js";
 import { claimBatches } from "./workflow-state/claim-source.js";
-import { ExecutionWriter } from "./workflow-state/execution-binary.js";
-import { executionListResponse, executionResponse, isBinaryCodec, unaryExecutionWriter } from "./workflow-state/execution-response.js";
+import { lazyExecution } from "./workflow-state/encoding/index.js";
 import { leaseLost } from "./workflow-state/lease-lost.js";
 import {
   validateClaim,
@@ -75,7 +75,7 @@ export function createWorkflowStateService(deps: WorkflowStateDeps): ServiceImpl
         }
         if (row === undefined) throw etagMismatch(req.etag, `the stored execution "${execution.executionId}"`);
       }
-      return executionResponse(SaveWorkflowExecutionResponseSchema, row, unaryExecutionWriter(ctx.requestHeader.get("content-type")));
+      return create(SaveWorkflowExecutionResponseSchema, { execution: lazyExecution(row) });
     },
 
     async getWorkflowExecution(req, ctx) {
@@ -84,7 +84,7 @@ export function createWorkflowStateService(deps: WorkflowStateDeps): ServiceImpl
       if (row === undefined) {
         throw new ConnectError(`workflow execution "${req.executionId}" not found`, Code.NotFound);
       }
-      return executionResponse(GetWorkflowExecutionResponseSchema, row, unaryExecutionWriter(ctx.requestHeader.get("content-type")));
+      return create(GetWorkflowExecutionResponseSchema, { execution: lazyExecution(row) });
     },
 
     async listWorkflowExecutions(req, ctx) {
@@ -99,22 +99,18 @@ export function createWorkflowStateService(deps: WorkflowStateDeps): ServiceImpl
       const after = keysetFromToken(tenantScope(ctx), req.pageToken, filters);
       const page = await queries.listExecutions(tenantScope(ctx), filters, after, { rows: limit, bytes: deps.pageMaxBytes });
       const token = nextPageToken(tenantScope(ctx), page, (last) => [last.started_at, last.execution_id], filters);
-      return executionListResponse(page.rows, token, unaryExecutionWriter(ctx.requestHeader.get("content-type")));
+      return create(ListWorkflowExecutionsResponseSchema, { executions: page.rows.map(lazyExecution), nextPageToken: token });
     },
 
     async *streamIncompleteWorkflows(req, ctx) {
       validateStream(req);
       const scope = tenantScope(ctx);
-      // Binary codecs get each execution encoded straight from its row (see
-      // executionResponse), when its turn comes; JSON codecs get the message
-      // built by executionFromRow.
-      const writer = isBinaryCodec(ctx.requestHeader.get("content-type")) ? new ExecutionWriter() : undefined;
       yield* boundedStream(ctx, deps.streams, () =>
         keysetSource({
           read: (after: [string, string] | undefined, limits) => queries.incompleteExecutionsBatch(scope, req.workflowName, after, limits),
           key: (row) => [row.started_at, row.execution_id],
           bytes: (row) => storedBytes(row),
-          message: (row) => executionResponse(StreamIncompleteWorkflowsResponseSchema, row, writer),
+          message: (row) => create(StreamIncompleteWorkflowsResponseSchema, { execution: lazyExecution(row) }),
         }),
       );
     },
@@ -122,7 +118,6 @@ export function createWorkflowStateService(deps: WorkflowStateDeps): ServiceImpl
     async *claimIncompleteWorkflows(req, ctx) {
       const leaseMs = validateClaim(req);
       const scope = tenantScope(ctx);
-      const writer = isBinaryCodec(ctx.requestHeader.get("content-type")) ? new ExecutionWriter() : undefined;
       yield* boundedStream(ctx, deps.streams, (slot) => {
         const bytes = (row: ExecutionRow) => storedBytes(row);
         const batches = claimBatches(
@@ -133,7 +128,7 @@ export function createWorkflowStateService(deps: WorkflowStateDeps): ServiceImpl
         return {
           read: (limits, inTurn) => batches.read(limits, inTurn),
           bytes,
-          message: (row) => executionResponse(ClaimIncompleteWorkflowsResponseSchema, row, writer),
+          message: (row) => create(ClaimIncompleteWorkflowsResponseSchema, { execution: lazyExecution(row) }),
           // Rows claimed and never handed over (the stream's, and a batch
           // claimed ahead): give their leases back, so that other claimers
           // need not wait for them to expire. The call may be past its

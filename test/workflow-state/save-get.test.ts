@@ -78,7 +78,7 @@ function clientFields(e: WorkflowExecution) {
 }
 
 describe(`SaveWorkflowExecution / GetWorkflowExecution on ${backendName}`, () => {
-  // Binary answers are encoded straight from the stored row (execution-response.ts), JSON ones from messages.
+  // Binary answers are written straight from the stored row (src/services/workflow-state/encoding/), JSON ones from messages.
   it.each<[Protocol, string, boolean]>([
     ["grpc", "binary", true],
     ["grpc", "JSON", false],

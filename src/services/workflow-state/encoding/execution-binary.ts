@@ -4,10 +4,10 @@ import {
   StepExecutionSchema,
   WorkflowDefinitionSchema,
   WorkflowStatus,
-} from "../../../gen/orchestration/state/v1/workflow_state_service_pb.js";
-import { timestampPartsFromDb } from "../../db/convert.js";
-import type { ExecutionRow } from "../../db/models/workflow-execution.js";
-import { etagOf } from "../../etags/etag.js";
+} from "../../../../gen/orchestration/state/v1/workflow_state_service_pb.js";
+import { timestampPartsFromDb } from "../../../db/convert.js";
+import type { ExecutionRow } from "../../../db/models/workflow-execution.js";
+import { etagOf } from "../../../etags/etag.js";
 
 // The protobuf binary encoding of a WorkflowExecution, written straight from a
 // stored row: the hot path of StreamIncompleteWorkflows, and of the answers of
