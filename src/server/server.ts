@@ -223,7 +223,7 @@ export function createServer(deps: ServerDeps): AppServer {
     serviceRegistration(
       WorkflowStateService,
       createWorkflowStateService({ streams, ...pages, deleteBatchSize: config.deleteBatchSize }),
-      // The executions' encoding step sees the answers last, after every interceptor (src/services/workflow-state/encoding/).
+      // The executions' encoding step, outermost so that every interceptor sees real messages: src/services/workflow-state/encoding/.
       { interceptors: [createExecutionEncoding(logger), ...tenantCall.interceptors] },
       tenantAdmitted,
     ),

@@ -60,7 +60,8 @@ function encodeSingle(message: SingleAnswer, writer: ExecutionWriter | undefined
     return copy;
   }
   const encoded: Message = { $typeName: message.$typeName };
-  encoded.$unknown = [{ no: 1, wireType: WireType.LengthDelimited, data: encodeExecutionDelimited(writer!, row) }, ...(message.$unknown ?? [])];
+  const field = { no: 1, wireType: WireType.LengthDelimited, data: encodeExecutionDelimited(writer!, row) };
+  encoded.$unknown = message.$unknown === undefined ? [field] : [field, ...message.$unknown];
   return encoded;
 }
 
@@ -76,7 +77,7 @@ function encodeList(message: ListWorkflowExecutionsResponse, writer: ExecutionWr
     writer!.string(message.nextPageToken);
     encoded.$unknown.push({ no: 2, wireType: WireType.LengthDelimited, data: writer!.finish() });
   }
-  encoded.$unknown.push(...(message.$unknown ?? []));
+  if (message.$unknown !== undefined) encoded.$unknown.push(...message.$unknown);
   return encoded;
 }
 
