@@ -1,12 +1,15 @@
 import { type JsonValue, type Message, toJson } from "@bufbuild/protobuf";
-import type { Interceptor } from "@connectrpc/connect";
+import { createClient, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type WorkflowExecution,
   WorkflowExecutionSchema,
+  WorkflowStateService,
   WorkflowStatus,
 } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
 import { executionsBuilt } from "../../src/services/workflow-state/encoding/index.js";
+import { TENANT_HEADER } from "../../src/tenancy/tenant-interceptor.js";
 import type { Tracing } from "../../src/tracing/tracing.js";
 import { backendName } from "../support/backend.js";
 import { type Protocol, workflowClient } from "../support/clients.js";
@@ -141,5 +144,26 @@ describe(`answers to binary clients on ${backendName}`, () => {
     expect(executionsBuilt() - before).toBe(useBinaryFormat ? 0 : received);
     // Unary gRPC in binary is the fast path's: 2 saves, a get and a list.
     expect(t.server.stats().grpcFastPathCalls - fastPathBefore).toBe(protocol === "grpc" && useBinaryFormat ? 4 : 0);
+  });
+  it("answer Connect's GET requests (no Content-Type) in binary with the messages built, as for any codec not known", async () => {
+    const tenant = newTenant();
+    const client = workflowClient(t.baseUrl, tenant, "connect", true);
+    const saved = await client.saveWorkflowExecution({ execution: { executionId: "g", workflowName: "w", status: WorkflowStatus.RUNNING, context: { k: [1, "x"] } } });
+    const transport = createConnectTransport({
+      baseUrl: t.baseUrl,
+      httpVersion: "2",
+      useBinaryFormat: true,
+      useHttpGet: true,
+      interceptors: [
+        (next) => (req) => {
+          req.header.set(TENANT_HEADER, tenant);
+          return next(req);
+        },
+      ],
+    });
+    const before = executionsBuilt();
+    const got = await createClient(WorkflowStateService, transport).getWorkflowExecution({ executionId: "g" });
+    expect(got.execution).toEqual(saved.execution);
+    expect(executionsBuilt() - before).toBe(1);
   });
 });
