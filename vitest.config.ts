@@ -1,5 +1,6 @@
 import { fileURLToPath } from "node:url";
 import { configDefaults, defineConfig } from "vitest/config";
+import { LongestFirstSequencer } from "./test/support/sequencer.js";
 
 // Tests for one backend only live in *.postgres.test.ts and *.pglite.test.ts
 // files. A run on one backend (TEST_DATABASE_URL set: PostgreSQL, else PGlite;
@@ -31,6 +32,8 @@ export default defineConfig({
     maxWorkers: 2,
     isolate: false,
     globalSetup: ["test/support/global-setup.ts"],
+    // The longest files start first, in CI too (test/support/sequencer.ts).
+    sequence: { sequencer: LongestFirstSequencer },
     testTimeout: 60_000,
     hookTimeout: 60_000,
   },

@@ -1,0 +1,47 @@
+// The order in which npm test starts its files (vitest.config.ts
+// sequence.sequencer). Two workers take the next file as they free up, so the
+// run ends when the last file started ends: a long file started late runs
+// alone at the end while the other worker idles. vitest's own order starts
+// the longest files first only when it has the timings of an earlier run
+// (node_modules/.vite, absent in CI); without them it starts the largest
+// files first, and the longest files here are small ones that wait on child
+// processes and timers: each was started among the last ones, the README's
+// walk-through of replicas (it sleeps past a lease) last of all.
+import * as path from "node:path";
+import { BaseSequencer, type TestSpecification } from "vitest/node";
+
+/**
+ * The files that take longest, longest first (measured with npm test on both
+ * backends; a file missing from a run is left out). The build the lifecycle
+ * files share (test/lifecycle/support.ts) is made by the first of them to
+ * start, so fail-fast.test.ts goes first and npm-ci-omit-dev.test.ts, which
+ * waits for it, after the README's walk-through on the other worker.
+ */
+export const LONGEST_FIRST = [
+  "test/lifecycle/fail-fast.test.ts",
+  "test/lifecycle/fail-fast.postgres.test.ts",
+  "test/readme-replicas.test.ts",
+  "test/readme-examples.test.ts",
+  "test/lifecycle/npm-ci-omit-dev.test.ts",
+  "test/main-process.test.ts",
+  "test/lifecycle/npm-start.test.ts",
+  "test/failures/hostile-tenant.test.ts",
+  "test/workflow-state/stream.test.ts",
+  "test/failures/load.test.ts",
+  "test/auth/readme-security.test.ts",
+  "test/property/wire-bytes.test.ts",
+  "test/failures/crash.test.ts",
+  "test/property/typed-requests.test.ts",
+];
+
+/** LONGEST_FIRST's files in its order, then the others in vitest's own order. */
+export class LongestFirstSequencer extends BaseSequencer {
+  override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
+    const rank = (spec: TestSpecification) => {
+      const index = LONGEST_FIRST.indexOf(path.relative(spec.project.config.root, spec.moduleId).split(path.sep).join("/"));
+      return index === -1 ? LONGEST_FIRST.length : index;
+    };
+    const others = await super.sort(files);
+    return others.map((spec, position) => ({ spec, position })).sort((a, b) => rank(a.spec) - rank(b.spec) || a.position - b.position).map(({ spec }) => spec);
+  }
+}
