@@ -42,6 +42,12 @@ export interface DatabaseOptions {
    */
   pgliteArchive?: Blob;
   /**
+   * PGlite: this open instance rather than one opened at `dataDir` (a
+   * testability hook: the tests hand a file the database an earlier file
+   * closed, test/support/backend.ts). Its session settings are the caller's.
+   */
+  pglite?: PGlite;
+  /**
    * PostgreSQL: whether tenant units run pipelined (one round trip for a
    * single statement, on pinned library internals: src/tenancy/pipelined-unit.ts)
    * rather than on the default path of public APIs. Default: yes.
@@ -171,7 +177,7 @@ export function databaseConfig(options: DatabaseOptions): Knex.Config {
     client: ClientPgLite as unknown as typeof Knex.Client,
     dialect: "postgres",
     postProcessResponse: pgliteRowCounts,
-    connection: () => ({ pglite: (pglite ??= open()) }) as object as Knex.StaticConnectionConfig,
+    connection: () => ({ pglite: (pglite ??= options.pglite ?? open()) }) as object as Knex.StaticConnectionConfig,
   };
 }
 

@@ -5,8 +5,10 @@ import * as fs from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
+import type { PGlite } from "@electric-sql/pglite";
 import type { Knex } from "knex";
 import { inject } from "vitest";
+import { SESSION_SETTINGS_SQL } from "../../src/connection/session-settings.js";
 import { createDatabase, migrate } from "../../src/db/database.js";
 import { silentLogger } from "../../src/logging/logger.js";
 
@@ -106,13 +108,52 @@ export async function createPgliteDataDir(prefix: string): Promise<string> {
 }
 
 /**
+ * The PGlite databases of createTestDatabase that their Knex closed, kept
+ * open by this worker process for the next ones it is asked for: vitest.config.ts
+ * keeps a worker between files (isolate: false), and loading the template
+ * into a new PGlite is over a second of CPU, spent again by nearly every file.
+ * Files of a worker then share a database one after another, as every file
+ * of a PostgreSQL run shares one (tests isolate themselves with fresh random
+ * tenants); two Knex instances never hold one PGlite at once. On globalThis:
+ * one list per process, whatever vitest does with this module between files.
+ */
+const closedPglites: PGlite[] = ((globalThis as { [k: symbol]: PGlite[] | undefined })[Symbol.for("orchestrator-state.closedPglites")] ??= []);
+
+/**
+ * A Knex over a closed PGlite of this process, or else over a new one from
+ * the migrated template, whose close() (Knex's destroy calls it) keeps the
+ * instance for the next file instead: with its session as a new one would
+ * be (any transaction rolled back, DISCARD ALL, the session settings of
+ * src/connection/session-settings.ts), or, if that fails, closed for real.
+ */
+async function reusedPgliteDatabase(): Promise<Knex> {
+  const closed = closedPglites.pop();
+  if (closed !== undefined) return createDatabase({ dataDir: "memory://", pglite: closed, logger: silentLogger });
+  const knex = await createPgliteDatabase("migrated");
+  const pglite = (await knex.client.acquireConnection()) as PGlite;
+  await knex.client.releaseConnection(pglite);
+  const close = pglite.close.bind(pglite);
+  pglite.close = async () => {
+    try {
+      // One by one: statements sent together run as one transaction, and DISCARD ALL refuses to run in one.
+      for (const sql of ["ROLLBACK", "DISCARD ALL", SESSION_SETTINGS_SQL]) await pglite.exec(sql);
+    } catch {
+      return close();
+    }
+    closedPglites.push(pglite);
+  };
+  return knex;
+}
+
+/**
  * A migrated database for one test file; destroy it in afterAll. On PGlite a
- * copy of the migrated template; migrate() still runs, finding nothing to do
+ * database an earlier file of this worker closed, or a copy of the migrated
+ * template (reusedPgliteDatabase); migrate() still runs, finding nothing to do
  * (or, run outside npm test's configuration, everything).
  */
 export async function createTestDatabase(): Promise<Knex> {
   const url = process.env.TEST_DATABASE_URL;
-  const knex = url ? createDatabase({ ...postgresOptions(url), poolMax: 10, logger: silentLogger }) : await createPgliteDatabase("migrated");
+  const knex = url ? createDatabase({ ...postgresOptions(url), poolMax: 10, logger: silentLogger }) : await reusedPgliteDatabase();
   await migrate(knex);
   return knex;
 }
