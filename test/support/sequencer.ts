@@ -11,27 +11,31 @@ import * as path from "node:path";
 import { BaseSequencer, type TestSpecification } from "vitest/node";
 
 /**
- * The files that take longest, longest first (measured with npm test on both
- * backends; a file missing from a run is left out). The build the lifecycle
- * files share (test/lifecycle/support.ts) is made by the first of them to
- * start, so fail-fast.test.ts goes first and npm-ci-omit-dev.test.ts, which
- * waits for it, after the README's walk-through on the other worker.
+ * The files that take longest, about longest first (measured with npm test on
+ * both backends; a file missing from a run is left out). The build the
+ * lifecycle files share (test/lifecycle/support.ts) is made by the first of
+ * them to start: fail-fast.test.ts, first, beside the README's walk-through,
+ * which mostly sleeps. The files that wait for the build and then time a
+ * process (fail-fast.postgres.test.ts: "within 5 s") come after it is made,
+ * not beside it.
  */
 export const LONGEST_FIRST = [
   "test/lifecycle/fail-fast.test.ts",
-  "test/lifecycle/fail-fast.postgres.test.ts",
   "test/readme-replicas.test.ts",
   "test/readme-examples.test.ts",
-  "test/lifecycle/npm-ci-omit-dev.test.ts",
-  "test/main-process.test.ts",
-  "test/lifecycle/npm-start.test.ts",
   "test/failures/hostile-tenant.test.ts",
+  "test/lifecycle/npm-start.test.ts",
+  "test/failures/claims.postgres.test.ts",
+  "test/lifecycle/fail-fast.postgres.test.ts",
+  "test/lifecycle/npm-ci-omit-dev.test.ts",
   "test/workflow-state/stream.test.ts",
-  "test/failures/load.test.ts",
+  "test/main-process.test.ts",
   "test/auth/readme-security.test.ts",
-  "test/property/wire-bytes.test.ts",
-  "test/failures/crash.test.ts",
+  "test/failures/load.test.ts",
   "test/property/typed-requests.test.ts",
+  "test/failures/crash.test.ts",
+  "test/failures/partition.postgres.test.ts",
+  "test/property/wire-bytes.test.ts",
 ];
 
 /** LONGEST_FIRST's files in its order, then the others in vitest's own order. */
