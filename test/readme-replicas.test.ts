@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { README_ADDRESS, README_TENANT, replicasSession, replicasStart, root } from "./support/readme-examples.js";
+import { npxBufShortcut, README_ADDRESS, README_TENANT, replicasSession, replicasStart, root } from "./support/readme-examples.js";
 import { startTestServer, type TestServer } from "./support/server.js";
 
 // Docs match the code: the walk-through of the README's "Running several
@@ -27,7 +27,7 @@ describe("README buf curl examples", () => {
     // tenant, invoice-8 would still be leased from the first run, and the last claim would find nothing).
     const tenant = randomUUID();
     expect(replicasSession).toContain(README_TENANT);
-    const script = `set -euo pipefail\n${replicasSession.replaceAll(README_ADDRESS, t.baseUrl).replaceAll(README_TENANT, tenant)}`;
+    const script = `set -euo pipefail\n${npxBufShortcut}${replicasSession.replaceAll(README_ADDRESS, t.baseUrl).replaceAll(README_TENANT, tenant)}`;
     const { stdout, stderr } = await run("bash", ["-c", script], { cwd: root });
     // The claims show the leases, A's first renewal and B's save succeed, A's later renewal is lost and its save fenced off.
     expect(stdout).toContain('"owner": "replica-a"');

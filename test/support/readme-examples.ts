@@ -2,8 +2,7 @@
 // test/readme-replicas.test.ts run them: "Running several replicas" is one
 // shell session (its blocks share variables: the fencing tokens); the other
 // examples run one by one. Two files, so that the two workers run them side
-// by side: each takes tens of seconds of npx start-ups, and the walk-through
-// sleeps past a lease.
+// by side: the walk-through sleeps past a lease.
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 
@@ -29,3 +28,13 @@ export const examples = [...readme.matchAll(/```sh\n([\s\S]*?)```/g)]
 
 /** The shell blocks of "Running several replicas", joined into one script. */
 export const replicasSession = [...readme.slice(replicasStart, replicasEnd).matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!).join("\n");
+
+/**
+ * A bash prelude after which `npx buf` runs the repository's buf
+ * (node_modules/.bin/buf), the one npx resolves it to, without starting npm
+ * first: npx costs most of a second of CPU per call, and the README's
+ * examples make 48 calls. Each file still runs one `npx buf` through npx
+ * itself (readme-examples.test.ts its first example, readme-replicas.test.ts
+ * its last check), so that the commands as written are known to resolve.
+ */
+export const npxBufShortcut = `npx() { if [ "$1" = buf ]; then shift; ${JSON.stringify(path.join(root, "node_modules/.bin/buf"))} "$@"; else command npx "$@"; fi; }\n`;
