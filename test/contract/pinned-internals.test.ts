@@ -9,11 +9,12 @@ import { PGlite } from "@electric-sql/pglite";
 import knexFactory from "knex";
 import ClientPgLite from "knex-pglite";
 import pg from "pg";
-import { describe, expect, inject, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Health, HealthCheckRequestSchema, HealthCheckResponseSchema } from "../../gen/health/v1/health_pb.js";
 import * as connectInternals from "../../src/server/grpc-fast-path/connect-internals.js";
 import { errorFromResetCode } from "../../src/server/grpc-fast-path/reset-codes.js";
 import { requestDecodeError } from "../../src/errors/request-decoding.js";
+import { pgliteTemplate } from "../support/backend.js";
 
 // Some of our code leans on what a package does not promise: the gRPC unary
 // fast path (src/server/grpc-fast-path/, the one importer of Connect's
@@ -92,7 +93,7 @@ describe("knex-pglite's answers that src/db/database.ts corrects (public APIs, p
   it("without the postProcessResponse of database.ts, a delete answers the raw response with command DEL, not the row count", async () => {
     // The instance given as database.ts gives it, started from the run's new data directory (test/support/global-setup.ts):
     // a PGlite of its own would run initdb, seconds on a loaded machine.
-    const archive = inject("pgliteTemplates")?.empty;
+    const archive = await pgliteTemplate("empty");
     const pglite = new PGlite("memory://", { loadDataDir: archive === undefined ? undefined : await openAsBlob(archive) });
     const knex = knexFactory({ client: ClientPgLite as never, dialect: "postgres", connection: { pglite } as never });
     try {

@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { openAsBlob } from "node:fs";
+import { existsSync, openAsBlob } from "node:fs";
 import * as fs from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -11,6 +11,7 @@ import { inject } from "vitest";
 import { SESSION_SETTINGS_SQL } from "../../src/connection/session-settings.js";
 import { createDatabase, migrate } from "../../src/db/database.js";
 import { silentLogger } from "../../src/logging/logger.js";
+import { TEMPLATES_FAILED, TEMPLATES_READY } from "./pglite-templates.js";
 
 /**
  * The database every storage test runs on: the embedded PGlite (in memory) by
@@ -75,10 +76,31 @@ export function directPostgresUrl(): string {
 
 declare module "vitest" {
   export interface ProvidedContext {
-    /** Archives (PGlite's dumpDataDir) of a new and of a migrated PGlite data directory (global-setup.ts); unset on PostgreSQL. */
-    pgliteTemplates: { empty: string; migrated: string } | undefined;
+    /**
+     * Archives (PGlite's dumpDataDir) of a new and of a migrated PGlite data
+     * directory, written into `dir` while the run starts (global-setup.ts):
+     * read them through pgliteTemplate. Unset on PostgreSQL.
+     */
+    pgliteTemplates: { dir: string; empty: string; migrated: string } | undefined;
     /** A temporary directory of this run, removed at its end (global-setup.ts). */
     runDir: string;
+  }
+}
+
+/**
+ * The path of the run's template `template` (global-setup.ts), once its
+ * archive is complete; undefined outside npm test's configuration (and on
+ * PostgreSQL).
+ */
+export async function pgliteTemplate(template: "empty" | "migrated"): Promise<string | undefined> {
+  const templates = inject("pgliteTemplates");
+  if (templates === undefined) return undefined;
+  for (const end = Date.now() + 120_000; ; await new Promise((resolve) => setTimeout(resolve, 50))) {
+    if (existsSync(path.join(templates.dir, TEMPLATES_READY))) return templates[template];
+    if (existsSync(path.join(templates.dir, TEMPLATES_FAILED))) {
+      throw new Error(`making the PGlite templates failed: ${await fs.readFile(path.join(templates.dir, TEMPLATES_FAILED), "utf8")}`);
+    }
+    if (Date.now() > end) throw new Error("the PGlite templates were not made within 120 s");
   }
 }
 
@@ -87,7 +109,7 @@ declare module "vitest" {
  * `migrated` or `empty` (as created, no migration run).
  */
 export async function createPgliteDatabase(template: "empty" | "migrated"): Promise<Knex> {
-  const archive = inject("pgliteTemplates")?.[template];
+  const archive = await pgliteTemplate(template);
   return createDatabase({ dataDir: "memory://", pgliteArchive: archive === undefined ? undefined : await openAsBlob(archive), logger: silentLogger });
 }
 
@@ -102,7 +124,7 @@ export async function createPgliteDatabase(template: "empty" | "migrated"): Prom
  */
 export async function createPgliteDataDir(prefix: string): Promise<string> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), prefix));
-  const archive = inject("pgliteTemplates")?.migrated;
+  const archive = await pgliteTemplate("migrated");
   if (archive !== undefined) await promisify(execFile)("tar", ["-xf", archive, "-C", dir]);
   return dir;
 }
