@@ -7,8 +7,6 @@
 // that write and read timestamps and doubles must answer the right values.
 import { randomUUID } from "node:crypto";
 import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Knex } from "knex";
@@ -20,7 +18,7 @@ import { WorkflowStatus } from "../../gen/orchestration/state/v1/workflow_state_
 import { createDatabase, migrate } from "../../src/db/database.js";
 import { silentLogger } from "../../src/logging/logger.js";
 import { breakerClient } from "../circuit-breaker/helpers.js";
-import { backendName, postgresOptions } from "../support/backend.js";
+import { backendName, createPgliteDataDir, postgresOptions } from "../support/backend.js";
 import { connectClient, workflowClient } from "../support/clients.js";
 import { at, decision, micros } from "../support/decisions.js";
 import { newTenant, startTestServer, type TestServer } from "../support/server.js";
@@ -47,7 +45,8 @@ beforeAll(async () => {
     // One connection: the last test can reset the session of every connection there is.
     knex = createDatabase({ ...postgresOptions(scratchUrl.toString()), poolMax: 1, logger: silentLogger });
   } else {
-    pgliteDir = fs.mkdtempSync(path.join(os.tmpdir(), "session-settings-"));
+    // A data directory as initdb leaves it (the run's template: initdb itself is seconds), migrated below under those defaults.
+    pgliteDir = await createPgliteDataDir("session-settings-", "empty");
     // PGlite reads no per-database settings (it runs single-user), but it
     // reads postgresql.auto.conf in its data directory, which ALTER SYSTEM writes.
     const pglite = new PGlite(pgliteDir);

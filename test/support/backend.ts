@@ -119,12 +119,14 @@ export async function createPgliteDatabase(template: "empty" | "migrated"): Prom
  * directory, `prefix` naming it; remove it in afterAll. In a new, empty
  * directory the server would first run initdb and every migration, tens of
  * seconds on a loaded machine, in tests about something else (what a first
- * start does is test/lifecycle/fail-fast.test.ts's). Without the template
- * (run outside npm test's configuration) the directory is left empty.
+ * start does is test/lifecycle/fail-fast.test.ts's). `template: "empty"`:
+ * a database as initdb leaves it, for tests of what runs every migration.
+ * Without the template (run outside npm test's configuration) the directory
+ * is left empty.
  */
-export async function createPgliteDataDir(prefix: string): Promise<string> {
+export async function createPgliteDataDir(prefix: string, template: "empty" | "migrated" = "migrated"): Promise<string> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), prefix));
-  const archive = await pgliteTemplate("migrated");
+  const archive = await pgliteTemplate(template);
   if (archive !== undefined) await promisify(execFile)("tar", ["-xf", archive, "-C", dir]);
   return dir;
 }
