@@ -36,6 +36,13 @@ export const LONGEST_FIRST = [
   "test/failures/crash.test.ts",
   "test/failures/partition.postgres.test.ts",
   "test/property/wire-bytes.test.ts",
+  "test/statistics/request-ids.test.ts",
+  "test/circuit-breaker/request-ids.test.ts",
+  "test/failures/database-process.postgres.test.ts",
+  "test/limits/request-size.test.ts",
+  "test/routing-audit/retries.test.ts",
+  "test/statistics/record-outcome.test.ts",
+  "test/workflow-state/leases.test.ts",
 ];
 
 /** LONGEST_FIRST's files in its order, then the others in vitest's own order. */
