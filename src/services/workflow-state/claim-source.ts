@@ -53,7 +53,11 @@ export interface ClaimBatches {
  * docs/performance.md); but a batch's leases run from its claim, so the rows
  * a slow client has not taken yet must stay few, or their leases would age
  * (and expire) in the server's buffer. The byte budget of a batch is the
- * stream's, whatever its row count.
+ * stream's, whatever its row count, and a batch asks for no more rows than
+ * the budget holds at the average stored size of the last batch's rows: the
+ * claim locks the rows it asks for before it applies the budget, so rows past
+ * it were locked (a WAL record each) and unlocked unclaimed, then locked again
+ * by the next batch (at 1 MiB and rows of about 1.7 KB, 370 of every 1,000).
  *
  * Claiming ahead: while the client is taking a batch quickly, the next one is
  * claimed meanwhile (in a turn of the tenant, like any read), so that the
@@ -70,19 +74,23 @@ export function claimBatches(request: ClaimRequest, claim: ClaimBatch, stream: C
   let after: [string, string] | undefined;
   let claimed = 0;
   let rows = 0;
+  /** The average stored size of the rows of the last batch claimed (0: none claimed yet). */
+  let rowBytes = 0;
   let claimedAt = 0;
   let closed = false;
   /** The batch claimed ahead, while it is claimed and until the stream takes it (held: the bytes its rows count). */
   let ahead: { batch: Promise<Batch<ExecutionRow> | undefined>; held: number } | undefined;
 
   const claimNext = async (limits: BatchLimits, inTurn: InTurn): Promise<Batch<ExecutionRow>> => {
-    const wanted = request.maxCount === 0 ? rows : Math.min(rows, request.maxCount - claimed);
+    const fit = rowBytes === 0 ? rows : Math.max(1, Math.min(rows, Math.floor(limits.bytes / rowBytes)));
+    const wanted = request.maxCount === 0 ? fit : Math.min(fit, request.maxCount - claimed);
     const input: ClaimInput = { owner: request.owner, leaseMs: request.leaseMs, workflowName: request.workflowName, after };
     const batch = await inTurn(() => claim(input, { rows: wanted, bytes: limits.bytes }));
     claimedAt = now();
     const last = batch.rows[batch.rows.length - 1];
     if (last !== undefined) after = [last.started_at, last.execution_id];
     claimed += batch.rows.length;
+    if (batch.rows.length > 0) rowBytes = batch.rows.reduce((sum, row) => sum + stream.bytes(row), 0) / batch.rows.length;
     return { rows: batch.rows, more: batch.more && (request.maxCount === 0 || claimed < request.maxCount) };
   };
 
