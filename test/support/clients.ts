@@ -9,6 +9,16 @@ import { TENANT_HEADER } from "../../src/tenancy/tenant-interceptor.js";
 /** Wire protocols a Connect client can speak. */
 export type Protocol = "grpc" | "grpc-web" | "connect";
 
+/** Every protocol in both codecs: [protocol, codec name, useBinaryFormat]. */
+export const PROTOCOL_CODECS: readonly [Protocol, string, boolean][] = [
+  ["grpc", "binary", true],
+  ["grpc", "JSON", false],
+  ["grpc-web", "binary", true],
+  ["grpc-web", "JSON", false],
+  ["connect", "binary", true],
+  ["connect", "JSON", false],
+];
+
 /** Interceptor adding the tenant header to every call (undefined: no header). */
 function tenantHeader(tenant: string | undefined): Interceptor {
   return (next) => (req) => {

@@ -12,7 +12,7 @@ import { executionsBuilt } from "../../src/services/workflow-state/encoding/inde
 import { TENANT_HEADER } from "../../src/tenancy/tenant-interceptor.js";
 import type { Tracing } from "../../src/tracing/tracing.js";
 import { backendName } from "../support/backend.js";
-import { type Protocol, workflowClient } from "../support/clients.js";
+import { PROTOCOL_CODECS, workflowClient } from "../support/clients.js";
 import { newTenant, startTestServer, type TestServer } from "../support/server.js";
 
 // Handlers of WorkflowStateService answer with real messages: an interceptor
@@ -62,14 +62,7 @@ function reader(seen: Seen[]): Interceptor {
 /** The server's tracing slot (an interceptor of every service's chain) taken by `interceptor`. */
 const tracingWith = (interceptor: Interceptor): Tracing => ({ interceptor, inSpan: (_name, work) => work(), shutdown: async () => {} });
 
-const CASES: [Protocol, string, boolean][] = [
-  ["grpc", "binary", true],
-  ["grpc", "JSON", false],
-  ["grpc-web", "binary", true],
-  ["grpc-web", "JSON", false],
-  ["connect", "binary", true],
-  ["connect", "JSON", false],
-];
+const CASES = PROTOCOL_CODECS;
 
 /** Saves two incomplete executions, then gets, lists, streams and claims them; returns every execution the client received, by method. */
 async function everyAnswer(client: ReturnType<typeof workflowClient>): Promise<Map<string, WorkflowExecution[]>> {

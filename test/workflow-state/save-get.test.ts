@@ -8,7 +8,7 @@ import {
   WorkflowStatus,
 } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
 import { backendName } from "../support/backend.js";
-import { type Protocol, workflowClient } from "../support/clients.js";
+import { PROTOCOL_CODECS, workflowClient } from "../support/clients.js";
 import { newTenant, startTestServer, type TestServer } from "../support/server.js";
 
 let t: TestServer;
@@ -79,14 +79,7 @@ function clientFields(e: WorkflowExecution) {
 
 describe(`SaveWorkflowExecution / GetWorkflowExecution on ${backendName}`, () => {
   // Binary answers are written straight from the stored row (src/services/workflow-state/encoding/), JSON ones from messages.
-  it.each<[Protocol, string, boolean]>([
-    ["grpc", "binary", true],
-    ["grpc", "JSON", false],
-    ["grpc-web", "binary", true],
-    ["grpc-web", "JSON", false],
-    ["connect", "binary", true],
-    ["connect", "JSON", false],
-  ])("round-trips every field over %s in %s", async (protocol, codec, useBinaryFormat) => {
+  it.each(PROTOCOL_CODECS)("round-trips every field over %s in %s", async (protocol, codec, useBinaryFormat) => {
     const client = workflowClient(t.baseUrl, newTenant(), protocol, useBinaryFormat);
     const execution = fullExecution(`full-${protocol}-${codec}`);
     const saved = await client.saveWorkflowExecution({ execution });
