@@ -1,7 +1,10 @@
 // The README's Security section and configuration table match the code: its
 // recipe makes a key and the hash the server accepts, its example key list
 // loads, and the auth and TLS settings it documents are the ones read, with
-// their defaults.
+// their defaults. The recipe runs in the run's shared built copy of the
+// repository (test/lifecycle/support.ts): `npm run hash-key` builds dist/
+// first when it is missing or stale, and in the repository itself that was a
+// whole build of its own, most of this file's time.
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
@@ -9,6 +12,7 @@ import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { hashKey, KeyStore } from "../../src/auth/key-store.js";
 import { defaultConfig, loadConfig } from "../../src/config.js";
+import { sharedBuiltCopy } from "../lifecycle/support.js";
 
 const run = promisify(execFile);
 const root = path.resolve(import.meta.dirname, "../..");
@@ -16,13 +20,13 @@ const readme = readFileSync(path.join(root, "README.md"), "utf8");
 const security = readme.slice(readme.indexOf("\n## Security\n"), readme.indexOf("\n## ", readme.indexOf("\n## Security\n") + 1));
 
 describe("README, Security", () => {
-  it("the key recipe makes a random key and its SHA-256 twice over (npm run hash-key, openssl)", { timeout: 60_000 }, async () => {
+  it("the key recipe makes a random key and its SHA-256 twice over (npm run hash-key, openssl)", { timeout: 360_000 }, async () => {
     const block = /```sh\n(KEY=\$\(openssl rand[\s\S]*?)```/.exec(security)?.[1];
     expect(block).toBeDefined();
     const alternative = /# or: (.*)$/m.exec(block!)?.[1];
     expect(alternative).toBeDefined();
     const script = `${block}\n${alternative}\necho "$KEY"\n`;
-    const { stdout } = await run("bash", ["-euo", "pipefail", "-c", script], { cwd: root });
+    const { stdout } = await run("bash", ["-euo", "pipefail", "-c", script], { cwd: await sharedBuiltCopy() });
     const [viaNpm, viaOpenssl, key] = stdout.trim().split("\n");
     expect(key).toMatch(/^[0-9a-f]{64}$/);
     expect(viaNpm).toBe(hashKey(key!));

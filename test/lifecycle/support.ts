@@ -32,8 +32,9 @@ function copyInto(dir: string, { nodeModules }: { nodeModules: boolean }): strin
 /**
  * A copy of the repository (with node_modules linked) whose dist/ is built,
  * shared by the files of a run that change nothing in the tree: they start
- * the built server (fail-fast.test.ts, fail-fast.postgres.test.ts) or copy it
- * (npm-ci-omit-dev.test.ts). A build takes tens of seconds. The first file to ask copies and builds, in
+ * the built server (fail-fast.test.ts, fail-fast.postgres.test.ts), copy it
+ * (npm-ci-omit-dev.test.ts) or run its `npm run hash-key`
+ * (test/auth/readme-security.test.ts). A build takes tens of seconds. The first file to ask copies and builds, in
  * the run's directory (global-setup.ts removes it); the others wait for its
  * stamp, or its failure.
  */

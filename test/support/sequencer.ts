@@ -30,7 +30,6 @@ export const LONGEST_FIRST = [
   "test/lifecycle/npm-ci-omit-dev.test.ts",
   "test/workflow-state/stream.test.ts",
   "test/main-process.test.ts",
-  "test/auth/readme-security.test.ts",
   "test/failures/load.test.ts",
   "test/property/typed-requests.test.ts",
   "test/failures/crash.test.ts",
