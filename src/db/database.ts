@@ -76,7 +76,7 @@ const asText = (value: string) => value;
 // `.delete()` (method "del") resolves to the raw response, command "DEL",
 // instead of the deleted row count that Knex's PostgreSQL dialect gives for
 // "DELETE". Knex's public postProcessResponse hook turns it back into the row
-// count (test/contract/pinned-internals.test.ts shows knex-pglite's answer).
+// count (test/contract/knex-pglite.pglite.test.ts shows knex-pglite's answer).
 function pgliteRowCounts(result: unknown): unknown {
   const response = result as { command?: unknown; rowCount?: unknown } | null;
   if (typeof response === "object" && response !== null && response.command === "DEL") {

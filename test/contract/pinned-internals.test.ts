@@ -1,20 +1,17 @@
-import { openAsBlob, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import * as http2 from "node:http2";
 import { gunzipSync } from "node:zlib";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
-import { PGlite } from "@electric-sql/pglite";
 import knexFactory from "knex";
-import ClientPgLite from "knex-pglite";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { Health, HealthCheckRequestSchema, HealthCheckResponseSchema } from "../../gen/health/v1/health_pb.js";
 import * as connectInternals from "../../src/server/grpc-fast-path/connect-internals.js";
 import { errorFromResetCode } from "../../src/server/grpc-fast-path/reset-codes.js";
 import { requestDecodeError } from "../../src/errors/request-decoding.js";
-import { pgliteTemplate } from "../support/backend.js";
 
 // Some of our code leans on what a package does not promise: the gRPC unary
 // fast path (src/server/grpc-fast-path/, the one importer of Connect's
@@ -85,25 +82,11 @@ describe("the pipelined tenant unit's internals (src/tenancy/pipelined-unit.ts)"
 });
 
 describe("knex-pglite's answers that src/db/database.ts corrects (public APIs, pinned behaviour)", () => {
+  // The answers themselves: knex-pglite.pglite.test.ts, on PGlite runs only
+  // (a PostgreSQL run has no PGlite template, and a PGlite of its own would run initdb).
   it("knex-pglite is pinned to exactly 0.14.0, and that version is installed", () => {
     expect(manifest.dependencies["knex-pglite"]).toBe("0.14.0");
     expect(installedVersion("knex-pglite")).toBe("0.14.0");
-  });
-
-  it("without the postProcessResponse of database.ts, a delete answers the raw response with command DEL, not the row count", async () => {
-    // The instance given as database.ts gives it, started from the run's new data directory (test/support/global-setup.ts):
-    // a PGlite of its own would run initdb, seconds on a loaded machine.
-    const archive = await pgliteTemplate("empty");
-    const pglite = new PGlite("memory://", { loadDataDir: archive === undefined ? undefined : await openAsBlob(archive) });
-    const knex = knexFactory({ client: ClientPgLite as never, dialect: "postgres", connection: { pglite } as never });
-    try {
-      await knex.raw("CREATE TABLE t (id int)");
-      await knex("t").insert([{ id: 1 }, { id: 2 }]);
-      expect(await knex("t").where("id", 1).del()).toMatchObject({ command: "DEL", rowCount: 1 });
-      expect(await knex("t").increment("id", 1)).toBe(1);
-    } finally {
-      await knex.destroy();
-    }
   });
 });
 
