@@ -4,15 +4,20 @@
 // exits 0, the port is free, no node is left behind), and a built tree
 // installed with `npm ci --omit=dev` (no TypeScript, no tsx) starts, migrates
 // and hashes keys (that test, on a build of its own: npm-ci-omit-dev.test.ts,
-// so that the two workers share the file's time). On PGlite the server opens a migrated DATA_DIR of the
+// so that the two workers share the file's time). The copy is the run's
+// shared one (support.ts, sharedBuiltCopy) when this file claims it first, as
+// in npm test, which starts it first: the build npm start makes is then the
+// run's only one, which the other lifecycle files wait for; otherwise a copy
+// of its own. On PGlite the server opens a migrated DATA_DIR of the
 // file's own (an empty one would cost initdb and every migration at each
 // start; the migrations run in the npm run migrate test); with
 // TEST_DATABASE_URL it uses that PostgreSQL database.
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { exitOf, killAll, portIsFree, root } from "../support/processes.js";
-import { copyRepository, npmStart, pidExists, roundTrip } from "./support.js";
+import { claimUnbuiltSharedCopy, copyRepository, npmStart, pidExists, roundTrip } from "./support.js";
 import { createPgliteDataDir, postgresEnv } from "../support/backend.js";
 
 let database: NodeJS.ProcessEnv;
@@ -20,10 +25,18 @@ let database: NodeJS.ProcessEnv;
 const isNpmBanner = (line: string) => line === "" || line.startsWith("> ");
 
 let dir: string;
+/** Tells the files waiting for the shared copy that no build came of it (when this file claimed it). */
+let sharedBuildFailed: ((reason: string) => void) | undefined;
 const dirs: string[] = [];
 beforeAll(async () => {
-  dir = copyRepository("orchestrator-state-npm-start-", { nodeModules: true });
-  dirs.push(dir);
+  const shared = claimUnbuiltSharedCopy();
+  if (shared !== undefined) {
+    dir = shared.dir;
+    sharedBuildFailed = shared.failed;
+  } else {
+    dir = copyRepository("orchestrator-state-npm-start-", { nodeModules: true });
+    dirs.push(dir);
+  }
   if (process.env.TEST_DATABASE_URL) database = postgresEnv();
   else {
     database = { DATA_DIR: await createPgliteDataDir("orchestrator-state-npm-start-data-") };
@@ -32,6 +45,7 @@ beforeAll(async () => {
 });
 afterEach(killAll);
 afterAll(() => {
+  sharedBuildFailed?.("npm start in test/lifecycle/npm-start.test.ts did not build the run's shared copy (see that file's failure)");
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
@@ -63,7 +77,10 @@ describe("README \"Start it\"", () => {
 describe("npm start", () => {
   it("builds a missing dist/, serves, and on SIGTERM to npm exits 0 with the port free and no node left behind", async () => {
     expect(fs.existsSync(path.join(dir, "dist"))).toBe(false);
-    const { proc, port, pid } = await npmStart(dir, database);
+    const { proc, port, pid } = await npmStart(dir, database).catch((err: unknown) => {
+      sharedBuildFailed?.(`npm start in test/lifecycle/npm-start.test.ts: ${String(err)}`);
+      throw err;
+    });
     expect(proc.logs.find((l) => l.msg === "building dist/ (tsc and the dashboard)")).toMatchObject({ reason: "dist/src/main.js is missing" });
     expect(proc.logs.find((l) => l.msg === "built dist/")).toMatchObject({ durationMs: expect.any(Number) });
     // The server is a child of npm (through sh's exec), not npm itself.
@@ -86,12 +103,24 @@ describe("npm start", () => {
     expect(await exitOf(proc, 30_000)).toMatchObject({ code: 0, signal: null });
     expect(await portIsFree(port)).toBe(true);
 
-    // The check alone (building again is what the first test showed).
-    const { staleReason } = (await import(path.join(dir, "scripts/build.mjs"))) as { staleReason: (d: string) => string | undefined };
+    // The check alone (building again is what the first test showed), on a
+    // copy of the built tree's sources and stamp, with their times: the tree
+    // may be the run's shared build, which other files read meanwhile.
+    const { staleReason, SOURCES, STAMP } = (await import(path.join(dir, "scripts/build.mjs"))) as {
+      staleReason: (d: string) => string | undefined;
+      SOURCES: string[];
+      STAMP: string;
+    };
     expect(staleReason(dir)).toBeUndefined();
-    const source = path.join(dir, "src/services/retention-service.ts");
+    const checked = fs.mkdtempSync(path.join(os.tmpdir(), "orchestrator-state-stale-"));
+    dirs.push(checked);
+    for (const entry of [...SOURCES, STAMP, "dist/src/main.js"]) {
+      fs.cpSync(path.join(dir, entry), path.join(checked, entry), { recursive: true, preserveTimestamps: true });
+    }
+    expect(staleReason(checked)).toBeUndefined();
+    const source = path.join(checked, "src/services/retention-service.ts");
     const later = new Date(Date.now() + 60_000);
     fs.utimesSync(source, later, later);
-    expect(staleReason(dir)).toBe("src/services/retention-service.ts changed after the last build");
+    expect(staleReason(checked)).toBe("src/services/retention-service.ts changed after the last build");
   }, 300_000);
 });

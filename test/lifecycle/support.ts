@@ -29,22 +29,36 @@ function copyInto(dir: string, { nodeModules }: { nodeModules: boolean }): strin
   return dir;
 }
 
+/** Where the run's shared copy lives (global-setup.ts removes the run's directory), and its failure stamp. */
+function sharedCopyPaths(): { dir: string; failed: string } {
+  return { dir: path.join(inject("runDir"), "built-copy"), failed: path.join(inject("runDir"), "built-copy.failed") };
+}
+
+/** Whether this call made the shared copy's directory (then its caller builds it); false when another file did first. */
+function claimSharedDirectory(dir: string): boolean {
+  try {
+    fs.mkdirSync(dir);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    return false;
+  }
+}
+
 /**
  * A copy of the repository (with node_modules linked) whose dist/ is built,
  * shared by the files of a run that change nothing in the tree: they start
  * the built server (fail-fast.test.ts, fail-fast.postgres.test.ts), copy it
  * (npm-ci-omit-dev.test.ts) or run its `npm run hash-key`
- * (test/auth/readme-security.test.ts). A build takes tens of seconds. The first file to ask copies and builds, in
- * the run's directory (global-setup.ts removes it); the others wait for its
- * stamp, or its failure.
+ * (test/auth/readme-security.test.ts). A build takes tens of seconds, so a
+ * run makes one: by npm start in npm-start.test.ts, which the run starts
+ * first (claimUnbuiltSharedCopy), or else by the first file to ask, which
+ * copies and builds; the others wait for the stamp the build writes last
+ * (dist/.build-stamp), or for a failure.
  */
 export async function sharedBuiltCopy(): Promise<string> {
-  const dir = path.join(inject("runDir"), "built-copy");
-  const failed = path.join(inject("runDir"), "built-copy.failed");
-  try {
-    fs.mkdirSync(dir); // whoever makes it builds
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+  const { dir, failed } = sharedCopyPaths();
+  if (!claimSharedDirectory(dir)) {
     for (const end = Date.now() + 300_000; Date.now() < end; await new Promise((resolve) => setTimeout(resolve, 200))) {
       if (fs.existsSync(path.join(dir, "dist/.build-stamp"))) return dir;
       if (fs.existsSync(failed)) throw new Error(`the build failed: ${fs.readFileSync(failed, "utf8")}`);
@@ -60,6 +74,27 @@ export async function sharedBuiltCopy(): Promise<string> {
     throw new Error(`the build failed: ${output}`);
   }
   return dir;
+}
+
+/**
+ * The run's shared copy (sharedBuiltCopy), not built yet, for the file whose
+ * `npm start` builds a missing dist/ (npm-start.test.ts): the build it tests
+ * is then the one the other files wait for, instead of a second one.
+ * Undefined when another file has claimed the copy first (the caller then
+ * makes a copy of its own). Whoever takes it changes nothing in the tree but
+ * dist/, and calls `failed` when no build came of it, so that the files
+ * waiting stop.
+ */
+export function claimUnbuiltSharedCopy(): { dir: string; failed(reason: string): void } | undefined {
+  const { dir, failed } = sharedCopyPaths();
+  if (!claimSharedDirectory(dir)) return undefined;
+  copyInto(dir, { nodeModules: true });
+  return {
+    dir,
+    failed(reason) {
+      if (!fs.existsSync(path.join(dir, "dist/.build-stamp"))) fs.writeFileSync(failed, reason);
+    },
+  };
 }
 
 /** The built server of a copy, as the Dockerfile's CMD and npm start run it. */

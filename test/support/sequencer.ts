@@ -13,18 +13,20 @@ import { BaseSequencer, type TestSpecification } from "vitest/node";
 /**
  * The files that take longest, about longest first (measured with npm test on
  * both backends; a file missing from a run is left out). The build the
- * lifecycle files share (test/lifecycle/support.ts) is made by the first of
- * them to start: fail-fast.test.ts, first, beside the README's walk-through,
- * which mostly sleeps. The files that wait for the build and then time a
- * process (fail-fast.postgres.test.ts: "within 5 s") come after it is made,
- * not beside it.
+ * lifecycle files share (test/lifecycle/support.ts) is made by
+ * npm-start.test.ts's npm start (it tests that npm start builds a missing
+ * dist/), first, beside the README's walk-through, which mostly sleeps; the
+ * files that use the build come after, fail-fast.test.ts, the longest, as
+ * soon as a worker is free. The files that wait for the build and then time
+ * a process (fail-fast.postgres.test.ts: "within 5 s") come after it is
+ * made, not beside it.
  */
 export const LONGEST_FIRST = [
-  "test/lifecycle/fail-fast.test.ts",
+  "test/lifecycle/npm-start.test.ts",
   "test/readme-replicas.test.ts",
+  "test/lifecycle/fail-fast.test.ts",
   "test/readme-examples.test.ts",
   "test/failures/hostile-tenant.test.ts",
-  "test/lifecycle/npm-start.test.ts",
   "test/failures/claims.postgres.test.ts",
   "test/lifecycle/fail-fast.postgres.test.ts",
   "test/lifecycle/npm-ci-omit-dev.test.ts",
