@@ -20,7 +20,8 @@ import * as queries from "../db/queries/workflow-executions.js";
 import { etagMismatch, requiredVersion } from "../etags/etag.js";
 import { storedBytes } from "../limits/byte-budget.js";
 import { keysetFromToken, nextPageToken, pageSize } from "../pagination/page-token.js";
-import { boundedStream, keysetSource } from "../streams/bounded-stream.js";
+import { boundedStream } from "../streams/bounded-stream.js";
+import { keysetSource } from "../streams/keyset-source.js";
 import type { StreamBudget } from "../streams/stream-limits.js";
 import type { PageBudget } from "../pagination/paginate.js";
 import { kTenantScope, tenantScope } from "../tenancy/tenant-scope.js";
@@ -105,13 +106,16 @@ export function createWorkflowStateService(deps: WorkflowStateDeps): ServiceImpl
     async *streamIncompleteWorkflows(req, ctx) {
       validateStream(req);
       const scope = tenantScope(ctx);
-      yield* boundedStream(ctx, deps.streams, () =>
-        keysetSource({
-          read: (after: [string, string] | undefined, limits) => queries.incompleteExecutionsBatch(scope, req.workflowName, after, limits),
-          key: (row) => [row.started_at, row.execution_id],
-          bytes: (row) => storedBytes(row),
-          message: (row) => create(StreamIncompleteWorkflowsResponseSchema, { execution: lazyExecution(row) }),
-        }),
+      yield* boundedStream(ctx, deps.streams, (slot) =>
+        keysetSource(
+          {
+            read: (after: [string, string] | undefined, limits) => queries.incompleteExecutionsBatch(scope, req.workflowName, after, limits),
+            key: (row) => [row.started_at, row.execution_id],
+            bytes: (row) => storedBytes(row),
+            message: (row) => create(StreamIncompleteWorkflowsResponseSchema, { execution: lazyExecution(row) }),
+          },
+          { slot, bytes: (row) => storedBytes(row) },
+        ),
       );
     },
 

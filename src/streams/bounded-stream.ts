@@ -46,7 +46,7 @@ export interface BatchSource<Row, Message> {
 
 /**
  * Serves a server stream in batches, the one loop every server stream of the
- * four services runs through, so that each holds at most one batch unsent:
+ * four services runs through, so that each holds at most a batch unsent:
  *
  * - the stream takes a place among the server's and its tenant's open streams
  *   (RESOURCE_EXHAUSTED past STREAMS_MAX or TENANT_STREAMS_MAX);
@@ -54,11 +54,14 @@ export interface BatchSource<Row, Message> {
  *   bytes (a row larger than that comes alone), counted against the
  *   server-wide STREAMS_BUFFER_MAX_BYTES (RESOURCE_EXHAUSTED past it) from
  *   when its read starts until the client has taken its message;
- * - the next batch is read only once the client has taken every message of
- *   the last one. The generator resumes after a `yield` only when Connect asks
- *   for the next message, which it does once the last one was written to the
- *   HTTP/2 stream and drained (flow control: the client read it), so a
- *   stalled client holds the server at its last batch, not at the whole table;
+ * - the next batch is asked of the source only once the client has taken
+ *   every message of the last one. The generator resumes after a `yield` only
+ *   when Connect asks for the next message, which it does once the last one
+ *   was written to the HTTP/2 stream and drained (flow control: the client
+ *   read it), so a stalled client holds the server at its last batch, not at
+ *   the whole table. A source may read one batch ahead (./read-ahead.ts),
+ *   counted on the stream's slot: the keyset source of
+ *   StreamIncompleteWorkflows does, within the same budget (./keyset-source.ts);
  * - each batch read from the database takes one of the tenant's turns
  *   (TENANT_CALLS_MAX), so a tenant's streams queue behind its own calls;
  * - a row is dropped from its batch once its message is made, and nothing is
@@ -99,7 +102,7 @@ export async function* boundedStream<Row, Message>(
       throwIfStopped(ctx.signal);
       const batch = await src.read({ rows: batchMaxRows, bytes: batchMaxBytes }, inTurn);
       rows = batch.rows;
-      slot.hold(weight(src, rows), true);
+      slot.hold(weight(rows, (row) => src.bytes(row)), true);
       more = batch.more;
       throwIfStopped(ctx.signal);
       for (let i = 0; i < rows.length; i++) {
@@ -122,11 +125,11 @@ export async function* boundedStream<Row, Message>(
   }
 }
 
-/** What a batch's rows weigh in all (not in the generator: see take). */
-function weight<Row>(src: BatchSource<Row, unknown>, rows: Row[]): number {
-  let bytes = 0;
-  for (const row of rows) bytes += src.bytes(row);
-  return bytes;
+/** What `rows` weigh in all, each `bytes(row)` (not in the generator: see take). */
+export function weight<Row>(rows: Row[], bytes: (row: Row) => number): number {
+  let sum = 0;
+  for (const row of rows) sum += bytes(row);
+  return sum;
 }
 
 /**
@@ -140,29 +143,4 @@ function take<Row, Message>(src: BatchSource<Row, Message>, rows: (Row | undefin
   const row = rows[i]!;
   rows[i] = undefined;
   return { message: src.message(row), bytes: src.bytes(row) };
-}
-
-/** A keyset cursor over a table: each batch starts after the key of the last row of the one before. */
-export interface KeysetReader<Row, Key, Message> {
-  /** The batch after `after` (undefined: from the start), within `limits`. */
-  read(after: Key | undefined, limits: BatchLimits): Promise<Batch<Row>>;
-  /** The keyset position of a row. */
-  key(row: Row): Key;
-  bytes(row: Row): number;
-  message(row: Row): Message;
-}
-
-/** A BatchSource reading a table by keyset, each batch from the database in one of the tenant's turns. */
-export function keysetSource<Row, Key, Message>(reader: KeysetReader<Row, Key, Message>): BatchSource<Row, Message> {
-  let after: Key | undefined;
-  return {
-    async read(limits, inTurn) {
-      const batch = await inTurn(() => reader.read(after, limits));
-      const last = batch.rows[batch.rows.length - 1];
-      if (last !== undefined) after = reader.key(last);
-      return batch;
-    },
-    bytes: (row) => reader.bytes(row),
-    message: (row) => reader.message(row),
-  };
 }

@@ -3,58 +3,29 @@
 // read only once the client has taken the last one, bytes counted from the
 // read until the client takes them, the server-wide caps.
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, createContextValues, type HandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import { Health } from "../../gen/health/v1/health_pb.js";
-import { TenantLimiter } from "../../src/limits/tenant-limiter.js";
-import { type BatchLimits, boundedStream, keysetSource } from "../../src/streams/bounded-stream.js";
-import { StreamLimits } from "../../src/streams/stream-limits.js";
-import { kTenantScope, TenantScope } from "../../src/tenancy/tenant-scope.js";
 import { HealthCheckResponseSchema } from "../../gen/health/v1/health_pb.js";
+import { type BatchLimits, type BatchSource, boundedStream } from "../../src/streams/bounded-stream.js";
+import type { StreamLimits } from "../../src/streams/stream-limits.js";
+import { context, limits, message, readTable, type Row } from "./support.js";
 
-interface Row {
-  id: number;
-  bytes: number;
-}
-
-function context(tenant: string, signal = new AbortController().signal): HandlerContext {
-  const values = createContextValues().set(kTenantScope, new TenantScope(tenant, undefined as never));
-  return { signal, values, method: Health.methods[0]!, service: Health } as unknown as HandlerContext;
-}
-
-function limits(over: Partial<ConstructorParameters<typeof StreamLimits>[0]> = {}) {
-  return new StreamLimits({
-    streamsMax: 10,
-    tenantStreamsMax: 10,
-    bufferMaxBytes: 10_000,
-    batchMaxBytes: 1_000,
-    batchMaxRows: 4,
-    turns: new TenantLimiter(10, 10),
-    ...over,
-  });
-}
-
-/** A table of rows read by keyset, recording each read and what had been taken when it was made. */
+/** A table of rows read by keyset, one batch per read, recording each read and what had been taken when it was made. */
 function table(rows: Row[]) {
   const reads: { after: number | undefined; limits: BatchLimits; takenBefore: number }[] = [];
   let taken = 0;
-  const source = keysetSource({
-    async read(after: number | undefined, l) {
-      reads.push({ after, limits: l, takenBefore: taken });
-      const rest = rows.filter((r) => after === undefined || r.id > after);
-      const batch: Row[] = [];
-      let bytes = 0;
-      for (const r of rest) {
-        if (batch.length === l.rows || (batch.length > 0 && bytes + r.bytes > l.bytes)) break;
-        batch.push(r);
-        bytes += r.bytes;
-      }
-      return { rows: batch, more: batch.length < rest.length };
-    },
-    key: (r) => r.id,
+  let after: number | undefined;
+  const source: BatchSource<Row, ReturnType<typeof message>> = {
+    read: (l, inTurn) =>
+      inTurn(async () => {
+        reads.push({ after, limits: l, takenBefore: taken });
+        const { rows: batch, more } = readTable(rows, after, l);
+        after = batch.at(-1)?.id ?? after;
+        return { rows: batch, more };
+      }),
     bytes: (r) => r.bytes,
-    message: (r) => create(HealthCheckResponseSchema, { status: r.id }),
-  });
+    message,
+  };
   return { source, reads, take: () => taken++ };
 }
 

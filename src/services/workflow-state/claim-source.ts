@@ -1,8 +1,8 @@
 import type { ExecutionRow } from "../../db/models/workflow-execution.js";
 import type { ClaimInput } from "../../db/queries/execution-leases.js";
 import type { BoundedRows } from "../../limits/byte-budget.js";
-import type { Batch, BatchLimits, InTurn } from "../../streams/bounded-stream.js";
-import type { StreamSlot } from "../../streams/stream-limits.js";
+import { type Batch, type BatchLimits, type InTurn, weight } from "../../streams/bounded-stream.js";
+import { type AheadStream, readAhead } from "../../streams/read-ahead.js";
 
 /** Rows one claim batch takes at most once it has grown (the byte budget, STREAM_BATCH_MAX_BYTES, still applies). */
 export const CLAIM_BATCH_MAX_ROWS = 1_000;
@@ -19,10 +19,8 @@ export interface ClaimRequest {
 /** Claims one batch (execution-leases.ts claimBatch, bound to the call's tenant). */
 export type ClaimBatch = (input: ClaimInput, limits: BatchLimits) => Promise<BoundedRows<ExecutionRow>>;
 
-/** What claimBatches needs of the stream besides the claim: its slot, to count a batch claimed ahead. */
-export interface ClaimStream {
-  slot: Pick<StreamSlot, "hold" | "release">;
-  bytes(row: ExecutionRow): number;
+/** What claimBatches needs of the stream besides the claim: its slot, to count a batch claimed ahead (see readAhead). */
+export interface ClaimStream extends AheadStream<ExecutionRow> {
   now?: () => number;
 }
 
@@ -59,15 +57,13 @@ export interface ClaimBatches {
  * it were locked (a WAL record each) and unlocked unclaimed, then locked again
  * by the next batch (at 1 MiB and rows of about 1.7 KB, 370 of every 1,000).
  *
- * Claiming ahead: while the client is taking a batch quickly, the next one is
- * claimed meanwhile (in a turn of the tenant, like any read), so that the
- * database's work and the sending overlap instead of taking turns. So a
- * quick claim stream holds at most two batches: the one being sent and the
- * one claimed ahead, which counts against the server's stream buffer
- * (STREAMS_BUFFER_MAX_BYTES) from its claim until the stream takes it. A
- * claim ahead that fails is not an answer: the next read claims again, and
- * fails the stream if that fails too (a claim that failed committed nothing,
- * or leases that expire).
+ * Claiming ahead (src/streams/read-ahead.ts): while the client is taking a
+ * batch quickly, the next one is claimed meanwhile, so that the database's
+ * work and the sending overlap. Only then: a batch claimed ahead for a slow
+ * client would age its leases in the server's buffer. A claim ahead that
+ * fails is not an answer: the next read claims again, and fails the stream if
+ * that fails too (a claim that failed committed nothing, or leases that
+ * expire).
  */
 export function claimBatches(request: ClaimRequest, claim: ClaimBatch, stream: ClaimStream): ClaimBatches {
   const now = stream.now ?? Date.now;
@@ -77,9 +73,6 @@ export function claimBatches(request: ClaimRequest, claim: ClaimBatch, stream: C
   /** The average stored size of the rows of the last batch claimed (0: none claimed yet). */
   let rowBytes = 0;
   let claimedAt = 0;
-  let closed = false;
-  /** The batch claimed ahead, while it is claimed and until the stream takes it (held: the bytes its rows count). */
-  let ahead: { batch: Promise<Batch<ExecutionRow> | undefined>; held: number } | undefined;
 
   const claimNext = async (limits: BatchLimits, inTurn: InTurn): Promise<Batch<ExecutionRow>> => {
     const fit = rowBytes === 0 ? rows : Math.max(1, Math.min(rows, Math.floor(limits.bytes / rowBytes)));
@@ -90,43 +83,17 @@ export function claimBatches(request: ClaimRequest, claim: ClaimBatch, stream: C
     const last = batch.rows[batch.rows.length - 1];
     if (last !== undefined) after = [last.started_at, last.execution_id];
     claimed += batch.rows.length;
-    if (batch.rows.length > 0) rowBytes = batch.rows.reduce((sum, row) => sum + stream.bytes(row), 0) / batch.rows.length;
+    if (batch.rows.length > 0) rowBytes = weight(batch.rows, stream.bytes) / batch.rows.length;
     return { rows: batch.rows, more: batch.more && (request.maxCount === 0 || claimed < request.maxCount) };
   };
-
-  const takeAhead = async (): Promise<Batch<ExecutionRow> | undefined> => {
-    const taken = ahead!;
-    ahead = undefined;
-    const batch = await taken.batch;
-    stream.slot.release(taken.held);
-    return batch;
-  };
+  const reader = readAhead(claimNext, stream);
 
   return {
-    async read(limits, inTurn) {
+    read(limits, inTurn) {
       const quick = rows > 0 && now() - claimedAt < request.leaseMs / 10;
       rows = quick ? Math.max(limits.rows, Math.min(CLAIM_BATCH_MAX_ROWS, rows * 2)) : limits.rows;
-      const batch = (ahead !== undefined ? await takeAhead() : undefined) ?? (await claimNext(limits, inTurn));
-      if (batch.more && quick && !closed) {
-        const next: NonNullable<typeof ahead> = { held: 0, batch: Promise.resolve(undefined) };
-        next.batch = claimNext(limits, inTurn).then(
-          (b) => {
-            if (ahead === next) {
-              next.held = b.rows.reduce((sum, row) => sum + stream.bytes(row), 0);
-              stream.slot.hold(next.held, true);
-            }
-            return b;
-          },
-          () => undefined,
-        );
-        ahead = next;
-      }
-      return batch;
+      return reader.read(limits, inTurn, () => quick);
     },
-    async close() {
-      closed = true;
-      if (ahead === undefined) return [];
-      return (await takeAhead())?.rows ?? [];
-    },
+    close: () => reader.close(),
   };
 }
