@@ -116,25 +116,59 @@ describe("misconfiguration stops the built server within 5 s with one JSON line 
   });
 });
 
-describe("DATA_DIR is locked", () => {
-  it("a second server on the same DATA_DIR refuses to start, naming the directory and the PID holding it; after a SIGKILL the next start takes the stale lock", async () => {
-    const dataDir = path.join(scratch, "locked");
-    const first = serverProcess(dir, { PORT: String(await freePort()), DATA_DIR: dataDir });
-    await first.line(SERVING, 120_000);
-    const pid = first.child.pid!;
+// The signal test creates the embedded database that the lock test then
+// starts on: a new database costs initdb and every migration (over ten seconds
+// of CPU on this machine), and the lock does not depend on the database being
+// new. What a first start says is checked on the signal test's start, a first
+// start. Run alone, the lock test's first server creates the database itself.
+let createdDataDir: string | undefined;
+
+describe("a signal during startup", () => {
+  it("SIGTERM while the embedded database is being created is acted on once startup is over: the migrations finish, exit 0, the lock is gone", async () => {
+    const dataDir = path.join(scratch, "signal-during-startup");
+    const proc = serverProcess(dir, { PORT: String(await freePort()), DATA_DIR: dataDir });
+    await proc.line(`opening PGlite at ${dataDir}`, 60_000);
+    proc.child.kill("SIGTERM");
+    expect(await exitOf(proc, 120_000)).toMatchObject({ code: 0, signal: null });
+    const msgs = proc.logs.map((l) => l.msg);
+    const deferred = msgs.indexOf("signal received during startup: stopping once started");
+    expect(deferred).toBeGreaterThan(0);
+    expect(msgs.indexOf("migrations applied")).toBeGreaterThan(deferred);
+    expect(msgs.at(-1)).toBe("database closed; exiting");
+    expect(fs.existsSync(path.join(dataDir, "orchestrator-state.lock"))).toBe(false);
+
     // Startup says what it does, in order, with timings.
-    const said = (msg: string) => first.logs.findIndex((l) => l.msg === msg);
+    const said = (msg: string) => proc.logs.findIndex((l) => l.msg === msg);
     expect(said("starting orchestrator-state")).toBe(0);
-    expect(first.logs[0]).toMatchObject({ level: "info", pid });
+    expect(proc.logs[0]).toMatchObject({ level: "info", pid: proc.child.pid });
     expect(said(`opening PGlite at ${dataDir}`)).toBeGreaterThan(0);
-    expect(first.logs[said(`opening PGlite at ${dataDir}`)]!.note).toMatch(/a new database: this first start creates it/);
+    expect(proc.logs[said(`opening PGlite at ${dataDir}`)]!.note).toMatch(/a new database: this first start creates it/);
     expect(said("migrations applied")).toBeGreaterThan(said(`opening PGlite at ${dataDir}`));
-    expect(first.logs[said("migrations applied")]).toMatchObject({
+    expect(proc.logs[said("migrations applied")]).toMatchObject({
       migrations: expect.arrayContaining(["20261126000000_initial_schema"]),
       durationMs: expect.any(Number),
     });
     expect(said(SERVING)).toBeGreaterThan(said("migrations applied"));
-    expect(first.logs[said(SERVING)]).toMatchObject({ address: `127.0.0.1:${first.logs[said(SERVING)]!.port}`, startupMs: expect.any(Number) });
+    expect(proc.logs[said(SERVING)]).toMatchObject({ address: `127.0.0.1:${proc.logs[said(SERVING)]!.port}`, startupMs: expect.any(Number) });
+    expect(proc.garbage).toEqual([]);
+    expect(proc.stderr()).toBe(""); // nothing but JSON lines on stdout
+
+    // The database it left is whole: the next start finds nothing to migrate.
+    const again = serverProcess(dir, { PORT: String(await freePort()), DATA_DIR: dataDir });
+    await again.line(SERVING, 120_000);
+    expect(again.logs.some((l) => l.msg === "database schema is up to date: no migration to apply")).toBe(true);
+    again.child.kill("SIGTERM");
+    expect(await exitOf(again, 30_000)).toMatchObject({ code: 0, signal: null });
+    createdDataDir = dataDir;
+  }, 300_000);
+});
+
+describe("DATA_DIR is locked", () => {
+  it("a second server on the same DATA_DIR refuses to start, naming the directory and the PID holding it; after a SIGKILL the next start takes the stale lock", async () => {
+    const dataDir = createdDataDir ?? path.join(scratch, "locked");
+    const first = serverProcess(dir, { PORT: String(await freePort()), DATA_DIR: dataDir });
+    await first.line(SERVING, 120_000);
+    const pid = first.child.pid!;
     expect(first.garbage).toEqual([]);
     expect(first.stderr()).toBe(""); // nothing but JSON lines on stdout
 
@@ -157,28 +191,5 @@ describe("DATA_DIR is locked", () => {
     expect(await exitOf(third, 20_000)).toMatchObject({ code: 0, signal: null });
     // A clean stop removes the lock.
     expect(fs.existsSync(path.join(dataDir, "orchestrator-state.lock"))).toBe(false);
-  }, 300_000);
-});
-
-describe("a signal during startup", () => {
-  it("SIGTERM while the embedded database is being created is acted on once startup is over: the migrations finish, exit 0, the lock is gone", async () => {
-    const dataDir = path.join(scratch, "signal-during-startup");
-    const proc = serverProcess(dir, { PORT: String(await freePort()), DATA_DIR: dataDir });
-    await proc.line(`opening PGlite at ${dataDir}`, 60_000);
-    proc.child.kill("SIGTERM");
-    expect(await exitOf(proc, 120_000)).toMatchObject({ code: 0, signal: null });
-    const msgs = proc.logs.map((l) => l.msg);
-    const deferred = msgs.indexOf("signal received during startup: stopping once started");
-    expect(deferred).toBeGreaterThan(0);
-    expect(msgs.indexOf("migrations applied")).toBeGreaterThan(deferred);
-    expect(msgs.at(-1)).toBe("database closed; exiting");
-    expect(fs.existsSync(path.join(dataDir, "orchestrator-state.lock"))).toBe(false);
-
-    // The database it left is whole: the next start finds nothing to migrate.
-    const again = serverProcess(dir, { PORT: String(await freePort()), DATA_DIR: dataDir });
-    await again.line(SERVING, 120_000);
-    expect(again.logs.some((l) => l.msg === "database schema is up to date: no migration to apply")).toBe(true);
-    again.child.kill("SIGTERM");
-    expect(await exitOf(again, 30_000)).toMatchObject({ code: 0, signal: null });
   }, 300_000);
 });
