@@ -303,13 +303,18 @@ describe(`StreamIncompleteWorkflows on ${backendName}`, () => {
     const tenant = newTenant();
     const client = workflowClient(t.baseUrl, tenant);
     const n = 2 * BATCH + 37;
-    for (let i = 0; i < n; i++) {
-      const status = i % 10 === 9 ? WorkflowStatus.COMPLETED : [WorkflowStatus.PENDING, WorkflowStatus.RUNNING, WorkflowStatus.BLOCKED][i % 3]!;
-      await client.saveWorkflowExecution({ execution: richExecution(i, status) });
-    }
+    // Saved and read at once, over one connection: each execution carries its
+    // own started_at, so the stream's order does not depend on the saves'.
+    await Promise.all(
+      Array.from({ length: n }, (_, i) => {
+        const status = i % 10 === 9 ? WorkflowStatus.COMPLETED : [WorkflowStatus.PENDING, WorkflowStatus.RUNNING, WorkflowStatus.BLOCKED][i % 3]!;
+        return client.saveWorkflowExecution({ execution: richExecution(i, status) });
+      }),
+    );
     // The reference: every incomplete execution as GetWorkflowExecution returns it, in stream order.
-    const stored: WorkflowExecution[] = [];
-    for (let i = 0; i < n; i++) stored.push((await client.getWorkflowExecution({ executionId: `rich-${String(i).padStart(4, "0")}` })).execution!);
+    const stored: WorkflowExecution[] = await Promise.all(
+      Array.from({ length: n }, async (_, i) => (await client.getWorkflowExecution({ executionId: `rich-${String(i).padStart(4, "0")}` })).execution!),
+    );
     const key = (e: WorkflowExecution) => [e.startedAt!.seconds, e.startedAt!.nanos, e.executionId] as const;
     const expected = stored
       .filter((e) => e.status !== WorkflowStatus.COMPLETED)
@@ -335,18 +340,18 @@ describe(`StreamIncompleteWorkflows on ${backendName}`, () => {
     const tenant = newTenant();
     const client = workflowClient(t.baseUrl, tenant);
     const n = BATCH + 11;
-    for (let i = 0; i < n; i++) await client.saveWorkflowExecution({ execution: richExecution(i, WorkflowStatus.RUNNING) });
+    await Promise.all(Array.from({ length: n }, (_, i) => client.saveWorkflowExecution({ execution: richExecution(i, WorkflowStatus.RUNNING) })));
     const { payloads, status } = await rawGrpcStream(tenant);
     expect(status).toBe("0");
     expect(payloads).toHaveLength(n);
-    for (const payload of payloads) {
-      // Decoding and encoding again is the identity for these messages, so this
-      // compares with the bytes the general path (executionFromRow, toBinary) sends.
-      const decoded = fromBinary(StreamIncompleteWorkflowsResponseSchema, payload);
-      const stored = (await client.getWorkflowExecution({ executionId: decoded.execution!.executionId })).execution!;
-      const want = toBinary(StreamIncompleteWorkflowsResponseSchema, create(StreamIncompleteWorkflowsResponseSchema, { execution: stored }));
+    // Decoding and encoding again is the identity for these messages, so this
+    // compares with the bytes the general path (executionFromRow, toBinary) sends.
+    const decoded = payloads.map((payload) => fromBinary(StreamIncompleteWorkflowsResponseSchema, payload));
+    const stored = await Promise.all(decoded.map(async (d) => (await client.getWorkflowExecution({ executionId: d.execution!.executionId })).execution!));
+    payloads.forEach((payload, i) => {
+      const want = toBinary(StreamIncompleteWorkflowsResponseSchema, create(StreamIncompleteWorkflowsResponseSchema, { execution: stored[i] }));
       expect(payload.toString("hex")).toBe(Buffer.from(want).toString("hex"));
-    }
+    });
   });
 
   it("reads one batch at a time, each once, and one more only when rows are left after the last", async () => {
