@@ -3,7 +3,7 @@
 // shell session (its blocks share variables: the fencing tokens); the other
 // examples run one by one. Two files, so that the two workers run them side
 // by side: the walk-through sleeps past a lease.
-import { readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import * as path from "node:path";
 
 /** The repository's root, where the examples run from. */
@@ -30,11 +30,23 @@ export const examples = [...readme.matchAll(/```sh\n([\s\S]*?)```/g)]
 export const replicasSession = [...readme.slice(replicasStart, replicasEnd).matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!).join("\n");
 
 /**
- * A bash prelude after which `npx buf` runs the repository's buf
- * (node_modules/.bin/buf), the one npx resolves it to, without starting npm
- * first: npx costs most of a second of CPU per call, and the README's
- * examples make 48 calls. Each file still runs one `npx buf` through npx
- * itself (readme-examples.test.ts its first example, readme-replicas.test.ts
- * its last check), so that the commands as written are known to resolve.
+ * The executable npx's buf (node_modules/.bin/buf, a node script) starts: the
+ * one platform package of @bufbuild/buf that npm installed, or that script
+ * when there is none. Starting node first costs about as much CPU again as
+ * the call itself.
  */
-export const npxBufShortcut = `npx() { if [ "$1" = buf ]; then shift; ${JSON.stringify(path.join(root, "node_modules/.bin/buf"))} "$@"; else command npx "$@"; fi; }\n`;
+function bufExecutable(): string {
+  const scope = path.join(root, "node_modules/@bufbuild");
+  const platform = readdirSync(scope).find((name) => name.startsWith("buf-") && existsSync(path.join(scope, name, "bin/buf")));
+  return platform === undefined ? path.join(root, "node_modules/.bin/buf") : path.join(scope, platform, "bin/buf");
+}
+
+/**
+ * A bash prelude after which `npx buf` runs the repository's buf, the one npx
+ * resolves it to (bufExecutable), without starting npm and node first: npx
+ * costs most of a second of CPU per call, and the README's examples make 48
+ * calls. Each file still runs one `npx buf` through npx itself
+ * (readme-examples.test.ts its first example, readme-replicas.test.ts its
+ * last check), so that the commands as written are known to resolve.
+ */
+export const npxBufShortcut = `npx() { if [ "$1" = buf ]; then shift; ${JSON.stringify(bufExecutable())} "$@"; else command npx "$@"; fi; }\n`;
