@@ -118,7 +118,10 @@ describe("claims across three server processes on one PostgreSQL database", () =
     expect(await claim(servers[0]!, tenant, "late")).toEqual([]);
   });
 
-  it("a server process SIGKILLed in the middle of a claim: every execution it held is claimed by another owner after expiry, none lost", { timeout: 120_000 }, async () => {
+  // The two kills below run side by side (it.concurrent), each on a tenant of
+  // its own: most of each is a process starting and leases running out, and
+  // neither depends on the other's load.
+  it.concurrent("a server process SIGKILLed in the middle of a claim: every execution it held is claimed by another owner after expiry, none lost", { timeout: 120_000 }, async () => {
     const tenant = newTenant();
     const all = await seed(tenant, 2_000);
     const victim = await startServerProcess({ ...postgresEnv(), DATABASE_POOL_MAX: "4" });
@@ -178,7 +181,7 @@ describe("claims across three server processes on one PostgreSQL database", () =
     expect(new Set(final)).toEqual(new Set(all));
   });
 
-  it("a claiming client process SIGKILLed in the middle of its work: every execution it held is claimed by another owner after expiry, none lost", { timeout: 120_000 }, async () => {
+  it.concurrent("a claiming client process SIGKILLed in the middle of its work: every execution it held is claimed by another owner after expiry, none lost", { timeout: 120_000 }, async () => {
     const tenant = newTenant();
     const all = await seed(tenant, 2_000);
     const child: ChildProcess = spawn(
