@@ -114,7 +114,7 @@ export function createWorkflowStateService(deps: WorkflowStateDeps): ServiceImpl
             bytes: (row) => storedBytes(row),
             message: (row) => create(StreamIncompleteWorkflowsResponseSchema, { execution: lazyExecution(row) }),
           },
-          { slot, bytes: (row) => storedBytes(row) },
+          slot,
         ),
       );
     },

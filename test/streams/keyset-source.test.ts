@@ -25,7 +25,7 @@ function table(rows: Row[], slot: StreamSlot, failReads: number[] = []) {
       bytes: (r) => r.bytes,
       message,
     },
-    { slot, bytes: (r) => r.bytes },
+    slot,
   );
   return { source, reads, take: () => taken++ };
 }
