@@ -50,7 +50,6 @@ export function readAhead<Row>(next: (limits: BatchLimits, inTurn: InTurn) => Pr
     return batch;
   };
 
-
   return {
     async read(limits, inTurn, ahead) {
       const batch = (pending !== undefined ? await take() : undefined) ?? (await next(limits, inTurn));
