@@ -63,6 +63,8 @@ class Model {
             [WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowStatus.CANCELLED].includes(e.status) &&
             e.completedAt !== undefined &&
             micros(e.completedAt) < cutoff &&
+            // An execution under legal hold is never deleted (the server's filter, in SQL).
+            e.legalHold !== true &&
             (req.workflowName === "" || e.workflowName === req.workflowName) &&
             (req.statuses.length === 0 || req.statuses.includes(e.status)),
         );
