@@ -187,17 +187,21 @@ function withoutStackLines(message: unknown): string {
   return String(message).split(/\n\s+at /, 1)[0]!;
 }
 
+/** The advisory lock key of migrations (any constant bigint; this one spells "migra"). */
+export const MIGRATION_LOCK_KEY = "109105103114097";
+
 /**
  * Applies every pending migration. Safe to run on every start and from
- * several replicas at once: Knex's migration lock lets one replica migrate,
- * and the others wait for it here instead of failing. Resolves with the names
- * of the migrations this call applied (none when the schema was up to date).
+ * several replicas at once: one replica migrates, and the others wait for it
+ * here instead of failing. Resolves with the names of the migrations this
+ * call applied (none when the schema was up to date).
  */
 export async function migrate(knex: Knex, timeoutMs = 60_000): Promise<string[]> {
   // Behind a pooler, over a connection of their own to PostgreSQL itself.
   const direct = (knex.client as { config: DatabaseConfig }).config.sessionConnection;
-  const migrator = withoutAnswerTimeout(knex, direct);
   const deadline = Date.now() + timeoutMs;
+  const release = await migrationLock(knex, deadline, timeoutMs);
+  const migrator = withoutAnswerTimeout(knex, direct);
   try {
     for (;;) {
       try {
@@ -211,6 +215,38 @@ export async function migrate(knex: Knex, timeoutMs = 60_000): Promise<string[]>
     }
   } finally {
     if (migrator !== knex) await migrator.destroy();
+    await release();
+  }
+}
+
+/**
+ * PostgreSQL: waits, until `deadline`, for a session-level advisory lock that
+ * one process migrating the database holds at a time, and resolves with its
+ * release. Knex's own migration lock does not cover Knex's first step,
+ * creating its two tables: on a brand-new database replicas started together
+ * failed with "relation already exists", and two that both found the lock
+ * table empty each inserted a lock row, after which Knex's lock (an UPDATE
+ * that must change exactly one row) could never be taken again. The session
+ * is outside the pool and, behind a pooler, on DATABASE_DIRECT_URL (a
+ * transaction-mode pooler keeps no session); a process that dies mid-migration
+ * ends it, and with it the lock. PGlite: one process per data directory.
+ */
+async function migrationLock(knex: Knex, deadline: number, timeoutMs: number): Promise<() => Promise<void>> {
+  if ((knex.client as { config: Knex.Config }).config.client !== "pg") return async () => {};
+  const session = new pg.Client(sessionConnectionConfig(knex));
+  session.on("error", () => {}); // a broken session ends the lock; the migration's own statements report errors
+  const release = () => session.end().catch(() => {});
+  try {
+    await session.connect();
+    for (;;) {
+      const { rows } = await session.query<{ locked: boolean }>("SELECT pg_try_advisory_lock($1::bigint) AS locked", [MIGRATION_LOCK_KEY]);
+      if (rows[0]?.locked === true) return release;
+      if (Date.now() > deadline) throw new Error(`another process held the migration lock for more than ${timeoutMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  } catch (err) {
+    await release();
+    throw err;
   }
 }
 
