@@ -55,8 +55,9 @@ describe("claim batches", () => {
     // From the second read on, the next batch is claimed ahead with the size of the read's own.
     expect(sizes).toEqual([100, 200, 200, 400, 800, CLAIM_BATCH_MAX_ROWS, CLAIM_BATCH_MAX_ROWS]);
     expect(calls.map((c) => c.limits.rows)).toEqual([100, 200, 200, 400, 800, CLAIM_BATCH_MAX_ROWS, CLAIM_BATCH_MAX_ROWS, CLAIM_BATCH_MAX_ROWS]);
-    // The byte budget is the stream's, whatever the row count.
-    expect(calls.every((c) => c.limits.bytes === LIMITS.bytes)).toBe(true);
+    // The byte budget is the stream's, whatever the row count; while a batch
+    // is claimed ahead, two are held, and each gets half of it.
+    expect(calls.map((c) => c.limits.bytes)).toEqual([LIMITS.bytes, ...Array(7).fill(LIMITS.bytes / 2)]);
     // Each batch starts after the last row claimed before it.
     expect(calls[1]!.input.after).toEqual(["2026-01-01T00:00:00.000099Z", "e-99"]);
   });
@@ -71,7 +72,32 @@ describe("claim batches", () => {
       await batches.read({ rows: 100, bytes: 300_000 }, inTurn);
       s.clock += 10;
     }
-    expect(calls.map((c) => c.limits.rows)).toEqual([100, 200, 200, 300, 300]);
+    // From the second on, batches are claimed ahead: half the budget each, 150 rows of 1,000 bytes.
+    expect(calls.map((c) => c.limits.rows)).toEqual([100, 150, 150, 150, 150]);
+  });
+
+  it("hold no more than the byte budget with a batch claimed ahead: each batch gets half, and one heavier than half has nothing claimed after it", async () => {
+    const { calls, claim } = table(10_000);
+    const { s, side } = stream();
+    let rowBytes = 1_000;
+    const batches = claimBatches({ owner: "o", leaseMs: 60_000, workflowName: "", maxCount: 0 }, claim, { ...side, bytes: () => rowBytes });
+    await batches.read({ rows: 100, bytes: 300_000 }, inTurn);
+    s.clock += 10;
+    await batches.read({ rows: 100, bytes: 300_000 }, inTurn);
+    await new Promise((resolve) => setImmediate(resolve));
+    // The batch handed over and the one claimed ahead: 150 rows of 1,000 bytes each.
+    expect(calls.slice(1).map((c) => c.limits)).toEqual([{ rows: 150, bytes: 150_000 }, { rows: 150, bytes: 150_000 }]);
+    expect(s.held).toBe(150_000);
+    // Rows claimed from now on weigh more than half the budget (the fake
+    // claim ignores the bytes): the batch they make is sent alone.
+    rowBytes = 200_000;
+    s.clock += 10;
+    await batches.read({ rows: 100, bytes: 300_000 }, inTurn);
+    s.clock += 10;
+    await batches.read({ rows: 100, bytes: 300_000 }, inTurn);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(calls.length).toBe(4);
+    expect(s.held).toBe(0);
   });
 
   it("go back to STREAM_BATCH_SIZE once the client took a batch slower than a tenth of the lease", async () => {

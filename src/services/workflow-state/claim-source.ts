@@ -51,16 +51,17 @@ export interface ClaimBatches {
  * docs/performance.md); but a batch's leases run from its claim, so the rows
  * a slow client has not taken yet must stay few, or their leases would age
  * (and expire) in the server's buffer. The byte budget of a batch is the
- * stream's, whatever its row count, and a batch asks for no more rows than
- * the budget holds at the average stored size of the last batch's rows: the
- * claim locks the rows it asks for before it applies the budget, so rows past
+ * stream's (half of it while a batch is claimed ahead, see below), whatever
+ * its row count, and a batch asks for no more rows than the budget holds at
+ * the average stored size of the last batch's rows: the claim locks the rows it asks for before it applies the budget, so rows past
  * it were locked (a WAL record each) and unlocked unclaimed, then locked again
  * by the next batch (at 1 MiB and rows of about 1.7 KB, 370 of every 1,000).
  *
  * Claiming ahead (src/streams/read-ahead.ts): while the client is taking a
  * batch quickly, the next one is claimed meanwhile, so that the database's
- * work and the sending overlap. Only then: a batch claimed ahead for a slow
- * client would age its leases in the server's buffer. A claim ahead that
+ * work and the sending overlap, each of the two batches within half the
+ * byte budget. Only then: a batch claimed ahead for a slow client would age
+ * its leases in the server's buffer. A claim ahead that
  * fails is not an answer: the next read claims again, and fails the stream if
  * that fails too (a claim that failed committed nothing, or leases that
  * expire).
@@ -92,7 +93,13 @@ export function claimBatches(request: ClaimRequest, claim: ClaimBatch, stream: C
     read(limits, inTurn) {
       const quick = rows > 0 && now() - claimedAt < request.leaseMs / 10;
       rows = quick ? Math.max(limits.rows, Math.min(CLAIM_BATCH_MAX_ROWS, rows * 2)) : limits.rows;
-      return reader.read(limits, inTurn, () => quick);
+      if (!quick) return reader.read(limits, inTurn, () => false);
+      // Two batches are held while claiming ahead: each gets half the byte
+      // budget, so that together they weigh no more than the budget, as a
+      // keyset stream's do (src/streams/keyset-source.ts); a batch heavier
+      // than half (one row larger than that) has nothing claimed after it.
+      const half = { rows: limits.rows, bytes: Math.max(1, Math.floor(limits.bytes / 2)) };
+      return reader.read(half, inTurn, (batch) => weight(batch.rows, stream.bytes) <= half.bytes);
     },
     close: () => reader.close(),
   };
