@@ -78,7 +78,7 @@ async function main(): Promise<void> {
   const lock = openDataDir(config);
 
   const loading = performance.now();
-  const [{ DatabaseAvailability }, { createDatabase, migrate }, { permanentDatabaseError, withoutStack }, { createMetrics }, { startOperationsServer }, { createServer }, { startTracing }] =
+  const [{ DatabaseAvailability }, { createDatabase, migrate }, { permanentDatabaseError, withoutStack }, { createMetrics }, { startOperationsServer }, { createServer }, tracingModule] =
     await Promise.all([
       import("./db/availability.js"),
       import("./db/database.js"),
@@ -86,7 +86,9 @@ async function main(): Promise<void> {
       import("./metrics/metrics.js"),
       import("./operations/operations-server.js"),
       import("./server/server.js"),
-      import("./tracing/tracing.js"),
+      // OpenTelemetry's SDK and exporters only when tracing is on: loaded, they
+      // take about 25 MB of memory that a server without tracing never uses.
+      config.tracing === undefined ? undefined : import("./tracing/tracing.js"),
     ]);
   logger.debug("modules loaded", { durationMs: Math.round(performance.now() - loading) });
   const knex = createDatabase({
@@ -104,7 +106,7 @@ async function main(): Promise<void> {
   // operations port answers /readyz 503 until the server below is SERVING.
   const metrics = config.metricsPort === undefined ? undefined : createMetrics({ maxAgentSeries: config.metricsMaxAgentSeries });
   // Tracing only when the OTEL_* variables ask for it (README "Tracing").
-  const tracing = config.tracing === undefined ? undefined : startTracing(config.tracing, knex);
+  const tracing = config.tracing === undefined ? undefined : tracingModule!.startTracing(config.tracing, knex);
   if (config.tracing !== undefined) logger.info("exporting traces with OTLP", { url: config.tracing.url, protocol: config.tracing.protocol });
 
   // The server starts even when the database cannot be migrated: it then keeps

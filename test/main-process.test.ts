@@ -10,6 +10,7 @@ import { WorkflowStatus } from "../gen/orchestration/state/v1/workflow_state_ser
 import { backendName, createPgliteDataDir, postgresEnv } from "./support/backend.js";
 import { workflowClient } from "./support/clients.js";
 import { exitOf, killAll, SERVING, type ServerProcess, startServerProcess } from "./support/processes.js";
+import { startCollector } from "./support/otlp-collector.js";
 import { newTenant } from "./support/server.js";
 
 const SAVE = "orchestration.state.v1.WorkflowStateService/SaveWorkflowExecution";
@@ -27,8 +28,8 @@ afterAll(async () => {
 });
 
 /** Starts the entry point on the file's data and waits for its "serving" line. */
-function startMain(): Promise<ServerProcess> {
-  return startServerProcess(process.env.TEST_DATABASE_URL ? postgresEnv() : { DATA_DIR: dataDir });
+function startMain(env: Record<string, string> = {}): Promise<ServerProcess> {
+  return startServerProcess({ ...(process.env.TEST_DATABASE_URL ? postgresEnv() : { DATA_DIR: dataDir }), ...env });
 }
 
 /** Sends `signal` and waits for the exit (at most 15 s). */
@@ -96,5 +97,22 @@ describe(`src/main.ts as a process on ${backendName}`, () => {
     expect(main.garbage).toEqual([]);
     expect(main.logs.find((l) => l.msg === "signal received")).toMatchObject({ signal: "SIGINT" });
     expect(main.logs.map((l) => l.msg).at(-1)).toBe("database closed; exiting");
+  }, 180_000);
+
+  // Tracing's modules are loaded only when tracing is on (src/main.ts): this
+  // is the path that loads them.
+  it("with an OTLP endpoint, says so at startup and exports a SERVER span per call, the last ones on SIGTERM", async () => {
+    const collector = await startCollector();
+    try {
+      const main = await startMain({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: collector.url, OTEL_SERVICE_NAME: "main-process-test" });
+      expect(main.logs.find((l) => l.msg === "exporting traces with OTLP")).toMatchObject({ url: collector.url, protocol: "http/protobuf" });
+      await workflowClient(main.baseUrl, tenant).getWorkflowExecution({ executionId });
+      const { code } = await stopMain(main, "SIGTERM");
+      expect(code).toBe(0);
+      const rpc = collector.spans.find((span) => span.kind === 2 && span.attributes["rpc.method"] === "GetWorkflowExecution");
+      expect(rpc).toMatchObject({ serviceName: "main-process-test", attributes: { "rpc.grpc.status_code": 0 } });
+    } finally {
+      await collector.close();
+    }
   }, 180_000);
 });

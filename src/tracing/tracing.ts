@@ -26,8 +26,9 @@ import { setLogContextFields } from "../logging/logger.js";
 // batched and exported with OTLP over HTTP (protobuf or JSON).
 //
 // Off, none of this exists: no interceptor is installed, no Knex listener, no
-// log hook, and @opentelemetry is not even loaded by anything that runs per
-// call, so tracing off costs nothing (README "Tracing": the B0 benchmark).
+// log hook, and src/main.ts does not even load this module (nor, through it,
+// OpenTelemetry's SDK and exporters: about 25 MB of memory), so tracing off
+// costs nothing (README "Tracing": the B0 benchmark).
 //
 // Nothing is registered globally (no global tracer provider or context
 // manager): a server's tracing is its own, so tests can run several.
