@@ -46,19 +46,26 @@ export const TENANT_SETTING = "app.tenant_id";
 
 // The binding: tenant, role, the session settings the code relies on (for
 // this transaction: it may run on any server connection behind a pooler; see
-// src/connection/session-settings.ts), no parallel workers and, with a
-// deadline, the statement timeout in milliseconds; the values are bind
+// src/connection/session-settings.ts), the planner settings below and, with
+// a deadline, the statement timeout in milliseconds; the values are bind
 // parameters.
 //
-// No parallel workers: every statement of a tenant reads a bounded page,
-// batch or row, where starting workers (a few milliseconds per statement)
-// costs more than it gains, and a tenant's one call would take several
-// backend processes and cores, past what TENANT_CALLS_MAX allows it. The
-// planner does choose them for these reads when a table's statistics are
-// stale (a bulk load before ANALYZE): each batch of StreamIncompleteWorkflows
-// then took 8 ms instead of 1 ms, and the stream ran at 40% of its rate
-// (docs/performance.md, "A new machine").
-const BIND = `SELECT set_config('${TENANT_SETTING}', $1, true), set_config('role', '${TENANT_ROLE}', true), ${TRANSACTION_SETTINGS_SELECT}, set_config('max_parallel_workers_per_gather', '0', true)`;
+// Every statement of a tenant reads or writes a bounded page, batch or row of
+// that tenant, through an index that starts with tenant_id; the planner is
+// kept to such plans when a table's statistics mislead it (docs/performance.md,
+// "A new machine"):
+// - no parallel workers: starting them costs milliseconds per statement, more
+//   than they gain here, and a tenant's one call would take several backend
+//   processes and cores, past what TENANT_CALLS_MAX allows it. On a table
+//   bulk-loaded and not analyzed yet, every StreamIncompleteWorkflows batch
+//   was planned parallel: 8 ms instead of 1 ms, the stream at 40% of its rate;
+// - no sequential scan where an index serves (enable_seqscan off: a last
+//   resort for the planner, not a ban): a scan of a whole table reads every
+//   tenant's rows. With execution_leases analyzed while empty (a new
+//   deployment), each claim batch joined its executions to the growing lease
+//   table by scanning all of it per row, so a claim of 1,000,000 executions
+//   slowed down with every batch.
+const BIND = `SELECT set_config('${TENANT_SETTING}', $1, true), set_config('role', '${TENANT_ROLE}', true), ${TRANSACTION_SETTINGS_SELECT}, set_config('max_parallel_workers_per_gather', '0', true), set_config('enable_seqscan', 'off', true)`;
 const BIND_WITH_TIMEOUT = `${BIND}, set_config('statement_timeout', $2, true)`;
 
 /** The binding statement of `tenantId`, with `timeoutMs` (an integer from 1 to MAX_TIMEOUT_MS) when given. */

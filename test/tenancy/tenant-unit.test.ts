@@ -42,10 +42,11 @@ describe.each(unitPaths)(`tenant units on ${backendName}, $path path`, ({ path, 
     const inside = await tenantTransaction(knex, tenant, Date.now() + 60_000, (db) => state(db), kind);
     expect(inside.role).toBe(TENANT_ROLE);
     expect(inside.tenant).toBe(tenant);
-    // No parallel workers for a tenant's statements (row-level-security.ts
-    // says why); pooledState below shows the connection's own setting back
-    // (PostgreSQL's default is 2; PGlite, one process, has 0).
-    expect(inside.parallel).toBe("0");
+    // No parallel workers and no sequential scan where an index serves, for a
+    // tenant's statements (row-level-security.ts says why); pooledState below
+    // shows the connection's own settings back (PostgreSQL's default is 2
+    // workers, PGlite's 0, and sequential scans on).
+    expect([inside.parallel, inside.seqscan]).toEqual(["0", "off"]);
     // PostgreSQL: never longer than DATABASE_STATEMENT_TIMEOUT_MS (20 s by
     // default); PGlite has no such cap.
     const cap = statementTimeoutOf(knex);

@@ -34,11 +34,13 @@ export interface SessionState {
   timeout: string;
   /** max_parallel_workers_per_gather. */
   parallel: string;
+  /** enable_seqscan. */
+  seqscan: string;
 }
 
 const STATE_SQL = `SELECT current_user AS role, NULLIF(current_setting('app.tenant_id', true), '') AS tenant,
   (SELECT setting FROM pg_settings WHERE name = 'statement_timeout') AS timeout,
-  current_setting('max_parallel_workers_per_gather') AS parallel`;
+  current_setting('max_parallel_workers_per_gather') AS parallel, current_setting('enable_seqscan') AS seqscan`;
 
 /** What a statement on `db` runs as. */
 export async function state(db: Knex | Knex.Transaction): Promise<SessionState> {
