@@ -53,18 +53,18 @@ export interface ClaimBatches {
  * (and expire) in the server's buffer. The byte budget of a batch is the
  * stream's (half of it while a batch is claimed ahead, see below), whatever
  * its row count, and a batch asks for no more rows than the budget holds at
- * the average stored size of the last batch's rows: the claim locks the rows it asks for before it applies the budget, so rows past
- * it were locked (a WAL record each) and unlocked unclaimed, then locked again
- * by the next batch (at 1 MiB and rows of about 1.7 KB, 370 of every 1,000).
+ * the average stored size of the last batch's rows: the claim locks the rows
+ * it asks for before it applies the budget, so rows past it were locked (a
+ * WAL record each) and unlocked unclaimed, then locked again by the next
+ * batch (at 1 MiB and rows of about 1.7 KB, 370 of every 1,000).
  *
  * Claiming ahead (src/streams/read-ahead.ts): while the client is taking a
  * batch quickly, the next one is claimed meanwhile, so that the database's
- * work and the sending overlap, each of the two batches within half the
- * byte budget. Only then: a batch claimed ahead for a slow client would age
- * its leases in the server's buffer. A claim ahead that
- * fails is not an answer: the next read claims again, and fails the stream if
- * that fails too (a claim that failed committed nothing, or leases that
- * expire).
+ * work and the sending overlap, each of the two batches within half the byte
+ * budget. Only then: a batch claimed ahead for a slow client would age its
+ * leases in the server's buffer. A claim ahead that fails is not an answer:
+ * the next read claims again, and fails the stream if that fails too (a claim
+ * that failed committed nothing, or leases that expire).
  */
 export function claimBatches(request: ClaimRequest, claim: ClaimBatch, stream: ClaimStream): ClaimBatches {
   const now = stream.now ?? Date.now;
