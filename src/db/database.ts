@@ -220,26 +220,37 @@ export async function migrate(knex: Knex, timeoutMs = 60_000): Promise<string[]>
 }
 
 /**
- * PostgreSQL: waits, until `deadline`, for a session-level advisory lock that
- * one process migrating the database holds at a time, and resolves with its
- * release. Knex's own migration lock does not cover Knex's first step,
- * creating its two tables: on a brand-new database replicas started together
- * failed with "relation already exists", and two that both found the lock
- * table empty each inserted a lock row, after which Knex's lock (an UPDATE
- * that must change exactly one row) could never be taken again. The session
- * is outside the pool and, behind a pooler, on DATABASE_DIRECT_URL (a
- * transaction-mode pooler keeps no session); a process that dies mid-migration
- * ends it, and with it the lock. PGlite: one process per data directory.
+ * PostgreSQL: waits, until `deadline`, for an advisory lock that one process
+ * migrating the database holds at a time, and resolves with its release.
+ * Knex's own migration lock does not cover Knex's first step, creating its two
+ * tables: on a brand-new database replicas started together failed with
+ * "relation already exists", and two that both found the lock table empty
+ * each inserted a lock row, after which Knex's lock (an UPDATE that must
+ * change exactly one row) could never be taken again.
+ *
+ * The lock is a transaction's (pg_try_advisory_xact_lock), held by a
+ * transaction left open on a connection of its own outside the pool while the
+ * migrations run, so that it works through a transaction-mode pooler too: the
+ * pooler keeps that transaction on one server connection, where a
+ * session-level lock would stay behind on whichever server connection took
+ * it. A process that dies mid-migration drops its connection, which rolls the
+ * transaction back and releases the lock. PGlite: one process per data
+ * directory.
  */
 async function migrationLock(knex: Knex, deadline: number, timeoutMs: number): Promise<() => Promise<void>> {
   if ((knex.client as { config: Knex.Config }).config.client !== "pg") return async () => {};
   const session = new pg.Client(sessionConnectionConfig(knex));
-  session.on("error", () => {}); // a broken session ends the lock; the migration's own statements report errors
-  const release = () => session.end().catch(() => {});
+  session.on("error", () => {}); // a broken connection ends the lock; the migration's own statements report errors
+  const release = async () => {
+    await session.query("ROLLBACK").catch(() => {});
+    await session.end().catch(() => {});
+  };
   try {
     await session.connect();
+    // Idle in this transaction for as long as the migrations take.
+    await session.query("BEGIN; SELECT set_config('idle_in_transaction_session_timeout', '0', true)");
     for (;;) {
-      const { rows } = await session.query<{ locked: boolean }>("SELECT pg_try_advisory_lock($1::bigint) AS locked", [MIGRATION_LOCK_KEY]);
+      const { rows } = await session.query<{ locked: boolean }>("SELECT pg_try_advisory_xact_lock($1::bigint) AS locked", [MIGRATION_LOCK_KEY]);
       if (rows[0]?.locked === true) return release;
       if (Date.now() > deadline) throw new Error(`another process held the migration lock for more than ${timeoutMs} ms`);
       await new Promise((resolve) => setTimeout(resolve, 250));
