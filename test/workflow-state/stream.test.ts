@@ -392,4 +392,30 @@ describe(`StreamIncompleteWorkflows on ${backendName}`, () => {
       t.knex.off("query", onQuery).off("query-response", onDone).off("query-error", onDone);
     }
   });
+
+  it("reads each batch with a statement that sends its first row before reading its last: one window pass, no sort after it", async () => {
+    const tenant = newTenant();
+    await seedExecutions(t.knex, tenant, dataset(2 * BATCH + 5, 10, INCOMPLETE));
+    const statements: { sql: string; bindings: unknown[] }[] = [];
+    const onQuery = (q: { sql: string; bindings?: unknown[] }) => {
+      if (q.bindings?.includes(tenant) && /order by started_at, execution_id/i.test(q.sql)) statements.push({ sql: q.sql, bindings: q.bindings });
+    };
+    t.knex.on("query", onQuery);
+    try {
+      expect(await readAll(tenant)).toHaveLength(2 * BATCH + 5);
+    } finally {
+      t.knex.off("query", onQuery);
+    }
+    expect(statements).toHaveLength(3);
+    // The batch after the first (with its keyset), as the stream sent it: $n placeholders, in order.
+    const { sql, bindings } = statements[1]!;
+    const plan = await t.knex.raw<{ rows: { "QUERY PLAN": string }[] }>(`EXPLAIN (COSTS OFF) ${sql.replace(/\$\d+/g, "?")}`, bindings as never);
+    const nodes = plan.rows.map((r) => r["QUERY PLAN"]);
+    // A sort above the window would copy every row of the batch once more and
+    // hold the first back until the last was read; so would a window over the
+    // whole batch (count(*) OVER ()), as a second WindowAgg.
+    expect(nodes[0]).toMatch(/^Subquery Scan on b/);
+    expect(nodes.filter((n) => /WindowAgg/.test(n))).toHaveLength(1);
+    expect(nodes.filter((n) => /Sort/.test(n) && !/Index/.test(n))).toEqual([]);
+  });
 });
