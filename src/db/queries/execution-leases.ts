@@ -38,7 +38,11 @@ export interface LeaseRef {
  * One statement, so one transaction of the tenant. The lease is a row of
  * execution_leases (migration 20261205200000): a claim writes that narrow row,
  * not the execution's (a rewrite of the whole execution row, never HOT, five
- * index entries, cost about 5 times the WAL; docs/performance.md, B6).
+ * index entries, cost about 5 times the WAL; docs/performance.md, B6). The
+ * row lock on the execution is still a write of its tuple header, and so, on
+ * a heap page not written since the last checkpoint, of the whole page to the
+ * WAL: about seven eighths of the WAL of a claim over many executions, and a
+ * third of its batches' time (docs/performance.md, "What a claim writes").
  *
  * Why it is exactly-once:
  * - Claimers skip each other on the execution rows: the candidates are locked
@@ -118,8 +122,8 @@ export async function claimBatch(scope: TenantScope, input: ClaimInput, limits: 
     const locked = rows.length === 0 ? 0 : Number(rows[0]!.locked_count);
     // In claim order, sorted here by their rank in the batch: an ORDER BY of
     // the statement would sort the whole rows (CTE scans carry no order), a
-    // copy of every claimed execution in PostgreSQL (about 2 ms of a 21 ms
-    // batch of 300 in B6; docs/performance.md).
+    // copy of every claimed execution in PostgreSQL (19 ms against 15.5 for
+    // a batch of 300; docs/performance.md, "The claim's own sort").
     const ranked: { order: number; row: ExecutionRow }[] = [];
     for (const row of rows) {
       if (row.execution_id === null) continue;
