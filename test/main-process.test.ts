@@ -1,4 +1,4 @@
-// The real entry point (src/main.ts) as a child process, the way it is
+// The real entry point (src/main.ts, built) as a child process, the way it is
 // deployed: it serves once it logs "serving", logs one JSON line per RPC,
 // exits with code 0 on SIGTERM and on SIGINT after closing the database, and
 // what it acknowledged is still there when it starts again on the same data.
@@ -9,7 +9,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { WorkflowStatus } from "../gen/orchestration/state/v1/workflow_state_service_pb.js";
 import { backendName, createPgliteDataDir, postgresEnv } from "./support/backend.js";
 import { workflowClient } from "./support/clients.js";
-import { exitOf, killAll, SERVING, type ServerProcess, startServerProcess } from "./support/processes.js";
+import { exitOf, killAll, SERVING } from "./support/processes.js";
+import { type ServerProcess, startServerProcess } from "./support/built-server.js";
 import { startCollector } from "./support/otlp-collector.js";
 import { newTenant } from "./support/server.js";
 

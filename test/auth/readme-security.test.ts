@@ -12,7 +12,7 @@ import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { hashKey, KeyStore } from "../../src/auth/key-store.js";
 import { defaultConfig, loadConfig } from "../../src/config.js";
-import { sharedBuiltCopy } from "../lifecycle/support.js";
+import { sharedBuiltCopy } from "../support/built-server.js";
 
 const run = promisify(execFile);
 const root = path.resolve(import.meta.dirname, "../..");

@@ -14,7 +14,8 @@ import type { RoutingDecision } from "../../gen/orchestration/state/v1/routing_a
 import { buildDashboard } from "../../web/build.js";
 import { authClient, keyFixture } from "../auth/support.js";
 import { backendName, createTestDatabase, postgresEnv } from "../support/backend.js";
-import { freePort, killAll, startServerProcess } from "../support/processes.js";
+import { freePort, killAll } from "../support/processes.js";
+import { startServerProcess } from "../support/built-server.js";
 import { newTenant, startTestServer, type TestServer } from "../support/server.js";
 import { type Chromium, launchChromium } from "./support/chromium.js";
 import { AGENTS, seedOtherTenant, seedTenant } from "./support/seed.js";

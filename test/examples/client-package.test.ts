@@ -2,7 +2,8 @@ import { mkdtempSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { killAll, type ServerProcess } from "../support/processes.js";
+import { killAll } from "../support/processes.js";
+import type { ServerProcess } from "../support/built-server.js";
 import { newTenant } from "../support/server.js";
 import { root, run, startBuiltServer } from "./support/commands.js";
 

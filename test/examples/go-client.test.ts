@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { killAll, type ServerProcess } from "../support/processes.js";
+import { killAll } from "../support/processes.js";
+import type { ServerProcess } from "../support/built-server.js";
 import { newTenant } from "../support/server.js";
 import { bufCurl, bufCurlFirst, run, startBuiltServer } from "./support/commands.js";
 

@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createStateClients, type StateClients, WorkflowStatus, CircuitState } from "../../src/client/index.js";
-import { killAll, type ServerProcess } from "../support/processes.js";
+import { killAll } from "../support/processes.js";
+import type { ServerProcess } from "../support/built-server.js";
 import { newTenant } from "../support/server.js";
 import { python, root, run, startBuiltServer } from "./support/commands.js";
 

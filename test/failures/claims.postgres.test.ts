@@ -1,4 +1,4 @@
-// Several replicas, one truth: real server processes (src/main.ts) on one
+// Several replicas, one truth: real server processes (src/main.ts, built) on one
 // PostgreSQL database, and claimers spread over them.
 //
 // - 12 claimers over 3 server processes against 10,000 incomplete executions:
@@ -19,7 +19,8 @@ import type { WorkflowExecution } from "../../gen/orchestration/state/v1/workflo
 import { createTestDatabase, postgresEnv } from "../support/backend.js";
 import { workflowClient } from "../support/clients.js";
 import { newTenant } from "../support/server.js";
-import { killAll, onLines, type ServerProcess, startServerProcess } from "../support/processes.js";
+import { killAll, onLines } from "../support/processes.js";
+import { type ServerProcess, startServerProcess } from "../support/built-server.js";
 
 const root = path.resolve(import.meta.dirname, "../..");
 const LONG = { seconds: 600n, nanos: 0 };

@@ -1,4 +1,4 @@
-// A crash loses nothing acknowledged: the real server process (src/main.ts)
+// A crash loses nothing acknowledged: the real server process (src/main.ts, built)
 // takes a write load from several concurrent clients, is killed with SIGKILL
 // in the middle of it, and started again on the same data (PGlite: the same
 // DATA_DIR; PostgreSQL: the same database). Every acknowledged save is there
@@ -11,7 +11,8 @@ import { type WorkflowExecution, WorkflowStatus } from "../../gen/orchestration/
 import { backendName, createPgliteDataDir, postgresEnv } from "../support/backend.js";
 import { workflowClient } from "../support/clients.js";
 import { newTenant } from "../support/server.js";
-import { killAll, startServerProcess } from "../support/processes.js";
+import { killAll } from "../support/processes.js";
+import { startServerProcess } from "../support/built-server.js";
 
 const CLIENTS = 8;
 const IDS_PER_CLIENT = 4;

@@ -1,4 +1,4 @@
-// src/main.ts as a process with its PostgreSQL behind a TCP proxy the test
+// src/main.ts (built) as a process with its PostgreSQL behind a TCP proxy the test
 // cuts and restores: it starts although the database is unreachable, serves
 // health NOT_SERVING and UNAVAILABLE until the database is back, then
 // migrates and serves by itself; a cut while it runs (idle pooled connections
@@ -15,7 +15,8 @@ import { timedCode } from "../support/errors.js";
 import { newTenant } from "../support/server.js";
 import { waitFor } from "./support/available-server.js";
 import { MIGRATE_FAILED, UNREACHABLE } from "./support/availability.js";
-import { killAll, startServerProcess } from "../support/processes.js";
+import { killAll } from "../support/processes.js";
+import { startServerProcess } from "../support/built-server.js";
 import { databaseTarget, proxiedUrl, TcpProxy } from "./support/tcp-proxy.js";
 
 const pgUrl = postgresUrl();

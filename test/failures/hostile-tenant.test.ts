@@ -43,7 +43,8 @@ import { insertLargeIncomplete } from "../support/executions.js";
 import { workflowClient } from "../support/clients.js";
 import { envelope, openWireStream, wireCall, type WireStream } from "../support/grpc-wire.js";
 import { newTenant } from "../support/server.js";
-import { killAll, type ServerProcess, startServerProcess } from "../support/processes.js";
+import { killAll } from "../support/processes.js";
+import { type ServerProcess, startServerProcess } from "../support/built-server.js";
 
 /** The documented bound (README, "Limits and fairness"): the server's RSS on PostgreSQL... */
 const RSS_BOUND = 512 * 1024 * 1024;

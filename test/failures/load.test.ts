@@ -20,7 +20,8 @@ import { backendName, createPgliteDataDir, postgresEnv } from "../support/backen
 import { decision, micros } from "../support/decisions.js";
 import { newTenant } from "../support/server.js";
 import type { LoadServerStats } from "./support/load-server.js";
-import { killAll, type ServerProcess, startServerProcess } from "../support/processes.js";
+import { killAll } from "../support/processes.js";
+import { type ServerProcess, startServerProcess } from "../support/built-server.js";
 
 const CLIENTS = 64;
 const TENANTS = 8;

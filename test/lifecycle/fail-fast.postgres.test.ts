@@ -12,7 +12,7 @@ import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../.
 import { directPostgresUrl, postgresUrl } from "../support/backend.js";
 import { databaseTarget, proxiedUrl, TcpProxy } from "../failures/support/tcp-proxy.js";
 import { exitOf, freePort, killAll, SERVING } from "../support/processes.js";
-import { serverProcess, sharedBuiltCopy } from "./support.js";
+import { serverProcess, sharedBuiltCopy } from "../support/built-server.js";
 
 const MIGRATE_FAILED = "could not migrate the database; retrying (health is NOT_SERVING)";
 

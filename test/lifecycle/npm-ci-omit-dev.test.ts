@@ -10,7 +10,8 @@ import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { hashKey } from "../../src/auth/key-store.js";
 import { postgresEnv } from "../support/backend.js";
 import { exitOf, killAll, portIsFree, run } from "../support/processes.js";
-import { npmStart, roundTrip, sharedBuiltCopy } from "./support.js";
+import { npmStart, roundTrip } from "./support.js";
+import { sharedBuiltCopy } from "../support/built-server.js";
 
 const npm = process.platform === "win32" ? "npm.cmd" : "npm";
 

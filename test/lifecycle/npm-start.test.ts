@@ -17,7 +17,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { exitOf, killAll, portIsFree, root } from "../support/processes.js";
-import { claimUnbuiltSharedCopy, copyRepository, npmStart, pidExists, roundTrip } from "./support.js";
+import { npmStart, pidExists, roundTrip } from "./support.js";
+import { claimUnbuiltSharedCopy, copyRepository } from "../support/built-server.js";
 import { createPgliteDataDir, postgresEnv } from "../support/backend.js";
 
 let database: NodeJS.ProcessEnv;

@@ -1,5 +1,5 @@
-// Child processes of the tests: the server as deployed (src/main.ts, a built
-// dist/src/main.js, or a test entry), npm and the CLIs. Their stdout lines are
+// Child processes of the tests: the server (test/support/built-server.ts
+// starts it), npm and the CLIs. Their stdout lines are
 // parsed as JSON as they arrive, their exit is awaited, and whatever a failed
 // test left running is killed by killAll (afterEach/afterAll).
 import { type ChildProcess, spawn } from "node:child_process";
@@ -160,34 +160,4 @@ export async function exitOf(proc: Proc, timeoutMs: number): Promise<{ code: num
   } finally {
     clearTimeout(timer);
   }
-}
-
-/** A server process that logged its serving line. */
-export interface ServerProcess extends Proc {
-  port: number;
-  baseUrl: string;
-}
-
-/**
- * Starts `node --import tsx <entry>` (default src/main.ts) from the repository
- * with `env` (see run), HOST=127.0.0.1 and a free PORT, and waits for its
- * serving line: 90 s at most, since an embedded PGlite created in a new
- * DATA_DIR runs initdb and every migration first, which takes long on a
- * loaded machine. A process that exits or stays silent is killed and the
- * test fails with what it said.
- */
-export async function startServerProcess(
-  env: NodeJS.ProcessEnv,
-  options: { entry?: string; nodeArgs?: string[]; ipc?: boolean } = {},
-): Promise<ServerProcess> {
-  const port = await freePort();
-  const entry = options.entry ?? "src/main.ts";
-  const proc = run(process.execPath, [...(options.nodeArgs ?? []), "--import", "tsx", entry], root, { HOST: "127.0.0.1", PORT: String(port), ...env }, { ipc: options.ipc });
-  try {
-    await proc.line(SERVING, 90_000);
-  } catch (err) {
-    proc.child.kill("SIGKILL");
-    throw new Error(`${entry} did not start: ${(err as Error).message}`);
-  }
-  return Object.assign(proc, { port, baseUrl: `http://127.0.0.1:${port}` });
 }

@@ -1,6 +1,6 @@
 import { execFile, spawn } from "node:child_process";
 import * as path from "node:path";
-import { startServerProcess, type ServerProcess } from "../../support/processes.js";
+import { startServerProcess, type ServerProcess } from "../../support/built-server.js";
 
 /** The repository root. */
 export const root = path.resolve(import.meta.dirname, "../../..");
