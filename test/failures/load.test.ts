@@ -25,8 +25,8 @@ import { type ServerProcess, startServerProcess } from "../support/built-server.
 
 const CLIENTS = 64;
 const TENANTS = 8;
-const WARM_UP_MS = 3_000;
-const MEASURED_MS = 7_000;
+const WARM_UP_MS = 2_000;
+const MEASURED_MS = 5_000;
 const POOL_MAX = 10;
 // Growth allowed between the warm-up and the end, after a full GC.
 const HEAP_GROWTH_MAX = 16 * 1024 * 1024;

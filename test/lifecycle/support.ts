@@ -4,7 +4,8 @@
 import { expect } from "vitest";
 import { WorkflowStatus } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
 import { workflowClient } from "../support/clients.js";
-import { freePort, type Proc, run, SERVING } from "../support/processes.js";
+import { exitOf, freePort, type Proc, run, SERVING } from "../support/processes.js";
+import { serverProcess } from "../support/built-server.js";
 import { newTenant } from "../support/server.js";
 
 /** Whether a process with this PID exists. */
@@ -33,4 +34,21 @@ export async function roundTrip(port: number): Promise<void> {
   const client = workflowClient(`http://127.0.0.1:${port}`, newTenant());
   const saved = await client.saveWorkflowExecution({ execution: { executionId: "e-1", workflowName: "wf", status: WorkflowStatus.RUNNING } });
   expect((await client.getWorkflowExecution({ executionId: "e-1" })).execution).toEqual(saved.execution);
+}
+
+/** Starts the built server of `dir` with `env` and expects it to stop by itself within 5 s, as README "Exit codes" says. */
+export async function expectRefusal(dir: string, env: NodeJS.ProcessEnv, expected: { code: number; variable: string; msg: RegExp }) {
+  const proc = serverProcess(dir, { PORT: String(await freePort()), ...env });
+  const { code, signal, ms } = await exitOf(proc, 30_000);
+  expect({ code, signal }).toEqual({ code: expected.code, signal: null });
+  expect(ms).toBeLessThan(5_000);
+  expect(proc.garbage).toEqual([]);
+  expect(proc.stderr()).toBe("");
+  const errors = proc.logs.filter((l) => l.level === "error");
+  expect(errors).toHaveLength(1);
+  expect(errors[0]).toMatchObject({ variable: expected.variable, exitCode: expected.code });
+  expect(String(errors[0]!.msg)).toMatch(expected.msg);
+  expect(String(errors[0]!.msg)).toContain(expected.variable);
+  expect(JSON.stringify(proc.logs)).not.toMatch(/\\n\s+at |"stack"/);
+  return proc;
 }

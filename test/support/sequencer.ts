@@ -12,26 +12,28 @@ import { BaseSequencer, type TestSpecification } from "vitest/node";
 
 /**
  * The files that take longest, about longest first (measured with npm test on
- * both backends; a file missing from a run is left out). The build the
- * lifecycle files share (test/lifecycle/support.ts) is made by
+ * both backends; a file missing from a run is left out). The build that the
+ * files starting the server share (test/support/built-server.ts) is made by
  * npm-start.test.ts's npm start (it tests that npm start builds a missing
  * dist/), first, beside the README's walk-through, which mostly sleeps; the
- * files that use the build come after, fail-fast.test.ts, the longest, as
- * soon as a worker is free. The files that wait for the build and then time
- * a process (fail-fast.postgres.test.ts: "within 5 s") come after it is
- * made, not beside it. hostile-tenant.test.ts times another tenant's calls
- * (p99 under 100 ms when the machine is not loaded) while its attack runs: it
- * comes last, beside the short files that follow, not beside a file starting
+ * files that use the build come after, embedded-database.pglite.test.ts, the
+ * longest on PGlite, as soon as a worker is free. The files that wait for
+ * the build and then time a process (fail-fast.test.ts and
+ * fail-fast.postgres.test.ts: "within 5 s") come after it is made, not
+ * beside it. hostile-tenant.test.ts times another tenant's calls (p99 under
+ * 100 ms when the machine is not loaded) while its attack runs: it comes
+ * last, beside the short files that follow, not beside a file starting
  * server processes (beside claims.postgres.test.ts's, the p99 was 113 and
  * 124 ms in two runs on a quiet machine).
  */
 export const LONGEST_FIRST = [
   "test/lifecycle/npm-start.test.ts",
   "test/readme-replicas.test.ts",
-  "test/lifecycle/fail-fast.test.ts",
+  "test/lifecycle/embedded-database.pglite.test.ts",
   "test/readme-examples.test.ts",
   "test/failures/claims.postgres.test.ts",
   "test/lifecycle/fail-fast.postgres.test.ts",
+  "test/lifecycle/fail-fast.test.ts",
   "test/lifecycle/npm-ci-omit-dev.test.ts",
   "test/workflow-state/stream.test.ts",
   "test/main-process.test.ts",
