@@ -37,4 +37,5 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
   CMD ["node", "-e", "fetch(`http://127.0.0.1:${process.env.METRICS_PORT}/readyz`).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # SIGTERM (docker stop) drains and exits 0 (README "Stop it"); node runs as PID 1 and handles it itself.
 STOPSIGNAL SIGTERM
-CMD ["node", "--enable-source-maps", "dist/src/main.js"]
+# What npm start runs (test/lifecycle/container.test.ts); README "Run it" says why each flag.
+CMD ["node", "--enable-source-maps", "--heap-growing-percent=60", "dist/src/main.js"]

@@ -6,6 +6,7 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as http2 from "node:http2";
 import * as path from "node:path";
+import { startNodeFlags } from "../../test/support/start-command.js";
 // A free TCP port on 127.0.0.1: the tests' helper (test/support/ imports nothing of bench/).
 export { freePort } from "../../test/support/processes.js";
 
@@ -24,12 +25,13 @@ export function have(program: string): boolean {
 }
 
 /**
- * Starts `node <script>` (a .ts script through tsx) pinned to `core`, with
- * `nodeOptions` before the script; stdout and stderr go to `logFile`.
+ * Starts `node <script>` (a .ts script through tsx; a built .js entry with the
+ * node flags of npm start, as deployed) pinned to `core`, with `nodeOptions`
+ * before the script; stdout and stderr go to `logFile`.
  */
 export function startPinned(core: number, script: string, args: string[], env: NodeJS.ProcessEnv, logFile: string, nodeOptions: string[] = []): ChildProcess {
   const out = fs.openSync(logFile, "a");
-  const runner = script.endsWith(".ts") ? [...NODE_WITH_TSX, ...nodeOptions, script] : [process.execPath, "--enable-source-maps", ...nodeOptions, script];
+  const runner = script.endsWith(".ts") ? [...NODE_WITH_TSX, ...nodeOptions, script] : [process.execPath, ...startNodeFlags(), ...nodeOptions, script];
   const child = spawn("taskset", ["-c", String(core), ...runner, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", out, out] });
   fs.closeSync(out);
   return child;

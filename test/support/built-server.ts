@@ -1,8 +1,8 @@
 // The server as deployed, as a child process of the tests: the run's one
 // copy of the repository with its dist/ built (so that a build, npm ci or a
 // stale dist/ never touches the tree other tests run from), and its built
-// entry, node --enable-source-maps dist/src/main.js, what npm start and the
-// container run. Starting the built entry costs about a second of CPU; the
+// entry, dist/src/main.js, with the node flags npm start and the container
+// run it with (start-command.ts). Starting the built entry costs about a second of CPU; the
 // same server through tsx (src/main.ts) cost three, compiling every module
 // again in each process, a dozen processes per run.
 import * as fs from "node:fs";
@@ -10,6 +10,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { inject } from "vitest";
 import { exitOf, freePort, type Proc, root, run, SERVING } from "./processes.js";
+import { startNodeFlags } from "./start-command.js";
 
 /** What a build reads and what npm needs, copied with their modification times. */
 const TREE = ["src", "gen", "web", "scripts", "package.json", "package-lock.json", "tsconfig.json", "tsconfig.build.json", "knexfile.ts"];
@@ -99,7 +100,7 @@ export function claimUnbuiltSharedCopy(): { dir: string; failed(reason: string):
 
 /** The built server of a copy, as the Dockerfile's CMD and npm start run it. */
 export function serverProcess(dir: string, env: NodeJS.ProcessEnv): Proc {
-  return run(process.execPath, ["--enable-source-maps", "dist/src/main.js"], dir, { HOST: "127.0.0.1", ...env });
+  return run(process.execPath, [...startNodeFlags(), "dist/src/main.js"], dir, { HOST: "127.0.0.1", ...env });
 }
 
 /** A server process that logged its serving line. */
@@ -126,7 +127,7 @@ export async function startServerProcess(
   const { entry, nodeArgs = [], ipc } = options;
   const proc =
     entry === undefined
-      ? run(process.execPath, [...nodeArgs, "--enable-source-maps", "dist/src/main.js"], await sharedBuiltCopy(), childEnv, { ipc })
+      ? run(process.execPath, [...nodeArgs, ...startNodeFlags(), "dist/src/main.js"], await sharedBuiltCopy(), childEnv, { ipc })
       : run(process.execPath, [...nodeArgs, "--import", "tsx", entry], root, childEnv, { ipc });
   try {
     await proc.line(SERVING, 90_000);
