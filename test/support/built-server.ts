@@ -1,10 +1,10 @@
 // The server as deployed, as a child process of the tests: the run's one
 // copy of the repository with its dist/ built (so that a build, npm ci or a
 // stale dist/ never touches the tree other tests run from), and its built
-// entry, dist/src/main.js, with the node flags npm start and the container
-// run it with (start-command.ts). Starting the built entry costs about a second of CPU; the
-// same server through tsx (src/main.ts) cost three, compiling every module
-// again in each process, a dozen processes per run.
+// entry, dist/src/main.js, with the node flags that npm start and the
+// container run it with (start-command.ts). Starting the built entry costs
+// about a second of CPU; the same server through tsx (src/main.ts) cost three,
+// compiling every module again in each process, a dozen processes per run.
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
