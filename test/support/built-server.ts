@@ -112,7 +112,8 @@ export interface ServerProcess extends Proc {
 /**
  * Starts the built server of the run's shared copy (sharedBuiltCopy), or with
  * `entry` that file of the repository through tsx (a test's own entry, such as
- * test/failures/support/load-server.ts), with `env` (see run),
+ * test/failures/support/load-server.ts), both with npm start's node flags
+ * (the server's memory depends on them), with `env` (see run),
  * HOST=127.0.0.1 and a free PORT, and waits for its serving line: 90 s at
  * most, since an embedded PGlite created in a new DATA_DIR runs initdb and
  * every migration first, which takes long on a loaded machine. A process that
@@ -128,7 +129,7 @@ export async function startServerProcess(
   const proc =
     entry === undefined
       ? run(process.execPath, [...nodeArgs, ...startNodeFlags(), "dist/src/main.js"], await sharedBuiltCopy(), childEnv, { ipc })
-      : run(process.execPath, [...nodeArgs, "--import", "tsx", entry], root, childEnv, { ipc });
+      : run(process.execPath, [...nodeArgs, ...startNodeFlags(), "--import", "tsx", entry], root, childEnv, { ipc });
   try {
     await proc.line(SERVING, 90_000);
   } catch (err) {

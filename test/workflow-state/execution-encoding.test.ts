@@ -219,6 +219,33 @@ describe("the encoding step as an interceptor", () => {
     expect(lines.map((l) => [l.level, l.msg, l.procedure])).toEqual([["error", "internal error", "orchestration.state.v1.WorkflowStateService/GetWorkflowExecution"]]);
   });
 
+  it("gives a stream's execution bytes to one serialization, the real answer's, and fails a second with INTERNAL rather than send an empty execution", async () => {
+    const { encoding, req } = setUp();
+    const rows = [plainRow({ execution_id: "1" }), plainRow({ execution_id: "2", context: { blob: "x".repeat(100_000) } })];
+    async function* messages() {
+      for (const r of rows) yield create(StreamIncompleteWorkflowsResponseSchema, { execution: lazyExecution(r) });
+    }
+    const res = (await encoding(async () => ({ stream: true, message: messages() }) as never)(req("application/grpc"))) as unknown as { message: AsyncIterable<Message> };
+    const sent: Message[] = [];
+    for await (const m of res.message) {
+      expect(hex(toBinary(StreamIncompleteWorkflowsResponseSchema, m as never))).toBe(
+        hex(toBinary(StreamIncompleteWorkflowsResponseSchema, create(StreamIncompleteWorkflowsResponseSchema, { execution: executionFromRow(rows[sent.length]!) }))),
+      );
+      sent.push(m);
+    }
+    expect(sent).toHaveLength(2);
+    for (const m of sent) {
+      let err: unknown;
+      try {
+        toBinary(StreamIncompleteWorkflowsResponseSchema, m as never);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(ConnectError);
+      expect((err as ConnectError).code).toBe(Code.Internal);
+    }
+  });
+
   it("ends a stream at a row that cannot be encoded with INTERNAL, after the rows before it, and closes the handler's messages", async () => {
     const { encoding, req } = setUp();
     let closed = false;

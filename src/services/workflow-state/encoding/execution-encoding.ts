@@ -41,15 +41,16 @@ type SingleAnswer = Message & { execution?: WorkflowExecution };
  * `message` as the serializer must get it: with a `writer` (binary codecs),
  * executions nobody read are written from their rows into unknown fields;
  * without one, or when any execution was read, every execution is the plain
- * message. Answers of other types are returned as they are.
+ * message. Answers of other types are returned as they are. With `once` (a
+ * stream's messages), an execution's bytes can be read once (see writtenField).
  */
-export function encodeAnswer(message: Message, writer: ExecutionWriter | undefined): Message {
-  if (SINGLE.has(message.$typeName)) return encodeSingle(message as SingleAnswer, writer);
+export function encodeAnswer(message: Message, writer: ExecutionWriter | undefined, once = false): Message {
+  if (SINGLE.has(message.$typeName)) return encodeSingle(message as SingleAnswer, writer, once);
   if (message.$typeName === ListWorkflowExecutionsResponseSchema.typeName) return encodeList(message as ListWorkflowExecutionsResponse, writer);
   return message;
 }
 
-function encodeSingle(message: SingleAnswer, writer: ExecutionWriter | undefined): Message {
+function encodeSingle(message: SingleAnswer, writer: ExecutionWriter | undefined, once: boolean): Message {
   const { execution } = message;
   if (execution === undefined) return message;
   const row = writer === undefined ? undefined : unreadRow(execution);
@@ -60,7 +61,7 @@ function encodeSingle(message: SingleAnswer, writer: ExecutionWriter | undefined
     return copy;
   }
   const encoded: Message = { $typeName: message.$typeName };
-  const field = { no: 1, wireType: WireType.LengthDelimited, data: encodeExecutionDelimited(writer!, row) };
+  const field = writtenField(encodeExecutionDelimited(writer!, row), once);
   encoded.$unknown = message.$unknown === undefined ? [field] : [field, ...message.$unknown];
   return encoded;
 }
@@ -72,7 +73,7 @@ function encodeList(message: ListWorkflowExecutionsResponse, writer: ExecutionWr
     return copy;
   }
   const encoded = create(ListWorkflowExecutionsResponseSchema);
-  encoded.$unknown = rows.map((row) => ({ no: 1, wireType: WireType.LengthDelimited, data: encodeExecutionDelimited(writer!, row!) }));
+  encoded.$unknown = rows.map((row) => writtenField(encodeExecutionDelimited(writer!, row!), false));
   if (message.nextPageToken !== "") {
     writer!.string(message.nextPageToken);
     encoded.$unknown.push({ no: 2, wireType: WireType.LengthDelimited, data: writer!.finish() });
@@ -80,6 +81,37 @@ function encodeList(message: ListWorkflowExecutionsResponse, writer: ExecutionWr
   if (message.$unknown !== undefined) encoded.$unknown.push(...message.$unknown);
   return encoded;
 }
+
+/**
+ * Field 1 of an answer holding `data`, an execution written from its row.
+ * With `once`, the field hands its bytes to the first reader, toBinary, which
+ * reads each unknown field once, and then lets go of them. Why: Connect sends
+ * a stream's messages through a chain of async generators (serialize,
+ * envelope, write), each suspended at its yield until the client has taken
+ * the message, and each frame holds what it was given: the message, its
+ * serialization and its envelope. A client that stopped reading so made the
+ * server hold three copies of its message, 6 MB for a 2 MB execution
+ * (test/failures/hostile-tenant.test.ts); this copy is the one we own. A
+ * second read is a bug (nothing but the serializer reads a message after
+ * this step) and fails the stream with INTERNAL rather than send an empty
+ * execution.
+ */
+function writtenField(data: Uint8Array, once: boolean): UnknownField {
+  if (!once) return { no: 1, wireType: WireType.LengthDelimited, data };
+  let bytes: Uint8Array | undefined = data;
+  return {
+    no: 1,
+    wireType: WireType.LengthDelimited,
+    get data(): Uint8Array {
+      const handed = bytes;
+      if (handed === undefined) throw new ConnectError("internal error: an execution's bytes were read twice", Code.Internal);
+      bytes = undefined;
+      return handed;
+    },
+  };
+}
+
+type UnknownField = NonNullable<Message["$unknown"]>[number];
 
 // One writer for every unary answer: its messages are views of chunks that
 // are never written again, so an answer may be serialized after later ones
@@ -123,7 +155,7 @@ export function createExecutionEncoding(logger: Logger): Interceptor {
       return res;
     }
     const writer = binary ? new ExecutionWriter() : undefined;
-    return { ...res, message: mapMessages(res.message, (m) => encodeAnswer(m, writer), failed) };
+    return { ...res, message: mapMessages(res.message, (m) => encodeAnswer(m, writer, true), failed) };
   };
 }
 
