@@ -8,7 +8,8 @@
 //
 // For each size: a fresh tenant gets N executions in one INSERT ... SELECT
 // FROM generate_series (5% terminal, which must not be streamed; each with a
-// ~1.4 KB context), then the real server (src/main.ts) is started as its own
+// ~1.4 KB context), then the real server (src/main.ts, with npm start's node
+// flags, on which its memory depends) is started as its own
 // process, so that its RSS is measured apart from this client's, and sampled
 // from /proc/<pid>/status every 50 ms while the client streams. The inserted
 // rows are deleted at the end (PGlite: the temporary directory is removed).
@@ -27,6 +28,7 @@ import { createDatabase, migrate } from "../src/db/database.js";
 import { migrationSource } from "../src/db/migrations/index.js";
 import { silentLogger } from "../src/logging/logger.js";
 import { TENANT_HEADER } from "../src/tenancy/tenant-interceptor.js";
+import { startNodeFlags } from "../test/support/start-command.js";
 import { freePort } from "./lib/processes.js";
 import { BULK_STATEMENT_TIMEOUT_MS, CONTEXT, seedExecutions } from "./lib/seed.js";
 
@@ -100,7 +102,7 @@ async function startServer(port: number, dataDir: string | undefined): Promise<C
   if (dataDir === undefined) env.DATABASE_URL = databaseUrl;
   else env.DATA_DIR = dataDir;
   // node itself (not the npx/tsx wrapper), so that the pid is the server's.
-  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], { cwd: root, env, stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(process.execPath, [...startNodeFlags(), "--import", "tsx", "src/main.ts"], { cwd: root, env, stdio: ["ignore", "pipe", "inherit"] });
   running = child;
   let out = "";
   await new Promise<void>((resolve, reject) => {

@@ -7,7 +7,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { CircuitBreakerService } from "../../gen/orchestration/state/v1/circuit_breaker_service_pb.js";
 import { StatisticsService } from "../../gen/orchestration/state/v1/statistics_service_pb.js";
 import { defaultConfig, loadConfig } from "../../src/config.js";
@@ -101,6 +101,7 @@ describe("the dashboard's static files", () => {
 
   it("a dashboard that is not built stops the server with a message saying how to build it", () => {
     const empty = fs.mkdtempSync(path.join(os.tmpdir(), "orchestrator-state-empty-"));
+    onTestFinished(() => fs.rmSync(empty, { recursive: true, force: true }));
     expect(() => loadStaticAssets(empty, "development")).toThrow(/DASHBOARD_PORT is set but the dashboard is not built .*run npm run build/);
     const server = createServer({ knex, logger: silentLogger, config: defaultConfig, dashboardAssetsDir: empty });
     return expect(server.listenDashboard(0, "127.0.0.1")).rejects.toThrow(/npm run build/);

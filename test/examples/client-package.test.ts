@@ -1,4 +1,4 @@
-import { mkdtempSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdtempSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -50,7 +50,10 @@ beforeAll(async () => {
     }),
   );
 });
-afterAll(() => killAll());
+afterAll(() => {
+  killAll();
+  rmSync(project, { recursive: true, force: true });
+});
 
 describe("orchestrator-state/client, built", () => {
   it("type-checks and runs in a project of its own", async () => {

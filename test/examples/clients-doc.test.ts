@@ -1,7 +1,7 @@
-import { existsSync, mkdtempSync, readFileSync, symlinkSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { python, root, run } from "./support/commands.js";
 
 // Docs match the code: every generation command of docs/clients.md runs as
@@ -19,6 +19,7 @@ beforeAll(async () => {
   symlinkSync(path.join(root, "node_modules"), path.join(dir, "node_modules"), "dir");
   for (const command of commands) await run("bash", ["-c", command], { cwd: dir });
 });
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe("docs/clients.md's generation commands", () => {
   it("cover TypeScript, Python (with buf, and with protoc from a descriptor set), Go and Java", () => {

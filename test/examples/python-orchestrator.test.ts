@@ -1,8 +1,8 @@
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { createStateClients, type StateClients, WorkflowStatus, CircuitState } from "../../src/client/index.js";
 import { killAll } from "../support/processes.js";
 import type { ServerProcess } from "../support/built-server.js";
@@ -89,6 +89,7 @@ describe("the Python orchestrator", () => {
   it("resumes 50 incomplete workflows with a flaky agent: all complete, the breaker opens and closes, statistics equal the runs", async () => {
     const tenant = newTenant();
     const agentsDir = mkdtempSync(path.join(tmpdir(), "agents-"));
+    onTestFinished(() => rmSync(agentsDir, { recursive: true, force: true }));
     const target = `127.0.0.1:${server.port}`;
     const state = createStateClients({ baseUrl: server.baseUrl, tenantId: tenant });
 
@@ -157,6 +158,7 @@ describe("the Python orchestrator", () => {
   it("two orchestrators share the workflows through leases; one killed (SIGKILL) mid-way, the other finishes them all once its leases expire, and no step ran twice", async () => {
     const tenant = newTenant();
     const agentsDir = mkdtempSync(path.join(tmpdir(), "agents-"));
+    onTestFinished(() => rmSync(agentsDir, { recursive: true, force: true }));
     const target = `127.0.0.1:${server.port}`;
     const state = createStateClients({ baseUrl: server.baseUrl, tenantId: tenant });
     await run(python, [`${example}/seed.py`, "--target", target, "--tenant", tenant, "--count", "50"]);
