@@ -15,7 +15,7 @@ export interface Config {
   databaseUrl: string | undefined;
   /** PostgreSQL itself, when `databaseUrl` goes through a transaction-mode pooler: for what needs a session (LISTEN, the retention lock, migrations). */
   databaseDirectUrl: string | undefined;
-  /** Named binding statements per connection; undefined: on unless `databaseDirectUrl` is set. */
+  /** Named statements per connection (the binding, hot statements); undefined: on unless `databaseDirectUrl` is set. */
   databasePreparedStatements: boolean | undefined;
   /** PostgreSQL: tenant units pipelined (one round trip per statement unit) rather than on public APIs only. */
   databasePipelinedUnits: boolean;

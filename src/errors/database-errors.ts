@@ -47,6 +47,20 @@ export interface FailedCall {
 }
 
 /**
+ * PostgreSQL's answer to a named statement whose result columns changed since
+ * it was parsed (`SELECT *` of a table a newer version's migration added a
+ * column to): the statement is unusable on that connection for good, so the
+ * connection is discarded (src/tenancy/pipelined-unit.ts) and the call
+ * answers UNAVAILABLE: its retry runs on a new connection, which parses the
+ * statement again.
+ */
+export function isStalePlan(err: unknown): boolean {
+  // The server function that raises it names it whatever lc_messages translates the message to.
+  const { code, routine } = (err ?? {}) as { code?: unknown; routine?: unknown };
+  return code === "0A000" && routine === "RevalidateCachedQuery";
+}
+
+/**
  * Translates an error thrown while talking to the database into the error the
  * client sees, or returns undefined when it is not a database error we know.
  * The message never carries SQL text or driver details; the original error is
@@ -57,7 +71,7 @@ export function databaseErrorToConnect(err: unknown, call: FailedCall = { deadli
   const { code, name, message } = err as { code?: unknown; name?: unknown; message?: unknown };
   const msg = typeof message === "string" ? message : "";
   if (typeof code === "string") {
-    if (code.startsWith("08") || UNAVAILABLE_SQLSTATES.has(code) || NETWORK_ERRNOS.has(code)) {
+    if (code.startsWith("08") || UNAVAILABLE_SQLSTATES.has(code) || NETWORK_ERRNOS.has(code) || isStalePlan(err)) {
       return new ConnectError("the database is unavailable; retry with backoff", Code.Unavailable, undefined, undefined, err);
     }
     if (ABORTED_SQLSTATES.has(code)) {

@@ -1,7 +1,7 @@
 import type { Knex } from "knex";
 import pg from "pg";
 import { presumeDead } from "../connection/answer-timeout.js";
-import { isUnanswered } from "../errors/database-errors.js";
+import { isStalePlan, isUnanswered } from "../errors/database-errors.js";
 import { refusal, type TenantUnit, type UnitRunner } from "./tenant-unit.js";
 
 // The pipelined tenant unit: an adapter on library internals, for speed.
@@ -32,8 +32,11 @@ import { refusal, type TenantUnit, type UnitRunner } from "./tenant-unit.js";
 //   statements, and ends with COMMIT or ROLLBACK: one round trip for BEGIN,
 //   binding and first statement, then one per statement.
 // The binding is a named prepared statement, parsed once per connection (see
-// BoundQuery). The first statement always goes by the extended protocol, so
-// it cannot be several statements in one string (PostgreSQL refuses it).
+// BoundQuery), and so are the units' own hot statements (hotStatementName):
+// PostgreSQL then plans them once per connection, not on every call, which
+// was most of what a unary call cost it (docs/performance.md, "Planning").
+// The first statement always goes by the extended protocol, so it cannot be
+// several statements in one string (PostgreSQL refuses it).
 //
 // Kind "statement" runs exactly one statement: it is committed once it
 // succeeded, whatever the work does next, and a second statement, which would
@@ -95,7 +98,7 @@ export const runPipelinedUnit: UnitRunner = async (knex, connection, unit, work)
       // A connection that did not answer in time is presumed dead (a
       // partition): closed now, so that the ROLLBACK fails at once instead of
       // waiting behind the unanswered statement, and the pool discards it.
-      if (isUnanswered(err)) run.discard();
+      if (isUnanswered(err) || isStalePlan(err)) run.discard();
       // The work's error is the one to report; a ROLLBACK that fails as well
       // has already taken its connection out of service (see end()).
       await run.end("ROLLBACK").catch(() => {});
@@ -200,14 +203,30 @@ class UnitRun {
       throw new Error("the tenant unit's first statement failed, so its transaction cannot run more", { cause: err });
     }
     if (this.closed || this.ending) throw unitEnded();
-    return this.root._query(this.connection, obj);
+    return this.root._query(this.connection, this.named(obj));
   }
 
   private async sendFirst(obj: QueryObject): Promise<QueryObject> {
     const binding = this.unit.binding();
-    if (this.unit.kind === "statement") return sendBound(this.connection as pg.Client, obj, [binding]);
-    this.open = true;
-    return sendBound(this.connection as pg.Client, obj, [{ sql: "BEGIN", values: [] }, binding]);
+    const prefix = this.unit.kind === "statement" ? [binding] : [BEGIN, binding];
+    this.open = this.unit.kind === "transaction";
+    // Named only in a batch that parses nothing else: pg counts every
+    // ParseComplete of a query as its own statement's, so a prefix parsed in
+    // the same batch would have it believe the statement parsed before it
+    // was (and, after a failure, when it never was).
+    const named = prefix.every((p) => prefixPrepared(this.pgConnection, p.sql)) ? this.named(obj) : obj;
+    return sendBound(this.connection as pg.Client, named, prefix);
+  }
+
+  private get pgConnection(): PgConnection {
+    return (this.connection as unknown as { connection: PgConnection }).connection;
+  }
+
+  /** `obj`, with its statement's name when it is hot on a connection that keeps named statements. */
+  private named(obj: QueryObject): QueryObject {
+    if (unnamedOn.has(this.pgConnection)) return obj;
+    const name = hotStatementName(obj.sql);
+    return name === undefined ? obj : { ...obj, options: { ...obj.options, name } };
   }
 }
 
@@ -233,8 +252,9 @@ interface PgConnection {
 type PgQueryConfig = pg.QueryConfig & { callback: (err: Error | null, res: pg.QueryResult) => void };
 const PgQuery = pg.Query as unknown as new (config: PgQueryConfig) => PgQueryInternals;
 
-// The binding is a named prepared statement on each connection, parsed and
-// planned by the server once per connection instead of once per unit. A
+// The prefix statements (BEGIN, the binding) are named prepared statements on
+// each connection, parsed and planned by the server once per connection
+// instead of once per unit. A
 // connection's names are trusted only once a batch ran the statement
 // (CommandComplete); when a batch fails before that, the name may or may not
 // exist on the server, so that connection goes back to unnamed statements for
@@ -246,6 +266,47 @@ function statementName(sql: string): string {
   let name = statementNames.get(sql);
   if (name === undefined) statementNames.set(sql, (name = `tenant_unit_${statementNames.size + 1}`));
   return name;
+}
+
+const BEGIN: PrefixStatement = { sql: "BEGIN", values: [] };
+
+/** Whether the prefix statement `sql` is already a named statement on `connection` (a batch with it parses nothing for it). */
+function prefixPrepared(connection: PgConnection, sql: string): boolean {
+  return !unnamedOn.has(connection) && preparedOn.get(connection)?.has(statementName(sql)) === true;
+}
+
+// A unit's own statements are named too once they are hot: pg then parses a
+// statement once per connection and binds it by name afterwards, and
+// PostgreSQL plans it once (a generic plan after its first five runs, when
+// that costs no more), instead of parsing and planning it on every call.
+// pg keeps the names it parsed per connection (parsedStatements) and parses
+// again on a new one. Bounded: a text is named once it ran HOT_RUNS times in
+// this process, and at most MAX_HOT names exist, each of at most
+// MAX_HOT_SQL characters, so the texts that vary with their input (a batch
+// insert of N rows) stay unnamed instead of filling each server connection
+// with plans. Not behind DATABASE_PREPARED_STATEMENTS=false (unnamedOn): a
+// transaction-mode pooler would send the Bind to a connection that never
+// saw the Parse.
+const HOT_RUNS = 4;
+const MAX_HOT = 64;
+const MAX_HOT_SQL = 8_192;
+const hotNames = new Map<string, string>();
+const runsOf = new Map<string, number>();
+
+function hotStatementName(sql: string): string | undefined {
+  const name = hotNames.get(sql);
+  if (name !== undefined || hotNames.size >= MAX_HOT || sql.length > MAX_HOT_SQL) return name;
+  const runs = (runsOf.get(sql) ?? 0) + 1;
+  if (runs < HOT_RUNS) {
+    // Counting starts over rather than grow with every text ever seen.
+    if (runsOf.size >= 4 * MAX_HOT) runsOf.clear();
+    runsOf.set(sql, runs);
+    return undefined;
+  }
+  runsOf.delete(sql);
+  const hot = `tenant_unit_hot_${hotNames.size + 1}`;
+  hotNames.set(sql, hot);
+  return hot;
 }
 
 /**
@@ -283,7 +344,7 @@ class BoundQuery extends PgQuery {
     // pg corks the socket around prepare(): the batch leaves in one write.
     const prepared = unnamedOn.has(connection) ? undefined : (preparedOn.get(connection) ?? new Set<string>());
     this.prefix.forEach((p, index) => {
-      if (prepared === undefined || p.values.length === 0) {
+      if (prepared === undefined) {
         connection.parse({ text: p.sql });
         connection.bind({ values: p.values });
       } else {

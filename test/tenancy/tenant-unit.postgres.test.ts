@@ -3,7 +3,10 @@ import { Code } from "@connectrpc/connect";
 import type { Knex } from "knex";
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { migrate } from "../../src/db/database.js";
+import { createDatabase, migrate } from "../../src/db/database.js";
+import { databaseErrorToConnect } from "../../src/errors/database-errors.js";
+import { silentLogger } from "../../src/logging/logger.js";
+import { createScratchDatabase, directPostgresUrl } from "../support/backend.js";
 import { TENANT_ROLE } from "../../src/tenancy/row-level-security.js";
 import { TenantScope } from "../../src/tenancy/tenant-scope.js";
 import { insertExecution, singleConnection, state } from "./support/tenant-unit.js";
@@ -17,6 +20,16 @@ function countedConnection(pipelined: boolean) {
     knex: undefined as unknown as Knex,
     connection: undefined as unknown as pg.Client,
     roundTrips: 0,
+    async open(): Promise<void> {
+      t.knex = await singleConnection(true, pipelined);
+      await migrate(t.knex);
+      t.connection = (await t.knex.client.acquireConnection()) as pg.Client;
+      await t.knex.client.releaseConnection(t.connection);
+      // Each round trip, simple query or extended-protocol batch, ends with one
+      // ReadyForQuery (counted on pg's Connection, a test-only look inside pg).
+      (t.connection as unknown as { connection: NodeJS.EventEmitter }).connection.on("readyForQuery", () => t.roundTrips++);
+    },
+    close: () => t.knex.destroy(),
     /** `work`'s result and the round trips it took. */
     async trips<T>(work: () => Promise<T>): Promise<{ result: T; trips: number }> {
       const before = t.roundTrips;
@@ -26,18 +39,14 @@ function countedConnection(pipelined: boolean) {
       return { result, trips: t.roundTrips - before };
     },
   };
-  beforeAll(async () => {
-    t.knex = await singleConnection(true, pipelined);
-    await migrate(t.knex);
-    t.connection = (await t.knex.client.acquireConnection()) as pg.Client;
-    await t.knex.client.releaseConnection(t.connection);
-    // Each round trip, simple query or extended-protocol batch, ends with one
-    // ReadyForQuery (counted on pg's Connection, a test-only look inside pg).
-    (t.connection as unknown as { connection: NodeJS.EventEmitter }).connection.on("readyForQuery", () => t.roundTrips++);
-  });
-  afterAll(async () => {
-    await t.knex.destroy();
-  });
+  return t;
+}
+
+/** countedConnection, opened and closed by the describe block's hooks. */
+function countedConnectionOfBlock(pipelined: boolean) {
+  const t = countedConnection(pipelined);
+  beforeAll(() => t.open());
+  afterAll(() => t.close());
   return t;
 }
 
@@ -54,7 +63,7 @@ async function cancelledAtDeadline(knex: Knex, connection: pg.Client): Promise<v
 }
 
 describe("pipelined tenant units on PostgreSQL: round trips and statement timeout", () => {
-  const t = countedConnection(true);
+  const t = countedConnectionOfBlock(true);
   const trips = <T>(work: () => Promise<T>) => t.trips(work);
   let knex: Knex;
   let connection: pg.Client;
@@ -91,11 +100,82 @@ describe("pipelined tenant units on PostgreSQL: round trips and statement timeou
     expect(connection.getTransactionStatus()).toBe("I");
   });
 
+  it("a statement run often is named on the connection and planned there once: later runs bind it by name, in statement units and transactions alike, one round trip as before, each answering its own rows", async () => {
+    // A connection of its own: the test above leaves its connection with unnamed statements for good.
+    const own = countedConnection(true);
+    await own.open();
+    const { knex, connection } = own;
+    const trips = <T>(work: () => Promise<T>) => own.trips(work);
+    const tenant = randomUUID();
+    const scope = new TenantScope(tenant, knex);
+    for (let i = 0; i < 8; i++) expect((await trips(() => scope.run((db) => insertExecution(db, tenant, `hot-${i}`)))).trips).toBe(1);
+    for (let i = 0; i < 8; i++) {
+      const { result, trips: n } = await trips(() => scope.run((db) => db("workflow_executions").where("execution_id", `hot-${i}`).first()));
+      expect([n, result.execution_id, result.tenant_id]).toEqual([1, `hot-${i}`, tenant]);
+    }
+    for (let i = 0; i < 8; i++) {
+      await scope.transaction(async (trx) => {
+        expect(await trx("workflow_executions").where("execution_id", `hot-${i}`).first()).toMatchObject({ execution_id: `hot-${i}` });
+        await trx("workflow_executions").where("execution_id", `hot-${i}`).update({ error_message: `changed ${i}` });
+      });
+    }
+    const { rows } = await knex.raw<{ rows: { statement: string; runs: number }[] }>(
+      "SELECT statement, generic_plans + custom_plans AS runs FROM pg_prepared_statements WHERE name LIKE 'tenant_unit_hot_%'",
+    );
+    const runsOf = (start: string) => rows.filter((r) => r.statement.startsWith(start)).reduce((n, r) => n + Number(r.runs), 0);
+    // The runs after the text turned hot (it may have turned hot in a test before) went by name.
+    expect(runsOf("INSERT INTO workflow_executions")).toBeGreaterThanOrEqual(3);
+    expect(runsOf('select * from "workflow_executions"')).toBeGreaterThanOrEqual(3 + 8);
+    expect(runsOf('update "workflow_executions"')).toBeGreaterThanOrEqual(3);
+    expect((await knex("workflow_executions").where({ tenant_id: tenant }).orderBy("execution_id").select("error_message")).map((r) => r.error_message)).toEqual(
+      Array.from({ length: 8 }, (_, i) => `changed ${i}`),
+    );
+    // A named statement that fails (a duplicate key) leaves the name usable.
+    await expect(scope.run((db) => insertExecution(db, tenant, "hot-0"))).rejects.toMatchObject({ code: "23505" });
+    await scope.run((db) => insertExecution(db, tenant, "hot-8")); // (the failed batch's ReadyForQuery arrives after its error)
+    expect((await trips(() => scope.run((db) => insertExecution(db, tenant, "hot-9")))).trips).toBe(1);
+    expect(await knex("workflow_executions").where({ tenant_id: tenant }).count<{ n: string }[]>({ n: "*" })).toEqual([{ n: "10" }]);
+    expect(connection.getTransactionStatus()).toBe("I");
+    await own.close();
+  });
+
   it("a statement unit's statement is cancelled at the deadline, answers DEADLINE_EXCEEDED, and the connection is clean", () => cancelledAtDeadline(knex, connection));
 });
 
+describe("named statements of tenant units when a newer version's migration changes a table (a rolling deploy)", () => {
+  it("a named SELECT * after a column was added answers UNAVAILABLE once, its connection discarded; the retry parses it again and sees the column", async () => {
+    const scratch = await createScratchDatabase("stale_plan");
+    try {
+      await migrate(scratch.knex);
+      // PostgreSQL itself, with named statements, as a server with DATABASE_URL alone runs.
+      const url = new URL(scratch.url!);
+      url.host = new URL(directPostgresUrl()).host;
+      const knex = createDatabase({ databaseUrl: url.toString(), preparedStatements: true, poolMax: 1, logger: silentLogger });
+      try {
+        const tenant = randomUUID();
+        const scope = new TenantScope(tenant, knex);
+        await scope.run((db) => insertExecution(db, tenant, "s-1"));
+        const get = () => scope.run((db) => db("workflow_executions").where("execution_id", "s-1").first());
+        for (let i = 0; i < 6; i++) expect(await get()).toMatchObject({ execution_id: "s-1" });
+        await scratch.knex.raw("ALTER TABLE workflow_executions ADD COLUMN note text DEFAULT 'added by a newer version'");
+        const err = await get().then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(databaseErrorToConnect(err)?.code).toBe(Code.Unavailable);
+        expect(await get()).toMatchObject({ execution_id: "s-1", note: "added by a newer version" });
+        for (let i = 0; i < 6; i++) expect(await get()).toMatchObject({ execution_id: "s-1", note: "added by a newer version" });
+      } finally {
+        await knex.destroy();
+      }
+    } finally {
+      await scratch.drop();
+    }
+  });
+});
+
 describe("tenant units on PostgreSQL on the default path (DATABASE_PIPELINED_UNITS=false): round trips and statement timeout", () => {
-  const t = countedConnection(false);
+  const t = countedConnectionOfBlock(false);
 
   it("a unit takes Knex's BEGIN, the binding, its statements and COMMIT, one round trip each", async () => {
     const tenant = randomUUID();
