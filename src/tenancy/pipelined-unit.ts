@@ -32,7 +32,7 @@ import { refusal, type TenantUnit, type UnitRunner } from "./tenant-unit.js";
 //   statements, and ends with COMMIT or ROLLBACK: one round trip for BEGIN,
 //   binding and first statement, then one per statement.
 // The binding is a named prepared statement, parsed once per connection (see
-// BoundQuery), and so are the units' own hot statements (hotStatementName):
+// BoundQuery), and so are the units' hot statements marked PLAN_ONCE (hotStatementName):
 // PostgreSQL then plans them once per connection, not on every call, which
 // was most of what a unary call cost it (docs/performance.md, "Planning").
 // The first statement always goes by the extended protocol, so it cannot be
@@ -222,9 +222,9 @@ class UnitRun {
     return (this.connection as unknown as { connection: PgConnection }).connection;
   }
 
-  /** `obj`, with its statement's name when it is hot on a connection that keeps named statements. */
+  /** `obj`, with its statement's name when it is marked PLAN_ONCE and hot, on a connection that keeps named statements. */
   private named(obj: QueryObject): QueryObject {
-    if (unnamedOn.has(this.pgConnection)) return obj;
+    if (obj.options?.planOnce !== true || unnamedOn.has(this.pgConnection)) return obj;
     const name = hotStatementName(obj.sql);
     return name === undefined ? obj : { ...obj, options: { ...obj.options, name } };
   }
@@ -275,10 +275,14 @@ function prefixPrepared(connection: PgConnection, sql: string): boolean {
   return !unnamedOn.has(connection) && preparedOn.get(connection)?.has(statementName(sql)) === true;
 }
 
-// A unit's own statements are named too once they are hot: pg then parses a
-// statement once per connection and binds it by name afterwards, and
-// PostgreSQL plans it once (a generic plan after its first five runs, when
-// that costs no more), instead of parsing and planning it on every call.
+// A unit's own statements marked PLAN_ONCE (src/tenancy/tenant-scope.ts: key
+// lookups and writes of unary calls, whose best plan does not depend on their
+// values) are named too once they are hot: pg then parses a statement once
+// per connection and binds it by name afterwards, and PostgreSQL plans it
+// once (a generic plan after its first five runs, when that costs no more),
+// instead of parsing and planning it on every call. Only those: a generic
+// plan is chosen on estimates without the values, and for a claim batch it
+// read every incomplete row of the tenant per batch (B6 at 240 rows/s).
 // pg keeps the names it parsed per connection (parsedStatements) and parses
 // again on a new one. Bounded: a text is named once it ran HOT_RUNS times in
 // this process, and at most MAX_HOT names exist, each of at most

@@ -4,6 +4,18 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { tenantTransaction } from "./row-level-security.js";
 
 /**
+ * The mark (Knex's `.options(PLAN_ONCE)`) of a statement that a unary call
+ * runs often and whose best plan does not depend on its values: a lookup or
+ * write of rows by their key. On PostgreSQL such a statement is prepared once
+ * per connection and planned once (a generic plan), not on every call, which
+ * was most of what such a call cost PostgreSQL (src/tenancy/pipelined-unit.ts;
+ * docs/performance.md, "Planning on every call"). Not for statements whose
+ * plan depends on their values (pages, batches, ranges: a claim batch planned
+ * generically read every row of the tenant per batch).
+ */
+export const PLAN_ONCE: Readonly<{ planOnce: true }> = { planOnce: true };
+
+/**
  * The only way a handler reaches the database: every query runs through the
  * scope of the one tenant the call acts for. Query modules take a TenantScope
  * (never a bare Knex) and filter and write `tenant_id` from it.

@@ -8,7 +8,7 @@ import { databaseErrorToConnect } from "../../src/errors/database-errors.js";
 import { silentLogger } from "../../src/logging/logger.js";
 import { createScratchDatabase, directPostgresUrl } from "../support/backend.js";
 import { TENANT_ROLE } from "../../src/tenancy/row-level-security.js";
-import { TenantScope } from "../../src/tenancy/tenant-scope.js";
+import { PLAN_ONCE, TenantScope } from "../../src/tenancy/tenant-scope.js";
 import { insertExecution, singleConnection, state } from "./support/tenant-unit.js";
 
 // Tenant units on PostgreSQL, where round trips can be counted and statements
@@ -100,7 +100,7 @@ describe("pipelined tenant units on PostgreSQL: round trips and statement timeou
     expect(connection.getTransactionStatus()).toBe("I");
   });
 
-  it("a statement run often is named on the connection and planned there once: later runs bind it by name, in statement units and transactions alike, one round trip as before, each answering its own rows", async () => {
+  it("a statement marked PLAN_ONCE and run often is named on the connection and planned there once: later runs bind it by name, in statement units and transactions alike, one round trip as before, each answering its own rows; unmarked ones stay unnamed", async () => {
     // A connection of its own: the test above leaves its connection with unnamed statements for good.
     const own = countedConnection(true);
     await own.open();
@@ -108,15 +108,18 @@ describe("pipelined tenant units on PostgreSQL: round trips and statement timeou
     const trips = <T>(work: () => Promise<T>) => own.trips(work);
     const tenant = randomUUID();
     const scope = new TenantScope(tenant, knex);
-    for (let i = 0; i < 8; i++) expect((await trips(() => scope.run((db) => insertExecution(db, tenant, `hot-${i}`)))).trips).toBe(1);
+    const insert = (db: Knex, id: string) => insertExecution(db, tenant, id).options(PLAN_ONCE);
+    for (let i = 0; i < 8; i++) expect((await trips(() => scope.run((db) => insert(db, `hot-${i}`)))).trips).toBe(1);
     for (let i = 0; i < 8; i++) {
-      const { result, trips: n } = await trips(() => scope.run((db) => db("workflow_executions").where("execution_id", `hot-${i}`).first()));
+      const { result, trips: n } = await trips(() => scope.run((db) => db("workflow_executions").where("execution_id", `hot-${i}`).first().options(PLAN_ONCE)));
       expect([n, result.execution_id, result.tenant_id]).toEqual([1, `hot-${i}`, tenant]);
     }
     for (let i = 0; i < 8; i++) {
       await scope.transaction(async (trx) => {
-        expect(await trx("workflow_executions").where("execution_id", `hot-${i}`).first()).toMatchObject({ execution_id: `hot-${i}` });
-        await trx("workflow_executions").where("execution_id", `hot-${i}`).update({ error_message: `changed ${i}` });
+        expect(await trx("workflow_executions").where("execution_id", `hot-${i}`).first().options(PLAN_ONCE)).toMatchObject({ execution_id: `hot-${i}` });
+        await trx("workflow_executions").where("execution_id", `hot-${i}`).update({ error_message: `changed ${i}` }).options(PLAN_ONCE);
+        // Unmarked: planned on every run.
+        await trx("workflow_executions").where("execution_id", `hot-${i}`).select("error_message");
       });
     }
     const { rows } = await knex.raw<{ rows: { statement: string; runs: number }[] }>(
@@ -127,13 +130,14 @@ describe("pipelined tenant units on PostgreSQL: round trips and statement timeou
     expect(runsOf("INSERT INTO workflow_executions")).toBeGreaterThanOrEqual(3);
     expect(runsOf('select * from "workflow_executions"')).toBeGreaterThanOrEqual(3 + 8);
     expect(runsOf('update "workflow_executions"')).toBeGreaterThanOrEqual(3);
+    expect(rows.filter((r) => r.statement.startsWith('select "error_message"'))).toEqual([]);
     expect((await knex("workflow_executions").where({ tenant_id: tenant }).orderBy("execution_id").select("error_message")).map((r) => r.error_message)).toEqual(
       Array.from({ length: 8 }, (_, i) => `changed ${i}`),
     );
     // A named statement that fails (a duplicate key) leaves the name usable.
-    await expect(scope.run((db) => insertExecution(db, tenant, "hot-0"))).rejects.toMatchObject({ code: "23505" });
-    await scope.run((db) => insertExecution(db, tenant, "hot-8")); // (the failed batch's ReadyForQuery arrives after its error)
-    expect((await trips(() => scope.run((db) => insertExecution(db, tenant, "hot-9")))).trips).toBe(1);
+    await expect(scope.run((db) => insert(db, "hot-0"))).rejects.toMatchObject({ code: "23505" });
+    await scope.run((db) => insert(db, "hot-8")); // (the failed batch's ReadyForQuery arrives after its error)
+    expect((await trips(() => scope.run((db) => insert(db, "hot-9")))).trips).toBe(1);
     expect(await knex("workflow_executions").where({ tenant_id: tenant }).count<{ n: string }[]>({ n: "*" })).toEqual([{ n: "10" }]);
     expect(connection.getTransactionStatus()).toBe("I");
     await own.close();
@@ -155,7 +159,7 @@ describe("named statements of tenant units when a newer version's migration chan
         const tenant = randomUUID();
         const scope = new TenantScope(tenant, knex);
         await scope.run((db) => insertExecution(db, tenant, "s-1"));
-        const get = () => scope.run((db) => db("workflow_executions").where("execution_id", "s-1").first());
+        const get = () => scope.run((db) => db("workflow_executions").where("execution_id", "s-1").first().options(PLAN_ONCE));
         for (let i = 0; i < 6; i++) expect(await get()).toMatchObject({ execution_id: "s-1" });
         await scratch.knex.raw("ALTER TABLE workflow_executions ADD COLUMN note text DEFAULT 'added by a newer version'");
         const err = await get().then(

@@ -1,6 +1,6 @@
 import type { Knex } from "knex";
 import { AgentStatisticsModel, type StatisticsRow } from "../models/agent-statistics.js";
-import type { TenantScope } from "../../tenancy/tenant-scope.js";
+import { PLAN_ONCE, type TenantScope } from "../../tenancy/tenant-scope.js";
 
 // Every SQL statement of StatisticsService, plus the two pieces of SQL that
 // RoutingAuditService's recordings with `update_statistics` run inside their
@@ -101,7 +101,7 @@ export async function recordOutcomeIn(db: Knex, tenantId: string, outcome: Outco
         failed: outcome.success ? 0 : 1,
         duration_us: outcome.durationUs,
       },
-    );
+    ).options(PLAN_ONCE);
     return rows[0]!;
   }
 }

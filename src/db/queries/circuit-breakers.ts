@@ -3,7 +3,7 @@ import { raw } from "objection";
 import { type BreakerRow, CircuitBreakerModel } from "../models/circuit-breaker.js";
 import { CircuitBreakerTransitionModel, type TransitionRow } from "../models/circuit-breaker-transition.js";
 import { parseJsonAttributes } from "../models/plain-rows.js";
-import type { TenantScope } from "../../tenancy/tenant-scope.js";
+import { PLAN_ONCE, type TenantScope } from "../../tenancy/tenant-scope.js";
 
 // Every SQL statement of CircuitBreakerService. Each function takes the call's
 // TenantScope and filters or writes tenant_id from it; none takes a bare Knex.
@@ -118,7 +118,7 @@ export async function changeBreakerIn<T>(
         `INSERT INTO circuit_breakers (tenant_id, agent_key, state) VALUES (:tenant, :agent, 'CLOSED')
          ON CONFLICT (tenant_id, agent_key) DO NOTHING RETURNING 1`,
         key,
-      );
+      ).options(PLAN_ONCE);
       created = inserted.rows.length === 1;
     }
     if (created && options.ifVersion !== undefined) throw options.ifVersion.mismatch();
@@ -132,7 +132,7 @@ export async function changeBreakerIn<T>(
        )
        SELECT clock_timestamp()::text AS db_now, locked.* FROM (SELECT 1) AS one LEFT JOIN locked ON true`,
       key,
-    );
+    ).options(PLAN_ONCE);
     const { db_now: now, ...found } = rows[0]!;
     const locked = found.agent_key === null ? undefined : parseJsonAttributes(CircuitBreakerModel, found);
     const decision = decide({ row: locked, now, created });

@@ -1,5 +1,6 @@
 import type { Knex } from "knex";
 import type { RequestIdRow } from "../models/request-id.js";
+import { PLAN_ONCE } from "../../tenancy/tenant-scope.js";
 
 // The SQL of request ids (retries that count once; see the migration
 // 20261204020200_request_ids). Both functions run inside the caller's tenant
@@ -35,19 +36,19 @@ export async function claimRequestId(trx: Knex.Transaction, tenantId: string, ke
        SELECT ctid FROM request_ids WHERE tenant_id = :tenant AND expire_time < now()
         LIMIT ${PRUNE_BATCH} FOR UPDATE SKIP LOCKED))`,
     binding,
-  );
+  ).options(PLAN_ONCE);
   const inserted = await trx.raw<{ rows: unknown[] }>(
     `INSERT INTO request_ids (tenant_id, method, request_id, request_hash, expire_time)
      VALUES (:tenant, :method, :id, :hash, now() + interval '${REMEMBERED}')
      ON CONFLICT DO NOTHING RETURNING 1`,
     binding,
-  );
+  ).options(PLAN_ONCE);
   if (inserted.rows.length === 1) return { first: true };
   // response is set: the first call stored it in the transaction this one waited for.
   const { rows } = await trx.raw<{ rows: (Pick<RequestIdRow, "request_hash"> & { response: NonNullable<RequestIdRow["response"]> })[] }>(
     `SELECT request_hash, response FROM request_ids WHERE tenant_id = :tenant AND method = :method AND request_id = :id`,
     binding,
-  );
+  ).options(PLAN_ONCE);
   return { first: false, requestHash: rows[0]!.request_hash, response: rows[0]!.response };
 }
 
@@ -58,5 +59,5 @@ export async function storeResponse(trx: Knex.Transaction, tenantId: string, key
     method: key.method,
     id: key.requestId,
     response: Buffer.from(response),
-  });
+  }).options(PLAN_ONCE);
 }

@@ -1,7 +1,7 @@
 import type { Knex } from "knex";
 import { type DecisionRow, RoutingDecisionModel } from "../models/routing-decision.js";
 import { parseJsonAttributes } from "../models/plain-rows.js";
-import type { TenantScope } from "../../tenancy/tenant-scope.js";
+import { PLAN_ONCE, type TenantScope } from "../../tenancy/tenant-scope.js";
 import type { BoundedRows } from "../../limits/byte-budget.js";
 import { byteBounded, type RowLimits } from "./byte-bounded.js";
 import { whereGiven } from "./filters.js";
@@ -143,12 +143,12 @@ async function insertNew(
   decisions: DecisionColumns[],
   addOutcomes: boolean,
 ): Promise<Map<string, DecisionRow>> {
-  if (addOutcomes) await db.raw(ADD_OUTCOMES_LOCK_SQL, { tenant });
+  if (addOutcomes) await db.raw(ADD_OUTCOMES_LOCK_SQL, { tenant }).options(PLAN_ONCE);
   const ids = decisions.map((d) => d.decision_id).sort();
   await db.raw(
     `SELECT count(pg_advisory_xact_lock(${DECISION_ID_LOCK_CLASS}, hashtext(:tenant || '/' || id))) FROM (SELECT unnest(:ids::text[]) AS id ORDER BY 1) AS ids`,
     { tenant, ids },
-  );
+  ).options(PLAN_ONCE);
   // Rows are inserted in decision_id order, so that concurrent batches sharing
   // ids wait for each other in the same order and cannot deadlock.
   const { rows: inserted } = await db.raw<{ rows: DecisionRow[] }>(
@@ -170,7 +170,7 @@ async function insertNew(
      }
      SELECT * FROM inserted`,
     { tenant, rows: JSON.stringify(decisions) },
-  );
+  ).options(PLAN_ONCE);
   return new Map(inserted.map((row) => [row.decision_id, parseJsonAttributes(RoutingDecisionModel, row)]));
 }
 

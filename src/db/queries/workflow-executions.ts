@@ -3,7 +3,7 @@ import { raw } from "objection";
 import { type ExecutionRow, WorkflowExecutionModel } from "../models/workflow-execution.js";
 import { ExecutionLeaseModel, type LeaseColumns } from "../models/execution-lease.js";
 import { jsonAttributesAsText, parseJsonAttributes } from "../models/plain-rows.js";
-import type { TenantScope } from "../../tenancy/tenant-scope.js";
+import { PLAN_ONCE, type TenantScope } from "../../tenancy/tenant-scope.js";
 import type { BoundedRows } from "../../limits/byte-budget.js";
 import { byteBounded, type RowLimits } from "./byte-bounded.js";
 import { type GivenFilters, whereGiven } from "./filters.js";
@@ -107,7 +107,7 @@ export async function upsertExecution(scope: TenantScope, input: SaveInput): Pro
         terminal: input.terminal,
         legal_hold: input.legalHold ?? null,
       },
-    );
+    ).options(PLAN_ONCE);
     const row = rows[0]!;
     if (input.terminal) {
       await endLease(db, scope.tenantId, row.execution_id);
@@ -121,7 +121,7 @@ export async function upsertExecution(scope: TenantScope, input: SaveInput): Pro
 
 /** Ends the lease of an execution, if it has one (a terminal save). */
 async function endLease(db: Knex, tenantId: string, executionId: string): Promise<void> {
-  await db(ExecutionLeaseModel.tableName).where({ tenant_id: tenantId, execution_id: executionId }).delete();
+  await db(ExecutionLeaseModel.tableName).where({ tenant_id: tenantId, execution_id: executionId }).delete().options(PLAN_ONCE);
 }
 
 /** What a conditional save requires of the stored execution (see updateExecutionIf). */
@@ -220,7 +220,7 @@ export async function holdsLease(scope: TenantScope, executionId: string, fencin
       `SELECT 1 FROM execution_leases
        WHERE tenant_id = ? AND execution_id = ? AND token = ? AND expire_time > now()`,
       [scope.tenantId, executionId, fencingToken],
-    );
+    ).options(PLAN_ONCE);
     return rows.length > 0;
   });
 }
@@ -234,7 +234,7 @@ export async function findExecution(scope: TenantScope, executionId: string): Pr
     const { rows } = await db.raw<{ rows: ExecutionRow[] }>(
       `SELECT workflow_executions.*, ${LEASE_COLUMNS} FROM ${EXECUTIONS_WITH_LEASES} WHERE tenant_id = ? AND execution_id = ?`,
       [scope.tenantId, executionId],
-    );
+    ).options(PLAN_ONCE);
     const row = rows[0];
     return row === undefined ? undefined : parseJsonAttributes(WorkflowExecutionModel, row);
   });
