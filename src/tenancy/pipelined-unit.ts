@@ -31,10 +31,11 @@ import { refusal, type TenantUnit, type UnitRunner } from "./tenant-unit.js";
 //   BEGIN, so the transaction stays open after the Sync for the next
 //   statements, and ends with COMMIT or ROLLBACK: one round trip for BEGIN,
 //   binding and first statement, then one per statement.
-// The binding is a named prepared statement, parsed once per connection (see
-// BoundQuery), and so are the units' hot statements marked PLAN_ONCE (hotStatementName):
-// PostgreSQL then plans them once per connection, not on every call, which
-// was most of what a unary call cost it (docs/performance.md, "Planning").
+// The prefix (BEGIN, the binding) is named, parsed once per connection (see
+// BoundQuery), and so are the units' hot statements marked PLAN_ONCE
+// (hotStatementName): PostgreSQL then plans them once per connection, not on
+// every call, which was most of what a unary call cost it
+// (docs/performance.md, "Planning on every call").
 // The first statement always goes by the extended protocol, so it cannot be
 // several statements in one string (PostgreSQL refuses it).
 //
@@ -136,7 +137,7 @@ class UnitRun {
     // one client connection run on different server connections, so the
     // binding is parsed in every batch instead of named once per connection.
     if ((knex.client as { config: { namedStatements?: boolean } }).config.namedStatements === false) {
-      unnamedOn.add((connection as unknown as { connection: PgConnection }).connection);
+      unnamedOn.add(this.pgConnection);
     }
     const client = Object.create(this.root) as KnexClient;
     client.acquireConnection = () => Promise.resolve(connection);
@@ -254,11 +255,11 @@ const PgQuery = pg.Query as unknown as new (config: PgQueryConfig) => PgQueryInt
 
 // The prefix statements (BEGIN, the binding) are named prepared statements on
 // each connection, parsed and planned by the server once per connection
-// instead of once per unit. A
-// connection's names are trusted only once a batch ran the statement
-// (CommandComplete); when a batch fails before that, the name may or may not
-// exist on the server, so that connection goes back to unnamed statements for
-// good (Parse every time: correct whatever the server has).
+// instead of once per unit. A connection's names are trusted only once a
+// batch ran the statement (CommandComplete); when a batch fails before that,
+// the name may or may not exist on the server, so that connection goes back
+// to unnamed statements for good (Parse every time: correct whatever the
+// server has).
 const statementNames = new Map<string, string>();
 const preparedOn = new WeakMap<PgConnection, Set<string>>();
 const unnamedOn = new WeakSet<PgConnection>();
