@@ -1,5 +1,5 @@
 import { deleteTerminalBatch } from "../db/queries/workflow-executions.js";
-import { deleteRoutedBeforeBatch } from "../db/queries/routing-decisions.js";
+import { deleteRoutedBeforeBatch, deleteUnstoredDecisionIdsBatch } from "../db/queries/routing-decisions.js";
 import * as queries from "../db/queries/retention.js";
 import type { TenantScope } from "../tenancy/tenant-scope.js";
 import type { EffectiveRetention } from "./policy.js";
@@ -56,6 +56,8 @@ interface Kind {
   status: string;
   count(scope: TenantScope, cutoff: string): Promise<{ deletable: number; held: number }>;
   deleteBatch(scope: TenantScope, cutoff: string, limit: number): Promise<number>;
+  /** After the deletes, in batches too: what they leave behind that is not a record of its own (not counted). */
+  sweep?(scope: TenantScope, cutoff: string, limit: number): Promise<number>;
 }
 
 const execution = (key: keyof RetentionCounts, maxAge: keyof EffectiveRetention, status: string): Kind => ({
@@ -82,7 +84,12 @@ const KINDS: readonly Kind[] = [
   execution("completedExecutions", "completedExecutionMaxAge", "COMPLETED"),
   execution("failedExecutions", "failedExecutionMaxAge", "FAILED"),
   execution("cancelledExecutions", "cancelledExecutionMaxAge", "CANCELLED"),
-  plain("routingDecisions", "routingDecisionMaxAge", "routing_decision", queries.countDecisionsBefore, deleteRoutedBeforeBatch),
+  {
+    ...plain("routingDecisions", "routingDecisionMaxAge", "routing_decision", queries.countDecisionsBefore, deleteRoutedBeforeBatch),
+    // The ids of the months dropped whole (src/retention/partitions.ts), which
+    // every tenant's cutoff is past.
+    sweep: deleteUnstoredDecisionIdsBatch,
+  },
   plain("closedCircuitBreakers", "closedCircuitBreakerMaxAge", "circuit_breaker", queries.countClosedBreakersBefore, queries.deleteClosedBreakersBatch),
   plain("circuitBreakerTransitions", "circuitBreakerTransitionMaxAge", "circuit_breaker_transition", queries.countTransitionsBefore, queries.deleteTransitionsBatch),
 ];
@@ -108,6 +115,10 @@ export async function applyRetention(scope: TenantScope, policy: EffectiveRetent
       counts[kind.key] += n;
       if (n > 0) options.onDeleted?.(kind.resource, kind.status, n);
       if (n < options.batchSize) break;
+    }
+    while (kind.sweep !== undefined) {
+      if (options.stopped?.() === true) return { counts, held, finished: false };
+      if ((await kind.sweep(scope, cutoff, options.batchSize)) < options.batchSize) break;
     }
     // Counted once the rest is deleted: the held ones are then all that is left.
     if (kind.status !== "") held += (await kind.count(scope, cutoff)).held;

@@ -41,6 +41,13 @@ async function ages(tenant: string, now: number): Promise<number[]> {
   return decisions.map((d) => Math.round((now - Number(d.routedAt!.seconds) * 1000) / DAY * 2) / 2);
 }
 
+/** The tenant's ids in routing_decision_ids and its stored decisions' ids, each sorted (the test's connection is not bound by row-level security). */
+async function idsAndDecisions(tenant: string): Promise<[string[], string[]]> {
+  const ids = async (table: string) =>
+    (await knex.raw<{ rows: { id: string }[] }>(`SELECT decision_id AS id FROM ${table} WHERE tenant_id = ? ORDER BY 1`, [tenant])).rows.map((r) => r.id);
+  return [await ids("routing_decision_ids"), await ids("routing_decisions")];
+}
+
 describe("routing decisions kept by monthly partitions", () => {
   it("a pass drops the months every policy lets go, deletes the rest row by row, and leaves recent rows alone", async () => {
     const now = Date.now();
@@ -50,10 +57,10 @@ describe("routing decisions kept by monthly partitions", () => {
     // plain follows the server default (60 days); short saved 30 days, long 90 days.
     await connectClient(RetentionService, t.baseUrl, short).saveRetentionPolicy({ policy: { routingDecisionMaxAge: { seconds: BigInt(30 * 86_400) } } });
     await connectClient(RetentionService, t.baseUrl, long).saveRetentionPolicy({ policy: { routingDecisionMaxAge: { seconds: BigInt(90 * 86_400) } } });
+    const sent = new Map<string, ReturnType<typeof decision>[]>();
     for (const tenant of [plain, short, long]) {
-      await audit(tenant).recordRoutingDecisions({
-        decisions: recorded.map((age) => decision({ routedAt: timestampFromDate(new Date(now - age * DAY)) })),
-      });
+      sent.set(tenant, recorded.map((age) => decision({ routedAt: timestampFromDate(new Date(now - age * DAY)) })));
+      await audit(tenant).recordRoutingDecisions({ decisions: sent.get(tenant)! });
     }
 
     // Every recorded month has its partition (older months came from the default partition).
@@ -80,6 +87,16 @@ describe("routing decisions kept by monthly partitions", () => {
     expect(pass).toMatchObject({ outcome: "completed", deleted: { routingDecisions: 3 * recorded.length - kept } });
     const { rows } = await knex.raw<{ rows: { n: string }[] }>("SELECT count(*) AS n FROM routing_decisions_default");
     expect(Number(rows[0]!.n)).toBe(0);
+    // The ids of the decisions dropped with their months went too, in the same
+    // pass: each tenant's ids are those of its stored decisions, and the id of
+    // a dropped decision may be used again.
+    for (const tenant of [plain, short, long]) {
+      const [ids, stored] = await idsAndDecisions(tenant);
+      expect(ids).toEqual(stored);
+    }
+    const gone = sent.get(long)!.at(-1)!;
+    const again = await audit(long).recordRoutingDecision({ decision: { ...gone, taskId: "again", routedAt: timestampFromDate(new Date(now)) } });
+    expect(again.decision).toMatchObject({ decisionId: gone.decisionId, taskId: "again" });
 
     // A one-day query reads that day's month only.
     const day = new Date(now - 5 * DAY);

@@ -31,6 +31,15 @@ async function rowsOf(tenant: string, decisionId: string): Promise<number> {
   return Number(rows[0]!.n);
 }
 
+/** Rows of routing_decision_ids under the id (the table that keeps an id once per tenant). */
+async function idRowsOf(tenant: string, decisionId: string): Promise<number> {
+  const { rows } = await t.knex.raw<{ rows: { n: string }[] }>(
+    "SELECT count(*) AS n FROM routing_decision_ids WHERE tenant_id = ? AND decision_id = ?",
+    [tenant, decisionId],
+  );
+  return Number(rows[0]!.n);
+}
+
 describe("decision_id stays unique per tenant across the monthly partitions", () => {
   it("a retry is idempotent; the same id routed in another month answers ALREADY_EXISTS and stores nothing", async () => {
     const tenant = newTenant();
@@ -56,6 +65,19 @@ describe("decision_id stays unique per tenant across the monthly partitions", ()
     expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
     for (const r of results) if (r.status === "rejected") expect((r.reason as { code: Code }).code).toBe(Code.AlreadyExists);
     expect(await rowsOf(tenant, id)).toBe(1);
+    expect(await idRowsOf(tenant, id)).toBe(1);
+  });
+
+  it("DeleteRoutingDecisions deletes the ids with their decisions: the id may then be recorded again, with other content", async () => {
+    const tenant = newTenant();
+    const d = decision({ routedAt: at(-40 * DAY) });
+    const kept = decision({ routedAt: at(0) });
+    await audit(tenant).recordRoutingDecisions({ decisions: [d, kept] });
+    expect((await audit(tenant).deleteRoutingDecisions({ routedBefore: at(-DAY) })).deletedCount).toBe(1n);
+    expect([await idRowsOf(tenant, d.decisionId), await idRowsOf(tenant, kept.decisionId)]).toEqual([0, 1]);
+    const again = await audit(tenant).recordRoutingDecision({ decision: { ...d, taskId: "again", routedAt: at(0) } });
+    expect(again.decision).toMatchObject({ decisionId: d.decisionId, taskId: "again" });
+    expect([await rowsOf(tenant, d.decisionId), await idRowsOf(tenant, d.decisionId)]).toEqual([1, 1]);
   });
 
   it("another tenant may use the same id", async () => {

@@ -2,7 +2,6 @@ import { Code } from "@connectrpc/connect";
 import type { Knex } from "knex";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RoutingAuditService } from "../../gen/orchestration/state/v1/routing_audit_service_pb.js";
-import { DECISION_ID_LOCK_CLASS } from "../../src/db/queries/routing-decisions.js";
 import { connectClient } from "../support/clients.js";
 import { newTenant, startTestServer, type TestServer } from "../support/server.js";
 import { codeOf, decision, RECORD, value, watchInserts } from "./support/group-commit.js";
@@ -45,13 +44,14 @@ describe("group commit of RecordRoutingDecision on PostgreSQL, a batch under its
 
   /**
    * An open transaction (added to `holders`) recording decision `id` of
-   * `tenant` and not yet committed: it holds the id's lock, which a recording
-   * takes before its INSERT (src/db/queries/routing-decisions.ts).
+   * `tenant` and not yet committed: it holds the id's row in
+   * routing_decision_ids, on which a recording of the same id waits
+   * (src/db/queries/routing-decisions.ts, insertNew).
    */
   async function lockDecision(tenant: string, id: string, holders: Knex.Transaction[]): Promise<Knex.Transaction> {
     const trx = await t.knex.transaction();
     holders.push(trx);
-    await trx.raw(`SELECT pg_advisory_xact_lock(${DECISION_ID_LOCK_CLASS}, hashtext(? || '/' || ?))`, [tenant, id]);
+    await trx.raw(`INSERT INTO routing_decision_ids (tenant_id, decision_id, routed_at) VALUES (?, ?, now())`, [tenant, id]);
     await trx.raw(
       `INSERT INTO routing_decisions (tenant_id, decision_id, task_id, selected_agent, success, routed_at, content_hash) VALUES (?, ?, 'holder', 'holder', true, now(), 'holder')`,
       [tenant, id],
@@ -68,7 +68,7 @@ describe("group commit of RecordRoutingDecision on PostgreSQL, a batch under its
     try {
       const firstHolder = await lockDecision(tenant, first!.decisionId, holders);
       const laterHolder = await lockDecision(tenant, later!.decisionId, holders);
-      // `first` goes at once and waits on its id lock; `early` and `later` queue behind it.
+      // `first` goes at once and waits on its id's row; `early` and `later` queue behind it.
       const firstCall = client.recordRoutingDecision({ decision: first! });
       await new Promise((resolve) => setTimeout(resolve, 300));
       const calls = Promise.allSettled([
@@ -77,7 +77,7 @@ describe("group commit of RecordRoutingDecision on PostgreSQL, a batch under its
       ]);
       await new Promise((resolve) => setTimeout(resolve, 300));
       // `first` commits; `early` and `later` go together, under `later`'s
-      // deadline, and wait on `later`'s id lock past `early`'s deadline.
+      // deadline, and wait on `later`'s id row past `early`'s deadline.
       await firstHolder.rollback();
       await firstCall;
       await new Promise((resolve) => setTimeout(resolve, 2_000));

@@ -10,7 +10,10 @@ import { tenantKeyViolations } from "./support/tenant-keys.js";
 // fails here. The second test shows the check failing on tables and indexes
 // that break it, made inside a transaction that is rolled back.
 
-const OUR_TABLES = ["agent_statistics", "circuit_breaker_transitions", "circuit_breakers", "retention_policies", "routing_decisions", "workflow_executions"];
+const OUR_TABLES = [
+  "agent_statistics", "circuit_breaker_transitions", "circuit_breakers", "execution_leases", "retention_policies", "routing_decision_ids", "routing_decisions",
+  "workflow_executions",
+];
 
 let knex: Knex;
 beforeAll(async () => {

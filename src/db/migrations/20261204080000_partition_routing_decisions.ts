@@ -20,9 +20,10 @@ import { maintenanceRead, runEach, tenantIsolation } from "./support/row-securit
 // takes time in proportion to the table (docs/scaling.md).
 //
 // A primary key of a partitioned table must contain the partition key: it is
-// now (tenant_id, decision_id, routed_at). A decision_id stays unique per
-// tenant because recording takes a transaction-level advisory lock per
-// (tenant, decision_id) and inserts only ids not stored in any month
+// now (tenant_id, decision_id, routed_at). A decision_id stayed unique per
+// tenant because recording took a transaction-level advisory lock per
+// (tenant, decision_id) and inserted only ids not stored in any month; since
+// 20261205300000_routing_decision_ids, a table of the ids keeps them unique
 // (src/db/queries/routing-decisions.ts).
 //
 // The partitions themselves have no row-level security and no grants: the

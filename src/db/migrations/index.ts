@@ -18,6 +18,7 @@ const migrations: Record<string, Knex.Migration> = {
   "20261204020200_request_ids": await import("./20261204020200_request_ids.js"),
   "20261205100000_json_columns_as_values": await import("./20261205100000_json_columns_as_values.js"),
   "20261205200000_execution_lease_table": await import("./20261205200000_execution_lease_table.js"),
+  "20261205300000_routing_decision_ids": await import("./20261205300000_routing_decision_ids.js"),
 };
 
 /** Knex migration source over the list above. */

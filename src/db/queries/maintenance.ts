@@ -52,7 +52,8 @@ export async function retentionTenants(
           SELECT (SELECT tenant_id FROM ${table} WHERE tenant_id > t.tenant ORDER BY tenant_id LIMIT 1) FROM t WHERE t.tenant IS NOT NULL
         ) SELECT tenant FROM t WHERE tenant IS NOT NULL
       ) AS ${table}_tenants`;
-    const tables = ["workflow_executions", "routing_decisions", "circuit_breakers", "circuit_breaker_transitions", "retention_policies"];
+    // routing_decision_ids: a tenant whose decisions went with their months may still have their ids (see applyRetention).
+    const tables = ["workflow_executions", "routing_decisions", "routing_decision_ids", "circuit_breakers", "circuit_breaker_transitions", "retention_policies"];
     const { rows } = await trx.raw<{ rows: { tenant: string }[] }>(`${tables.map(walk).join(" UNION ")} ORDER BY tenant`);
     return { tenants: rows.map((r) => r.tenant), policies: policies.rows };
   });

@@ -1,5 +1,6 @@
 import type { Knex } from "knex";
 import { type DecisionRow, RoutingDecisionModel } from "../models/routing-decision.js";
+import { RoutingDecisionIdModel } from "../models/routing-decision-id.js";
 import { parseJsonAttributes } from "../models/plain-rows.js";
 import { PLAN_ONCE, type TenantScope } from "../../tenancy/tenant-scope.js";
 import type { BoundedRows } from "../../limits/byte-budget.js";
@@ -51,16 +52,15 @@ const INPUT_COLUMNS = `decision_id uuid, task_id text, task_type text, required_
   priority int4, agent_score float8, candidates jsonb, success boolean, error_message text, retry_attempts int4,
   routing_duration_us int8, task_duration_us int8, routed_at timestamptz, workflow_execution_id text, step_id text,
   content_hash text`;
-/** The first key of the decision id advisory locks (two int4 keys: apart from the bigint locks' key space). */
-export const DECISION_ID_LOCK_CLASS = 1919247465; // "rdid"
 const COLUMN_NAMES = INPUT_COLUMNS.split(",").map((c) => c.trim().split(/\s+/)[0]).join(", ");
 
 /**
  * Stores decisions all or nothing and returns the stored rows in input order.
  * The caller guarantees distinct decision ids.
  *
- * One transaction of one or two statements:
- * 1. one multi-row INSERT ... ON CONFLICT DO NOTHING of the whole batch,
+ * One transaction of one or two statements (after the statistics lock, with
+ * `addOutcomes`):
+ * 1. one INSERT of the whole batch that skips the ids already stored (see insertNew),
  *    returning the rows it inserted, which with `addOutcomes` also adds their
  *    outcomes to agent_statistics (so a retried decision is never counted
  *    twice);
@@ -94,10 +94,11 @@ export async function insertDecisions(
  * arrived while the write waited for its connection, and leaves out those
  * that gave up meanwhile.
  *
- * One transaction (the decision id locks, see insertNew, then the INSERT),
- * as in insertDecisions. No rollback is needed when some ids are stored
- * already: the INSERT wrote only the others. Only then does a second statement
- * read the stored rows (see insertDecisions for why a statement of its own).
+ * One statement (see insertNew; with statistics, a transaction of the
+ * statistics lock and that statement). No rollback is needed when some ids
+ * are stored already: the INSERT wrote only the others. Only then does a
+ * second statement read the stored rows (see insertDecisions for why a
+ * statement of its own).
  */
 export async function insertEachDecision(
   scope: TenantScope,
@@ -111,7 +112,8 @@ export async function insertEachDecision(
     if (decisions.length === 0) return new Map<string, DecisionRow>();
     return insertNew(db, tenant, decisions, addOutcomes);
   };
-  const byId = await scope.transaction(insert);
+  // Without statistics the INSERT is one statement: atomic on its own.
+  const byId = addOutcomes ? await scope.transaction(insert) : await scope.run(insert);
   if (byId.size < decisions.length) await scope.run((db) => addStored(db, tenant, decisions, byId));
   return {
     decisions,
@@ -123,19 +125,21 @@ export async function insertEachDecision(
 }
 
 /**
- * The INSERT of a recording, in a transaction: the decisions not stored yet,
- * with (when `addOutcomes`) their outcomes added to agent_statistics, so that
- * a retried decision is never counted twice (that takes the statistics lock
- * first). Returns the inserted rows by decision id.
+ * The INSERT of a recording (with `addOutcomes`, in a transaction): the
+ * decisions not stored yet, with (when `addOutcomes`) their outcomes added to
+ * agent_statistics, so that a retried decision is never counted twice (that
+ * takes the statistics lock first). Returns the inserted rows by decision id.
  *
  * routing_decisions is partitioned by routed_at, and PostgreSQL enforces a
- * unique key only if it contains the partition key: the primary key is
+ * unique key only if it contains the partition key: its primary key is
  * (tenant_id, decision_id, routed_at), which alone would store a reused id
- * with another routed_at a second time. So the transaction first takes an
- * advisory lock per (tenant, decision id) (transaction-level: released at
- * commit, and fine behind a transaction-mode pooler), in id order, and the
- * INSERT, a later statement and so with a snapshot that sees whatever a
- * previous holder of a lock committed, skips ids stored in any partition.
+ * with another routed_at a second time. routing_decision_ids holds the key
+ * (tenant_id, decision_id) (migration 20261205300000): the statement first
+ * inserts the ids there, ON CONFLICT DO NOTHING, and then only the decisions
+ * whose id it inserted. An id a concurrent recording inserted and has not
+ * committed yet makes this one wait for it, then skip the id if it committed
+ * (or insert it if it rolled back): one index probe per decision, whatever
+ * the number of months.
  */
 async function insertNew(
   db: Knex,
@@ -144,21 +148,19 @@ async function insertNew(
   addOutcomes: boolean,
 ): Promise<Map<string, DecisionRow>> {
   if (addOutcomes) await db.raw(ADD_OUTCOMES_LOCK_SQL, { tenant }).options(PLAN_ONCE);
-  const ids = decisions.map((d) => d.decision_id).sort();
-  await db.raw(
-    `SELECT count(pg_advisory_xact_lock(${DECISION_ID_LOCK_CLASS}, hashtext(:tenant || '/' || id))) FROM (SELECT unnest(:ids::text[]) AS id ORDER BY 1) AS ids`,
-    { tenant, ids },
-  ).options(PLAN_ONCE);
-  // Rows are inserted in decision_id order, so that concurrent batches sharing
+  // Ids are inserted in decision_id order, so that concurrent batches sharing
   // ids wait for each other in the same order and cannot deadlock.
   const { rows: inserted } = await db.raw<{ rows: DecisionRow[] }>(
     `WITH input AS (
        SELECT * FROM jsonb_to_recordset(:rows::jsonb) AS x(${INPUT_COLUMNS})
+     ), new_ids AS (
+       INSERT INTO ${RoutingDecisionIdModel.tableName} (tenant_id, decision_id, routed_at)
+       SELECT :tenant, decision_id, routed_at FROM input ORDER BY decision_id
+       ON CONFLICT DO NOTHING
+       RETURNING decision_id
      ), inserted AS (
        INSERT INTO routing_decisions (tenant_id, ${COLUMN_NAMES})
-       SELECT :tenant, ${COLUMN_NAMES} FROM input
-        WHERE NOT EXISTS (SELECT FROM routing_decisions r WHERE r.tenant_id = :tenant AND r.decision_id = input.decision_id)
-        ORDER BY decision_id
+       SELECT :tenant, ${COLUMN_NAMES} FROM input WHERE decision_id IN (SELECT decision_id FROM new_ids)
        ON CONFLICT DO NOTHING
        RETURNING *
      )${
@@ -316,23 +318,54 @@ export async function summarizeByTime(
 }
 
 /**
- * Deletes at most `limit` decisions routed before the cutoff (ISO string) and
- * returns how many it deleted.
+ * Deletes at most `limit` decisions routed before the cutoff (ISO string),
+ * and their ids, in one statement, and returns how many decisions it deleted.
  */
 export async function deleteRoutedBeforeBatch(scope: TenantScope, routedBefore: string, limit: number): Promise<number> {
   return scope.run(async (db) => {
-    const victims = db<DecisionRow>(RoutingDecisionModel.tableName)
-      .select("decision_id")
-      .where("tenant_id", scope.tenantId)
-      .where("routed_at", "<", routedBefore)
-      .limit(limit);
-    const deleted: unknown = await RoutingDecisionModel.query(db)
-      .where("tenant_id", scope.tenantId)
-      .where("routed_at", "<", routedBefore) // reads only the partitions before the cutoff
-      .whereIn("decision_id", victims)
-      .delete();
-    // The caller loops until a batch comes back short: a non-number here would loop forever.
-    if (typeof deleted !== "number") throw new Error(`DELETE returned ${typeof deleted}, not a row count`);
-    return deleted;
+    const { rows } = await db.raw<{ rows: { deleted: number }[] }>(
+      `WITH victims AS (
+         SELECT decision_id, routed_at FROM routing_decisions WHERE tenant_id = :tenant AND routed_at < :before LIMIT :limit
+       ), deleted AS (
+         DELETE FROM routing_decisions r USING victims v
+          WHERE r.tenant_id = :tenant
+            AND r.routed_at < :before -- reads only the partitions before the cutoff
+            AND (r.decision_id, r.routed_at) = (v.decision_id, v.routed_at)
+         RETURNING r.decision_id
+       ), ids AS (
+         DELETE FROM ${RoutingDecisionIdModel.tableName} WHERE tenant_id = :tenant AND decision_id IN (SELECT decision_id FROM deleted)
+       )
+       SELECT count(*)::int4 AS deleted FROM deleted`,
+      { tenant: scope.tenantId, before: routedBefore, limit },
+    );
+    return rows[0]!.deleted;
+  });
+}
+
+/**
+ * Deletes at most `limit` ids routed before the cutoff (ISO string) whose
+ * decision is not stored, and returns how many it deleted: the ids of the
+ * months retention dropped whole (src/db/queries/decision-partitions.ts drops
+ * a month's partition; its ids, in an unpartitioned table, go by these
+ * batches, per tenant). Until then such an id is still taken: recording it
+ * again answers ALREADY_EXISTS. An id and its decision are inserted by one
+ * statement, so a snapshot sees both or neither: a recording in progress is
+ * never taken for a missing decision.
+ */
+export async function deleteUnstoredDecisionIdsBatch(scope: TenantScope, routedBefore: string, limit: number): Promise<number> {
+  return scope.run(async (db) => {
+    const { rows } = await db.raw<{ rows: { deleted: number }[] }>(
+      `WITH deleted AS (
+         DELETE FROM ${RoutingDecisionIdModel.tableName} WHERE tenant_id = :tenant AND decision_id IN (
+           SELECT i.decision_id FROM ${RoutingDecisionIdModel.tableName} i
+            WHERE i.tenant_id = :tenant AND i.routed_at < :before
+              AND NOT EXISTS (SELECT FROM routing_decisions r WHERE r.tenant_id = :tenant AND r.decision_id = i.decision_id AND r.routed_at = i.routed_at)
+            LIMIT :limit)
+         RETURNING 1
+       )
+       SELECT count(*)::int4 AS deleted FROM deleted`,
+      { tenant: scope.tenantId, before: routedBefore, limit },
+    );
+    return rows[0]!.deleted;
   });
 }
