@@ -1,7 +1,7 @@
 import type { Knex } from "knex";
 import type { Model } from "objection";
 import type { BoundedRows } from "../../limits/byte-budget.js";
-import { type ModelOf, parseJsonAttributes, type RowOf } from "../models/plain-rows.js";
+import { dropTrailingColumns, type ModelOf, parseJsonAttributes, type RowOf } from "../models/plain-rows.js";
 
 /** How many rows, and how many of their stored bytes, one page or batch holds at most (always at least one row). */
 export interface RowLimits {
@@ -9,7 +9,7 @@ export interface RowLimits {
   bytes: number;
 }
 
-/** The columns byteBounded adds to each row it reads, taken off before the rows are returned. */
+/** The columns byteBounded adds to each row it reads, last, taken off before the rows are returned. */
 const HELPER_COLUMNS = ["bytes_through", "row_in_batch", "followed"] as const;
 
 /**
@@ -59,7 +59,7 @@ export async function byteBounded<M extends Model, Row extends RowOf<M> = RowOf<
   );
   const more = rows.length > 0 && rows[rows.length - 1]!.followed === true;
   for (const row of rows) {
-    for (const column of HELPER_COLUMNS) delete row[column];
+    dropTrailingColumns(row, HELPER_COLUMNS);
     parseJsonAttributes(model, row);
   }
   return { rows, more };

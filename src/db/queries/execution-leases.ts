@@ -1,7 +1,11 @@
 import type { ExecutionRow } from "../models/workflow-execution.js";
 import type { TenantScope } from "../../tenancy/tenant-scope.js";
 import type { BoundedRows } from "../../limits/byte-budget.js";
+import { dropTrailingColumns } from "../models/plain-rows.js";
 import { LEASE_COLUMNS, parseJsonColumns, type RowLimits } from "./workflow-executions.js";
+
+/** The columns a claim batch adds to each row it returns, last, taken off before the rows are handed on. */
+const CLAIM_HELPER_COLUMNS = ["locked_count", "claim_order"] as const;
 
 // The SQL of leases on workflow executions: ClaimIncompleteWorkflows,
 // RenewLeases, ReleaseLeases (the fenced save is in workflow-executions.ts).
@@ -105,7 +109,7 @@ export async function claimBatch(scope: TenantScope, input: ClaimInput, limits: 
            WHERE lease.expire_time <= now()
          RETURNING lease.*
        )
-       SELECT locked.*, ${LEASE_COLUMNS}, counted.locked_count, picked.n AS claim_order
+       SELECT locked.*, ${LEASE_COLUMNS}, counted.locked_count, picked.n AS claim_order -- CLAIM_HELPER_COLUMNS, last
        FROM (SELECT count(*) AS locked_count FROM locked) AS counted
        LEFT JOIN (claimed AS lease JOIN picked USING (execution_id) JOIN locked USING (execution_id)) ON true`,
       {
@@ -128,8 +132,7 @@ export async function claimBatch(scope: TenantScope, input: ClaimInput, limits: 
     for (const row of rows) {
       if (row.execution_id === null) continue;
       const order = Number(row.claim_order);
-      delete row.locked_count;
-      delete row.claim_order;
+      dropTrailingColumns(row, CLAIM_HELPER_COLUMNS);
       ranked.push({ order, row: parseJsonColumns(row) });
     }
     const claimed = ranked.sort((a, b) => a.order - b.order).map((r) => r.row);
