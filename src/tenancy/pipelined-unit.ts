@@ -1,3 +1,4 @@
+// Over 400 lines: the one adapter on Knex's and pg's internals (one round trip per unit, statements planned once), kept in one sealed file that only row-level-security.ts imports.
 import type { Knex } from "knex";
 import pg from "pg";
 import { presumeDead } from "../connection/answer-timeout.js";
