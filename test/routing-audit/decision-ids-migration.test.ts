@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import type { Knex } from "knex";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { migrate } from "../../src/db/database.js";
-import { createScratchDatabase, migrateUpTo } from "../support/backend.js";
+import { scratchBeforeMigration } from "../support/backend.js";
 
 // Migration 20261205300000_routing_decision_ids gives every stored decision
 // its row in routing_decision_ids, the table that keeps a decision id once per
@@ -12,17 +12,8 @@ import { createScratchDatabase, migrateUpTo } from "../support/backend.js";
 
 const MIGRATION = "20261205300000_routing_decision_ids";
 const DAY = 86_400_000;
-let scratch: Awaited<ReturnType<typeof createScratchDatabase>>;
 let knex: Knex;
-
-beforeAll(async () => {
-  scratch = await createScratchDatabase("decision_ids_migration");
-  knex = scratch.knex;
-  await migrateUpTo(knex, MIGRATION);
-});
-afterAll(async () => {
-  await scratch?.drop();
-});
+scratchBeforeMigration("decision_ids_migration", MIGRATION, (db) => (knex = db));
 
 const tenants = [randomUUID(), randomUUID()].sort();
 

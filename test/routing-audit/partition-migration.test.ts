@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto";
 import type { Knex } from "knex";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { migrate } from "../../src/db/database.js";
 import { MONTHS_BACK } from "../../src/db/queries/decision-partitions.js";
-import { createScratchDatabase, migrateUpTo } from "../support/backend.js";
+import { scratchBeforeMigration } from "../support/backend.js";
 
 // Migration 20261204080000_partition_routing_decisions converts an existing
 // routing_decisions into a table partitioned by month without losing a row or
@@ -13,17 +13,8 @@ import { createScratchDatabase, migrateUpTo } from "../support/backend.js";
 
 const MIGRATION = "20261204080000_partition_routing_decisions";
 const DAY = 86_400_000;
-let scratch: Awaited<ReturnType<typeof createScratchDatabase>>;
 let knex: Knex;
-
-beforeAll(async () => {
-  scratch = await createScratchDatabase("partition_migration");
-  knex = scratch.knex;
-  await migrateUpTo(knex, MIGRATION);
-});
-afterAll(async () => {
-  await scratch?.drop();
-});
+scratchBeforeMigration("partition_migration", MIGRATION, (db) => (knex = db));
 
 const tenants = [randomUUID(), randomUUID()].sort();
 

@@ -7,7 +7,7 @@ import * as path from "node:path";
 import { promisify } from "node:util";
 import type { PGlite } from "@electric-sql/pglite";
 import type { Knex } from "knex";
-import { inject } from "vitest";
+import { afterAll, beforeAll, inject } from "vitest";
 import { SESSION_SETTINGS_SQL } from "../../src/connection/session-settings.js";
 import { createDatabase, migrate } from "../../src/db/database.js";
 import { silentLogger } from "../../src/logging/logger.js";
@@ -237,4 +237,21 @@ export async function migrateUpTo(knex: Knex, migration: string): Promise<void> 
     if (name === migration) return;
     await knex.migrate.up();
   }
+}
+
+/**
+ * The database of a migration's test file: a scratch database (`name`, see
+ * createScratchDatabase) migrated up to, not including, `migration` before
+ * the file's tests, handed to `use`, and dropped after them.
+ */
+export function scratchBeforeMigration(name: string, migration: string, use: (knex: Knex) => void): void {
+  let scratch: Awaited<ReturnType<typeof createScratchDatabase>> | undefined;
+  beforeAll(async () => {
+    scratch = await createScratchDatabase(name);
+    use(scratch.knex);
+    await migrateUpTo(scratch.knex, migration);
+  });
+  afterAll(async () => {
+    await scratch?.drop();
+  });
 }

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Knex } from "knex";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createScratchDatabase, migrateUpTo } from "../support/backend.js";
+import { describe, expect, it } from "vitest";
+import { scratchBeforeMigration } from "../support/backend.js";
 
 // Migration 20261205200000_execution_lease_table moves the leases of
 // executions out of workflow_executions into execution_leases. It runs on a
@@ -9,17 +9,8 @@ import { createScratchDatabase, migrateUpTo } from "../support/backend.js";
 // claims stored them before (the three lease columns).
 
 const MIGRATION = "20261205200000_execution_lease_table";
-let scratch: Awaited<ReturnType<typeof createScratchDatabase>>;
 let knex: Knex;
-
-beforeAll(async () => {
-  scratch = await createScratchDatabase("lease_table_migration");
-  knex = scratch.knex;
-  await migrateUpTo(knex, MIGRATION);
-});
-afterAll(async () => {
-  await scratch?.drop();
-});
+scratchBeforeMigration("lease_table_migration", MIGRATION, (db) => (knex = db));
 
 interface Lease {
   owner: string;

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Knex } from "knex";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createScratchDatabase, migrateUpTo } from "../support/backend.js";
+import { describe, expect, it } from "vitest";
+import { scratchBeforeMigration } from "../support/backend.js";
 
 // Migration 20261205100000_json_columns_as_values repairs the executions that
 // conditional saves stored before 2026-12-05: each JSON column as JSON text
@@ -9,17 +9,8 @@ import { createScratchDatabase, migrateUpTo } from "../support/backend.js";
 // step up to it, with rows written as the old code wrote them.
 
 const MIGRATION = "20261205100000_json_columns_as_values";
-let scratch: Awaited<ReturnType<typeof createScratchDatabase>>;
 let knex: Knex;
-
-beforeAll(async () => {
-  scratch = await createScratchDatabase("json_columns_migration");
-  knex = scratch.knex;
-  await migrateUpTo(knex, MIGRATION);
-});
-afterAll(async () => {
-  await scratch?.drop();
-});
+scratchBeforeMigration("json_columns_migration", MIGRATION, (db) => (knex = db));
 
 const values = {
   definition: { name: "w", steps: [{ id: "a" }] },
