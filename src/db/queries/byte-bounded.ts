@@ -9,8 +9,12 @@ export interface RowLimits {
   bytes: number;
 }
 
-/** The columns byteBounded adds to each row it reads, last, taken off before the rows are returned. */
-const HELPER_COLUMNS = ["bytes_through", "row_in_batch", "followed"] as const;
+/**
+ * The columns byteBounded adds to each row it reads, last, taken off before
+ * the rows are returned. Booleans, which pg reads without making a string (a
+ * running sum and a row number each made one per row).
+ */
+const HELPER_COLUMNS = ["kept", "followed"] as const;
 
 /**
  * Reads at most `limits.rows` rows of `inner` and, beyond the first, at most
@@ -47,15 +51,14 @@ export async function byteBounded<M extends Model, Row extends RowOf<M> = RowOf<
   const { rows } = await db.raw<{ rows: (Row & Partial<Record<(typeof HELPER_COLUMNS)[number], unknown>>)[] }>(
     `SELECT * FROM (
        SELECT l.*,
-              sum(l.stored_bytes) OVER w AS bytes_through,
-              row_number() OVER w AS row_in_batch,
+              row_number() OVER w <= ? AND (sum(l.stored_bytes) OVER w <= ? OR row_number() OVER w = 1) AS kept,
               lead(true, 1, false) OVER w AS followed
        FROM (?) AS l
        WINDOW w AS (ORDER BY ${orderBy} ROWS UNBOUNDED PRECEDING)
      ) AS b
-     WHERE b.row_in_batch <= ? AND (b.bytes_through <= ? OR b.row_in_batch = 1)
+     WHERE b.kept
      ORDER BY ${orderBy}`,
-    [inner.orderByRaw(orderBy).limit(limit + 1), limit, maxBytes],
+    [limit, maxBytes, inner.orderByRaw(orderBy).limit(limit + 1)],
   );
   const more = rows.length > 0 && rows[rows.length - 1]!.followed === true;
   for (const row of rows) {
