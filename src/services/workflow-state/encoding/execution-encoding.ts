@@ -104,7 +104,7 @@ function writtenField(data: Uint8Array, once: boolean): UnknownField {
  * Unknown field 1 whose bytes go to their first reader (see writtenField). A
  * class, its getter on the prototype: an object literal with a getter makes a
  * new accessor for every message a stream sends (0.7 µs of B5's server time
- * per row, its largest step of ours after the encoder; docs/performance.md).
+ * per row; docs/performance.md, "B5's server, row by row").
  */
 class HandedOnce implements UnknownField {
   readonly no = 1;
