@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { Knex } from "knex";
 import { describe, expect, it } from "vitest";
 import { migrate } from "../../src/db/database.js";
-import { scratchBeforeMigration } from "../support/backend.js";
+import { rowsVisibleTo, scratchBeforeMigration } from "../support/backend.js";
 
 // Migration 20261205300000_routing_decision_ids gives every stored decision
 // its row in routing_decision_ids, the table that keeps a decision id once per
@@ -25,15 +25,6 @@ async function keys(table: string): Promise<string[][]> {
   return rows.map((row) => [row.t, row.d, row.r]);
 }
 
-/** The decision ids the tenant role sees in routing_decision_ids, bound to `tenant`. */
-async function idsVisibleTo(tenant: string): Promise<number> {
-  return knex.transaction(async (trx) => {
-    await trx.raw("SELECT set_config('role', 'orchestrator_tenant', true), set_config('app.tenant_id', ?, true)", [tenant]);
-    const { rows } = await trx.raw<{ rows: { n: string }[] }>("SELECT count(*) AS n FROM routing_decision_ids");
-    return Number(rows[0]!.n);
-  });
-}
-
 describe(`migration ${MIGRATION}`, () => {
   it("copies the id of every stored decision, in every month and the default partition, and keeps tenants apart", async () => {
     const now = Date.now();
@@ -53,8 +44,8 @@ describe(`migration ${MIGRATION}`, () => {
     await migrate(knex);
 
     expect(await keys("routing_decision_ids")).toEqual(decisions);
-    for (const tenant of tenants) expect(await idsVisibleTo(tenant)).toBe(30);
-    expect(await idsVisibleTo(randomUUID())).toBe(0);
+    for (const tenant of tenants) expect(await rowsVisibleTo(knex, "routing_decision_ids", tenant)).toBe(30);
+    expect(await rowsVisibleTo(knex, "routing_decision_ids", randomUUID())).toBe(0);
 
     await knex.migrate.down({ name: MIGRATION });
     expect(await knex.schema.hasTable("routing_decision_ids")).toBe(false);

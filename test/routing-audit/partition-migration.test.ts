@@ -3,7 +3,7 @@ import type { Knex } from "knex";
 import { describe, expect, it } from "vitest";
 import { migrate } from "../../src/db/database.js";
 import { MONTHS_BACK } from "../../src/db/queries/decision-partitions.js";
-import { scratchBeforeMigration } from "../support/backend.js";
+import { rowsVisibleTo, scratchBeforeMigration } from "../support/backend.js";
 
 // Migration 20261204080000_partition_routing_decisions converts an existing
 // routing_decisions into a table partitioned by month without losing a row or
@@ -22,15 +22,6 @@ const tenants = [randomUUID(), randomUUID()].sort();
 async function allRows(): Promise<Record<string, unknown>[]> {
   const { rows } = await knex.raw<{ rows: Record<string, unknown>[] }>("SELECT * FROM routing_decisions ORDER BY tenant_id, decision_id");
   return rows;
-}
-
-/** How many rows the tenant role sees, bound to `tenant`. */
-async function visibleTo(tenant: string): Promise<number> {
-  return knex.transaction(async (trx) => {
-    await trx.raw("SELECT set_config('role', 'orchestrator_tenant', true), set_config('app.tenant_id', ?, true)", [tenant]);
-    const { rows } = await trx.raw<{ rows: { n: string }[] }>("SELECT count(*) AS n FROM routing_decisions");
-    return Number(rows[0]!.n);
-  });
 }
 
 describe(`migration ${MIGRATION}`, () => {
@@ -67,8 +58,8 @@ describe(`migration ${MIGRATION}`, () => {
       expect(partition).toBe(at.getTime() >= firstMonthKept ? month : "routing_decisions_default");
     }
     expect(placed.some((p) => p.partition === "routing_decisions_default")).toBe(true);
-    for (const tenant of tenants) expect(await visibleTo(tenant)).toBe(40);
-    expect(await visibleTo(randomUUID())).toBe(0);
+    for (const tenant of tenants) expect(await rowsVisibleTo(knex, "routing_decisions", tenant)).toBe(40);
+    expect(await rowsVisibleTo(knex, "routing_decisions", randomUUID())).toBe(0);
     // The partitions are reached only through the parent (its policies): no grant of their own.
     await expect(
       knex.transaction(async (trx) => {
@@ -82,7 +73,7 @@ describe(`migration ${MIGRATION}`, () => {
     expect(await allRows()).toEqual(before);
     const { rows: kind } = await knex.raw<{ rows: { relkind: string }[] }>("SELECT relkind FROM pg_class WHERE oid = 'routing_decisions'::regclass");
     expect(kind[0]!.relkind).toBe("r");
-    for (const tenant of tenants) expect(await visibleTo(tenant)).toBe(40);
+    for (const tenant of tenants) expect(await rowsVisibleTo(knex, "routing_decisions", tenant)).toBe(40);
     await migrate(knex);
     expect(await allRows()).toEqual(before);
   });

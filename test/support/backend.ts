@@ -255,3 +255,16 @@ export function scratchBeforeMigration(name: string, migration: string, use: (kn
     await scratch?.drop();
   });
 }
+
+/**
+ * How many rows of `table` the tenant role (orchestrator_tenant) sees when
+ * bound to `tenant`: what row-level security lets a tenant read, for tests
+ * that check a migration kept tenants apart.
+ */
+export async function rowsVisibleTo(knex: Knex, table: string, tenant: string): Promise<number> {
+  return knex.transaction(async (trx) => {
+    await trx.raw("SELECT set_config('role', 'orchestrator_tenant', true), set_config('app.tenant_id', ?, true)", [tenant]);
+    const { rows } = await trx.raw<{ rows: { n: string }[] }>("SELECT count(*) AS n FROM ??", [table]);
+    return Number(rows[0]!.n);
+  });
+}
