@@ -1,4 +1,4 @@
-import { PGlite, types as pgliteTypes } from "@electric-sql/pglite";
+import { PGlite } from "@electric-sql/pglite";
 import knexFactory, { type Knex } from "knex";
 import ClientPgLite from "knex-pglite";
 import pg from "pg";
@@ -6,6 +6,7 @@ import { createLogger, type Logger } from "../logging/logger.js";
 import { ANSWER_GRACE_MS, DEFAULT_STATEMENT_TIMEOUT_MS, isServiceable } from "../connection/answer-timeout.js";
 import { migrationSource } from "./migrations/index.js";
 import { SESSION_SETTINGS_SQL } from "../connection/session-settings.js";
+import { PG_TYPES, PGLITE_PARSERS } from "./type-parsers.js";
 
 /** Where the data lives: a PostgreSQL server, or the embedded PGlite. */
 export interface DatabaseOptions {
@@ -65,13 +66,6 @@ type DatabaseConfig = Knex.Config & {
   pipelinedUnits?: boolean;
 };
 
-// timestamptz and int8 are read as their text form on both backends: the
-// default parsers turn timestamptz into a JS Date, which drops microseconds,
-// and PGlite turns int8 into a lossy number. src/db/convert.ts parses both.
-const TIMESTAMPTZ_OID = 1184;
-const INT8_OID = 20;
-const asText = (value: string) => value;
-
 // knex-pglite names the command of a response after the builder method, so a
 // `.delete()` (method "del") resolves to the raw response, command "DEL",
 // instead of the deleted row count that Knex's PostgreSQL dialect gives for
@@ -116,12 +110,8 @@ export function databaseConfig(options: DatabaseOptions): Knex.Config {
     const named = options.preparedStatements ?? options.databaseDirectUrl === undefined;
     const connection = {
         connectionString: options.databaseUrl,
-        types: {
-          getTypeParser: (oid: number, format?: string) =>
-            oid === TIMESTAMPTZ_OID || oid === INT8_OID
-              ? asText
-              : pg.types.getTypeParser(oid, format as "text"),
-        },
+        // timestamptz and int8 as text (./type-parsers.ts).
+        types: PG_TYPES,
         // Fail fast when the server is unreachable; the call answers UNAVAILABLE.
         connectionTimeoutMillis: 5_000,
         keepAlive: true,
@@ -163,7 +153,7 @@ export function databaseConfig(options: DatabaseOptions): Knex.Config {
   const open = () => {
     const db = new PGlite(dataDir, {
       loadDataDir: options.pgliteArchive,
-      parsers: { [pgliteTypes.TIMESTAMPTZ]: asText, [pgliteTypes.INT8]: asText },
+      parsers: PGLITE_PARSERS,
     });
     // Its one connection is the database's one session: the settings the code
     // relies on (src/connection/session-settings.ts) go first. PGlite runs statements in the

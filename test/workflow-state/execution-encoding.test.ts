@@ -13,7 +13,7 @@ import {
   WorkflowStateService,
 } from "../../gen/orchestration/state/v1/workflow_state_service_pb.js";
 import type { ExecutionRow } from "../../src/db/models/workflow-execution.js";
-import { ExecutionWriter } from "../../src/services/workflow-state/encoding/execution-binary.js";
+import { ExecutionWriter } from "../../src/services/workflow-state/encoding/execution-writer.js";
 import { createExecutionEncoding, encodeAnswer } from "../../src/services/workflow-state/encoding/execution-encoding.js";
 import { executionsBuilt, lazyExecution } from "../../src/services/workflow-state/encoding/lazy-execution.js";
 import { executionFromRow } from "../../src/services/workflow-state/execution-row.js";

@@ -288,3 +288,33 @@ export function plainRow(overrides: Partial<ExecutionRow> = {}): ExecutionRow {
   };
 }
 
+
+/**
+ * JSON text as PostgreSQL prints a jsonb value: keys shortest first (then by
+ * their bytes; jsonb keeps each key once), ", " and ": " between members,
+ * numbers without an exponent (numeric's text). A number too large for a
+ * double prints as its digits, which JSON.parse reads as Infinity again.
+ */
+export function jsonbText(value: unknown): string {
+  if (typeof value === "number") return numericText(value);
+  if (value === null || typeof value !== "object") return JSON.stringify(value);
+  if (Array.isArray(value)) return `[${value.map(jsonbText).join(", ")}]`;
+  const object = value as Record<string, unknown>;
+  const keys = Object.keys(object).sort((a, b) => Buffer.byteLength(a) - Buffer.byteLength(b) || Buffer.compare(Buffer.from(a), Buffer.from(b)));
+  return `{${keys.map((k) => `${JSON.stringify(k)}: ${jsonbText(object[k])}`).join(", ")}}`;
+}
+
+/** numeric's text of a JSON number: plain digits, never an exponent. */
+function numericText(n: number): string {
+  if (n === Infinity) return "1" + "0".repeat(400);
+  if (n === -Infinity) return "-1" + "0".repeat(400);
+  const json = JSON.stringify(n); // "0" for -0, as numeric has no -0
+  const m = /^(-?)(\d+)(?:\.(\d+))?e([+-]\d+)$/.exec(json);
+  if (m === null) return json;
+  const [, sign, whole, fraction = "", exp] = m;
+  const digits = whole! + fraction;
+  const point = whole!.length + Number(exp);
+  if (point <= 0) return `${sign}0.${"0".repeat(-point)}${digits}`;
+  if (point >= digits.length) return sign + digits + "0".repeat(point - digits.length);
+  return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
+}

@@ -25,18 +25,63 @@ export interface ModelOf<M extends Model> {
  * The drivers parse JSONB, so this is a type check per column. Returns `row`,
  * changed in place.
  */
-export function parseJsonAttributes<M extends Model, Row extends RowOf<M>>(model: ModelOf<M>, row: Row): Row {
-  const values: Record<string, unknown> = row;
+export function parseJsonAttributes<M extends Model, Row extends object>(model: ModelOf<M>, row: Row): Row {
+  const values = row as Record<string, unknown>;
   for (const column of model.jsonAttributes) {
     const value = values[column];
-    if (typeof value !== "string") continue;
-    try {
-      values[column] = JSON.parse(value);
-    } catch {
-      // Not JSON text: kept as the string, as Objection does.
-    }
+    if (typeof value === "string") values[column] = jsonAttributeValue(value);
   }
   return row;
+}
+
+/**
+ * parseJsonAttributes for a row read with JSONB_AS_TEXT (../type-parsers.ts),
+ * whose JSON attributes are PostgreSQL's text of each jsonb value: the
+ * columns in `keep` become a JsonText each (parsed only if read), the others
+ * what the driver's parsing and parseJsonAttributes would have made of them.
+ * Returns `row`, changed in place.
+ */
+export function jsonAttributesFromText<M extends Model, Row extends object>(model: ModelOf<M>, row: Row, keep: readonly string[]): Row {
+  const values = row as Record<string, unknown>;
+  for (const column of model.jsonAttributes) {
+    const text = values[column];
+    if (typeof text !== "string") continue; // SQL NULL
+    const json = new JsonText(text);
+    values[column] = keep.includes(column) ? json : json.value();
+  }
+  return row;
+}
+
+/** A JSON attribute's string as fromDatabaseJson leaves it: parsed when it is JSON text, else the string itself. */
+function jsonAttributeValue(value: string): unknown {
+  try {
+    return JSON.parse(value);
+  } catch {
+    // Not JSON text: kept as the string, as Objection does.
+    return value;
+  }
+}
+
+/**
+ * A JSON attribute read as PostgreSQL's text of its jsonb value (see
+ * jsonAttributesFromText), for a reader that can use the text itself (the
+ * stream's encoder writes a context's Struct straight from it:
+ * src/services/workflow-state/encoding/). `value()` is what the row would
+ * have held had the column been parsed by the driver: the parsed text, with
+ * parseJsonAttributes' handling of a top-level string.
+ */
+export class JsonText {
+  constructor(readonly text: string) {}
+
+  value(): unknown {
+    const parsed: unknown = JSON.parse(this.text);
+    return typeof parsed === "string" ? jsonAttributeValue(parsed) : parsed;
+  }
+}
+
+/** A JSON attribute's value as a plain row holds it: JsonText parsed, anything else as it is. */
+export function jsonValueOf<T>(value: T | JsonText): T {
+  return value instanceof JsonText ? (value.value() as T) : value;
 }
 
 /**

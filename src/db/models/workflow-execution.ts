@@ -1,5 +1,5 @@
 import { tenantTable } from "./tenant-table.js";
-import type { RowOf } from "./plain-rows.js";
+import type { JsonText, RowOf } from "./plain-rows.js";
 import type { LeaseColumns } from "./execution-lease.js";
 
 /**
@@ -38,6 +38,8 @@ export class WorkflowExecutionModel extends tenantTable("workflow_executions", "
 /**
  * One row of `workflow_executions` as a plain object (see ./plain-rows.ts),
  * with its lease joined from `execution_leases` (./execution-lease.ts): what
- * the hot paths (save, get, list, stream, claim) read and encode.
+ * the hot paths (save, get, list, stream, claim) read and encode. The reads
+ * of one execution, of pages and of streams keep `context` as its jsonb text
+ * (a JsonText; see KEEP_TEXT in ../queries/workflow-executions.ts).
  */
-export type ExecutionRow = RowOf<WorkflowExecutionModel> & LeaseColumns;
+export type ExecutionRow = Omit<RowOf<WorkflowExecutionModel>, "context"> & { context: RowOf<WorkflowExecutionModel>["context"] | JsonText } & LeaseColumns;

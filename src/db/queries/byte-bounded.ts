@@ -1,7 +1,8 @@
 import type { Knex } from "knex";
 import type { Model } from "objection";
 import type { BoundedRows } from "../../limits/byte-budget.js";
-import { dropTrailingColumns, type ModelOf, parseJsonAttributes, type RowOf } from "../models/plain-rows.js";
+import { dropTrailingColumns, jsonAttributesFromText, type ModelOf, parseJsonAttributes, type RowOf } from "../models/plain-rows.js";
+import { JSONB_AS_TEXT } from "../type-parsers.js";
 
 /** How many rows, and how many of their stored bytes, one page or batch holds at most (always at least one row). */
 export interface RowLimits {
@@ -25,6 +26,8 @@ const HELPER_COLUMNS = ["kept", "followed"] as const;
  * candidate rows (with their `stored_bytes` column) in the order of
  * `orderBy`, its keyset and filters applied, and no LIMIT: one is added here.
  * `Row`: what `inner` selects, when it joins more than the model's table.
+ * With `keepText`, the statement reads jsonb as text (JSONB_AS_TEXT), and
+ * the JSON attributes named there stay text (see jsonAttributesFromText).
  *
  * The budget is applied in the database, over the stored sizes: the rows left
  * out of the page are never sent by PostgreSQL, let alone parsed here. The
@@ -40,12 +43,13 @@ const HELPER_COLUMNS = ["kept", "followed"] as const;
  * OVER ()` held every row back until the last was read, 0.6 ms per batch
  * (docs/performance.md, "B5 against the November tree").
  */
-export async function byteBounded<M extends Model, Row extends RowOf<M> = RowOf<M>>(
+export async function byteBounded<M extends Model, Row extends object = RowOf<M>>(
   db: Knex,
   model: ModelOf<M>,
   inner: Knex.QueryBuilder,
   orderBy: string,
   limits: RowLimits,
+  keepText?: readonly string[],
 ): Promise<BoundedRows<Row>> {
   const { rows: limit, bytes: maxBytes } = limits;
   const { rows } = await db.raw<{ rows: (Row & Partial<Record<(typeof HELPER_COLUMNS)[number], unknown>>)[] }>(
@@ -59,11 +63,12 @@ export async function byteBounded<M extends Model, Row extends RowOf<M> = RowOf<
      WHERE b.kept
      ORDER BY ${orderBy}`,
     [limit, maxBytes, inner.orderByRaw(orderBy).limit(limit + 1)],
-  );
+  ).options(keepText === undefined ? {} : JSONB_AS_TEXT);
   const more = rows.length > 0 && rows[rows.length - 1]!.followed === true;
   for (const row of rows) {
     dropTrailingColumns(row, HELPER_COLUMNS);
-    parseJsonAttributes(model, row);
+    if (keepText === undefined) parseJsonAttributes(model, row);
+    else jsonAttributesFromText(model, row, keepText);
   }
   return { rows, more };
 }

@@ -2,7 +2,8 @@ import type { Knex } from "knex";
 import { raw } from "objection";
 import { type ExecutionRow, WorkflowExecutionModel } from "../models/workflow-execution.js";
 import { ExecutionLeaseModel, type LeaseColumns } from "../models/execution-lease.js";
-import { jsonAttributesAsText, parseJsonAttributes } from "../models/plain-rows.js";
+import { jsonAttributesAsText, jsonAttributesFromText, parseJsonAttributes, type RowOf } from "../models/plain-rows.js";
+import { JSONB_AS_TEXT } from "../type-parsers.js";
 import { PLAN_ONCE, type TenantScope } from "../../tenancy/tenant-scope.js";
 import type { BoundedRows } from "../../limits/byte-budget.js";
 import { byteBounded, type RowLimits } from "./byte-bounded.js";
@@ -24,6 +25,14 @@ const TERMINAL = ["COMPLETED", "FAILED", "CANCELLED"];
 export const EXECUTIONS_WITH_LEASES = "workflow_executions LEFT JOIN execution_leases AS lease USING (tenant_id, execution_id)";
 /** The lease's columns of a read joining execution_leases AS `lease`. */
 export const LEASE_COLUMNS = "lease.owner AS lease_owner, lease.token AS lease_token, lease.expire_time AS lease_expire_time";
+/**
+ * The JSON columns that the reads of one execution, of pages and of streams
+ * keep as PostgreSQL's text (JSONB_AS_TEXT; a JsonText in the row): the
+ * stream's encoder writes a context's Struct straight from its text, where
+ * parsing it and walking the parsed object were much of a streamed row's time
+ * (docs/performance.md, "The context as text").
+ */
+const KEEP_TEXT = ["context"];
 const NO_LEASE: LeaseColumns = { lease_owner: null, lease_token: null, lease_expire_time: null };
 /**
  * The lease's columns of the row a statement writes (workflow_executions AS
@@ -37,7 +46,7 @@ const leaseOfWritten = (t: string) =>
 
 /** The columns a save writes (see executionToColumns). JSON columns are plain objects. */
 export type ExecutionColumns = Pick<
-  ExecutionRow,
+  RowOf<WorkflowExecutionModel>,
   | "execution_id"
   | "workflow_name"
   | "status"
@@ -234,9 +243,9 @@ export async function findExecution(scope: TenantScope, executionId: string): Pr
     const { rows } = await db.raw<{ rows: ExecutionRow[] }>(
       `SELECT workflow_executions.*, ${LEASE_COLUMNS} FROM ${EXECUTIONS_WITH_LEASES} WHERE tenant_id = ? AND execution_id = ?`,
       [scope.tenantId, executionId],
-    ).options(PLAN_ONCE);
+    ).options({ ...PLAN_ONCE, ...JSONB_AS_TEXT });
     const row = rows[0];
-    return row === undefined ? undefined : parseJsonAttributes(WorkflowExecutionModel, row);
+    return row === undefined ? undefined : jsonAttributesFromText(WorkflowExecutionModel, row, KEEP_TEXT);
   });
 }
 
@@ -297,7 +306,7 @@ async function executionsAfter(
       filters,
     );
     if (after !== undefined) q.whereRaw(`(started_at, execution_id) ${order === "newest" ? "<" : ">"} (?::timestamptz, ?)`, after);
-    return byteBounded<WorkflowExecutionModel, ExecutionRow>(db, WorkflowExecutionModel, q, order === "newest" ? NEWEST_FIRST : OLDEST_FIRST, limits);
+    return byteBounded<WorkflowExecutionModel, ExecutionRow>(db, WorkflowExecutionModel, q, order === "newest" ? NEWEST_FIRST : OLDEST_FIRST, limits, KEEP_TEXT);
   });
 }
 

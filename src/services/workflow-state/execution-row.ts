@@ -11,6 +11,7 @@ import {
 } from "../../../gen/orchestration/state/v1/workflow_state_service_pb.js";
 import { optionalTimestampFromDb, timestampFromDb } from "../../db/convert.js";
 import type { ExecutionRow } from "../../db/models/workflow-execution.js";
+import { jsonValueOf } from "../../db/models/plain-rows.js";
 import { etagOf } from "../../etags/etag.js";
 
 // The one place where a WorkflowExecution message and a workflow_executions row
@@ -63,7 +64,7 @@ export function executionFromRow(row: ExecutionRow): WorkflowExecution {
     workflowName: row.workflow_name,
     status: WorkflowStatus[row.status as keyof typeof WorkflowStatus],
     definition: row.definition === null ? undefined : fromJson(WorkflowDefinitionSchema, row.definition as JsonValue),
-    context: (row.context ?? undefined) as JsonObject | undefined,
+    context: (jsonValueOf(row.context) ?? undefined) as JsonObject | undefined,
     stepExecutions: row.step_executions.map((s) => fromJson(StepExecutionSchema, s as JsonValue)),
     stepOutputs: Object.fromEntries(
       Object.entries(row.step_outputs).map(([stepId, value]) => [stepId, fromJson(ValueSchema, value as JsonValue)]),

@@ -11,7 +11,8 @@ import {
   type WorkflowExecution,
 } from "../../../../gen/orchestration/state/v1/workflow_state_service_pb.js";
 import type { Logger } from "../../../logging/logger.js";
-import { encodeExecutionDelimited, ExecutionWriter } from "./execution-binary.js";
+import { encodeExecutionDelimited } from "./execution-binary.js";
+import { ExecutionWriter } from "./execution-writer.js";
 import { plainExecution, unreadRow } from "./lazy-execution.js";
 
 // The last step of every WorkflowStateService call before Connect (or the
