@@ -6,7 +6,7 @@ import { WorkflowExecutionSchema } from "../../gen/orchestration/state/v1/workfl
 import { JsonText, parseJsonAttributes } from "../../src/db/models/plain-rows.js";
 import { type ExecutionRow, WorkflowExecutionModel } from "../../src/db/models/workflow-execution.js";
 import { JSONB_AS_TEXT } from "../../src/db/type-parsers.js";
-import { encodeExecution } from "../../src/services/workflow-state/encoding/execution-binary.js";
+import { encodeExecution, encodeExecutionDelimited } from "../../src/services/workflow-state/encoding/execution-binary.js";
 import { ExecutionWriter } from "../../src/services/workflow-state/encoding/execution-writer.js";
 import { writeStructFromJsonText } from "../../src/services/workflow-state/encoding/struct-from-json-text.js";
 import { executionFromRow } from "../../src/services/workflow-state/execution-row.js";
@@ -102,6 +102,34 @@ describe("an execution whose context is read as its jsonb text", () => {
       expect(direct(text), text.slice(0, 80)).toBe(true);
       expectSameBytes(plainRow(), text);
     }
+  });
+
+  it("is the same when one writer writes many of them, its chunks ending inside strings of every kind", () => {
+    // A writer's chunk is 256 KiB: these rows cross several chunk ends, most of them inside a string.
+    const writer = new ExecutionWriter();
+    const written: [Uint8Array, string][] = [];
+    for (let i = 0; i < 120; i++) {
+      const text = jsonbText({
+        id: i,
+        plain: "p".repeat(1_000 + i * 37),
+        accented: "é".repeat(200 + i),
+        escaped: `"${"\\n".repeat(100 + i)}"`,
+        // Mostly short strings, so that chunk ends fall inside them too.
+        items: Array.from({ length: 500 + i }, (_, k) => `item-${k}`),
+      });
+      const r = plainRow({ context: new JsonText(text) });
+      const want = hex(toBinary(WorkflowExecutionSchema, executionFromRow({ ...r, context: JSON.parse(text) as object })));
+      const view = encodeExecutionDelimited(writer, r);
+      written.push([view, want]);
+    }
+    // Views handed out earlier stay valid while later rows are written; each is its length, then the message.
+    const varint = (n: number) => {
+      const out: number[] = [];
+      for (; n > 0x7f; n >>>= 7) out.push((n & 0x7f) | 0x80);
+      out.push(n);
+      return hex(Uint8Array.from(out));
+    };
+    for (const [view, want] of written) expect(hex(view)).toBe(varint(want.length / 2) + want);
   });
 
   it("declines, having written nothing, where JSON.parse would order the keys otherwise than the text", () => {
