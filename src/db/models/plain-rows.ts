@@ -46,8 +46,7 @@ export function jsonAttributesFromText<M extends Model, Row extends object>(mode
   for (const column of model.jsonAttributes) {
     const text = values[column];
     if (typeof text !== "string") continue; // SQL NULL
-    const json = new JsonText(text);
-    values[column] = keep.includes(column) ? json : json.value();
+    values[column] = keep.includes(column) ? new JsonText(text) : jsonbTextValue(text);
   }
   return row;
 }
@@ -74,9 +73,14 @@ export class JsonText {
   constructor(readonly text: string) {}
 
   value(): unknown {
-    const parsed: unknown = JSON.parse(this.text);
-    return typeof parsed === "string" ? jsonAttributeValue(parsed) : parsed;
+    return jsonbTextValue(this.text);
   }
+}
+
+/** What the driver's parsing then parseJsonAttributes make of a jsonb value's text. */
+function jsonbTextValue(text: string): unknown {
+  const parsed: unknown = JSON.parse(text);
+  return typeof parsed === "string" ? jsonAttributeValue(parsed) : parsed;
 }
 
 /** A JSON attribute's value as a plain row holds it: JsonText parsed, anything else as it is. */
