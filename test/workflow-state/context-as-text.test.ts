@@ -132,6 +132,33 @@ describe("an execution whose context is read as its jsonb text", () => {
     for (const [view, want] of written) expect(hex(view)).toBe(varint(want.length / 2) + want);
   });
 
+  it("holds each number as JSON.parse reads it, whatever its digits", () => {
+    // numeric's text: up to 15 digits are read as an integer divided by a power of ten, more through Number().
+    const digits = (min: number, max: number) => fc.string({ unit: fc.constantFrom(..."0123456789"), minLength: min, maxLength: max });
+    const numeral = fc
+      .tuple(fc.boolean(), fc.oneof(fc.constant("0"), fc.tuple(fc.constantFrom(..."123456789"), digits(0, 12)).map(([first, rest]) => first + rest)), fc.option(digits(1, 24)))
+      .map(([negative, whole, fraction]) => `${negative ? "-" : ""}${whole}${fraction === null ? "" : "." + fraction}`);
+    fc.assert(
+      fc.property(fc.array(numeral, { minLength: 1, maxLength: 8 }), (numbers) => {
+        const text = `{"n": [${numbers.join(", ")}], "x": ${numbers[0]}}`;
+        expect(direct(text), text).toBe(true);
+        expectSameBytes(plainRow(), text);
+      }),
+      runs(3_000),
+    );
+    for (const n of ["0.1", "-0.0", "999999999999999", "9999999999999999", "0.000000000000001", "123456789.123456", "1.0000000000000002", "19.99"]) {
+      expectSameBytes(plainRow(), `{"n": ${n}}`);
+    }
+  });
+
+  it("is the same for a text cut short read after a longer one (nothing of the longer one is taken for its rest)", () => {
+    const long = jsonbText({ a: "x".repeat(5_000), b: [1, 2, 3] });
+    for (const text of [long, '{"a": "x', '{"a": 1, ', '{"a": [1, ', '{"a": "y"}']) expectSameBytes(plainRow(), text);
+    expect(direct(long)).toBe(true);
+    expect(direct('{"a": "x')).toBe(false);
+    expect(direct('{"a": [1, ')).toBe(false);
+  });
+
   it("declines, having written nothing, where JSON.parse would order the keys otherwise than the text", () => {
     expect(direct('{"0": 1, "a": 2}')).toBe(false);
     expect(direct('{"a": {"7": 1}}')).toBe(false);

@@ -150,13 +150,14 @@ export class ExecutionWriter {
   }
 
   /**
-   * A length-prefixed string of `text`'s characters from `from` up to the
-   * next `"`, when every one is printable ASCII other than `\\`: returns the
-   * index of that `"`. Returns -1, having written nothing, at any other
-   * character, at the end of the text, or at the end of the chunk (the
-   * caller writes that string another way).
+   * A length-prefixed string of the UTF-8 bytes of `src` from `from` up to
+   * the next `"`, when none is `\\` or below 0x20: returns the index of that
+   * `"`. Returns -1, having written nothing, at a `\\`, at any byte below
+   * 0x20 (`src` must hold one after its text, so the end of the text returns
+   * here), or at the end of the chunk (the caller writes that string another
+   * way).
    */
-  asciiUntilQuote(text: string, from: number): number {
+  bytesUntilQuote(src: Uint8Array, from: number): number {
     this.ensure(1);
     const buf = this.buf;
     const end = buf.length;
@@ -165,10 +166,9 @@ export class ExecutionWriter {
     let p = at + 1;
     let i = from;
     for (;;) {
-      const c = text.charCodeAt(i);
+      const c = src[i]!;
       if (c === 0x22) break;
-      // The end of the text (NaN) fails every comparison, and so returns here.
-      if (!(c >= 0x20 && c <= 0x7e) || c === 0x5c || p === end) return -1;
+      if (c < 0x20 || c === 0x5c || p === end) return -1;
       buf[p++] = c;
       i++;
     }
