@@ -2,7 +2,8 @@ import type { ExecutionRow } from "../models/workflow-execution.js";
 import type { TenantScope } from "../../tenancy/tenant-scope.js";
 import type { BoundedRows } from "../../limits/byte-budget.js";
 import { dropTrailingColumns } from "../models/plain-rows.js";
-import { LEASE_COLUMNS, parseJsonColumns, type RowLimits } from "./workflow-executions.js";
+import { JSONB_AS_TEXT } from "../type-parsers.js";
+import { executionFromText, LEASE_COLUMNS, type RowLimits } from "./workflow-executions.js";
 
 /** The columns a claim batch adds to each row it returns, last, taken off before the rows are handed on. */
 const CLAIM_HELPER_COLUMNS = ["locked_count", "claim_order"] as const;
@@ -122,7 +123,8 @@ export async function claimBatch(scope: TenantScope, input: ClaimInput, limits: 
         owner: input.owner,
         lease_ms: input.leaseMs,
       },
-    );
+      // The context as jsonb's text, written straight into the answer, as the stream's reads do.
+    ).options(JSONB_AS_TEXT);
     const locked = rows.length === 0 ? 0 : Number(rows[0]!.locked_count);
     // In claim order, sorted here by their rank in the batch: an ORDER BY of
     // the statement would sort the whole rows (CTE scans carry no order), a
@@ -133,7 +135,7 @@ export async function claimBatch(scope: TenantScope, input: ClaimInput, limits: 
       if (row.execution_id === null) continue;
       const order = Number(row.claim_order);
       dropTrailingColumns(row, CLAIM_HELPER_COLUMNS);
-      ranked.push({ order, row: parseJsonColumns(row) });
+      ranked.push({ order, row: executionFromText(row) });
     }
     const claimed = ranked.sort((a, b) => a.order - b.order).map((r) => r.row);
     // LIMIT counts only rows locked and still claimable in the snapshot, so

@@ -310,9 +310,13 @@ async function executionsAfter(
   });
 }
 
-/** parseJsonAttributes of an execution row (the claim batch's rows, in execution-leases.ts). */
-export function parseJsonColumns(row: ExecutionRow): ExecutionRow {
-  return parseJsonAttributes(WorkflowExecutionModel, row);
+/**
+ * An execution row read with JSONB_AS_TEXT (the claim batch's rows, in
+ * execution-leases.ts), as the reads here make theirs: the KEEP_TEXT
+ * columns stay text, the other JSON columns are parsed.
+ */
+export function executionFromText(row: ExecutionRow): ExecutionRow {
+  return jsonAttributesFromText(WorkflowExecutionModel, row, KEEP_TEXT);
 }
 
 /** Filters of deleteTerminalBatch. */
