@@ -245,7 +245,7 @@ export async function findExecution(scope: TenantScope, executionId: string): Pr
       [scope.tenantId, executionId],
     ).options({ ...PLAN_ONCE, ...JSONB_AS_TEXT });
     const row = rows[0];
-    return row === undefined ? undefined : jsonAttributesFromText(WorkflowExecutionModel, row, KEEP_TEXT);
+    return row === undefined ? undefined : executionFromText(row);
   });
 }
 
@@ -311,9 +311,9 @@ async function executionsAfter(
 }
 
 /**
- * An execution row read with JSONB_AS_TEXT (the claim batch's rows, in
- * execution-leases.ts), as the reads here make theirs: the KEEP_TEXT
- * columns stay text, the other JSON columns are parsed.
+ * An execution row read with JSONB_AS_TEXT (findExecution's, and the claim
+ * batch's in execution-leases.ts; byteBounded does the same for pages and
+ * streams): the KEEP_TEXT columns stay text, the other JSON columns are parsed.
  */
 export function executionFromText(row: ExecutionRow): ExecutionRow {
   return jsonAttributesFromText(WorkflowExecutionModel, row, KEEP_TEXT);
