@@ -1,4 +1,5 @@
-// The raw-pg baselines of B1-B4: the same statements our queries run, with
+// The raw-pg baselines of B1-B4: the same statements our queries run (but
+// for the decision ids B1 and B2 also write: see ../lib/bare-sql.ts), with
 // the same row content (bench/workloads.ts through our own row converters),
 // sent by a bare `pg` pool from `concurrency` workers calling back to back:
 // no gRPC, no transaction, no row-level security binding, no ORM. Prints one

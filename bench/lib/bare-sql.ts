@@ -2,7 +2,12 @@ import type { DecisionColumns } from "../../src/db/queries/routing-decisions.js"
 
 // The bare statements of the raw-pg baselines (bench/baselines/pg-workloads.ts,
 // bench/rls-cost.ts) and of the peer (bench/baselines/peer-server.ts), positional: what our queries in src/db/queries send,
-// without tenant binding or ORM.
+// without tenant binding or ORM. One exception: since December 5 our
+// recording of a decision also inserts its id into routing_decision_ids
+// (src/db/queries/routing-decisions.ts); INSERT_DECISION and
+// INSERT_DECISIONS_UNNEST write the decisions only, as before, so that B1's
+// and B2's baselines compare with the runs of docs/performance.md made before
+// that (ours carries the second insert in every ratio since).
 
 export const SELECT_EXECUTION = "SELECT * FROM workflow_executions WHERE tenant_id = $1 AND execution_id = $2";
 export const UPSERT_EXECUTION = `INSERT INTO workflow_executions AS t
